@@ -1,0 +1,96 @@
+"""The ``segment`` command: run the flows from a shell.
+
+Exit status 0 on success; on a failure the pipeline expects (bad input,
+failed expectations, failed gate, bad config) a one-paragraph message on
+stderr and a non-zero status, with a traceback only under ``--debug``.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_UNEXPECTED = 70
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segment", description="Customer segmentation with Self-Organizing Maps.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and Prefect's error logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a segmentation on a customer table")
+    train.add_argument("input", nargs="?", help="CSV or Parquet table (default: the sample in data/)")
+    train.add_argument("--config", help="YAML config file (default: the reference recipe)")
+    train.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
+    train.add_argument("--work-dir", help="folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_environment()
+    from somseg.errors import SomsegError
+
+    try:
+        return _run(args)
+    except SomsegError as error:
+        if args.debug:
+            raise
+        print(f"segment {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"segment {args.command}: unexpected error: {type(error).__name__}: {error}\n"
+              "rerun with --debug for the traceback", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from somseg.config import load_config
+
+    config = load_config(args.config)
+    if args.command == "train":
+        from flows.support import SAMPLE_TABLE
+        from flows.train import train_segments_flow
+        from tasks.caching import default_work_dir
+
+        _hide_tracebacks(args.debug)
+        out = train_segments_flow(
+            input_path=str(Path(args.input) if args.input else SAMPLE_TABLE),
+            out_dir=args.out,
+            config=config,
+            work_dir=args.work_dir or default_work_dir(),
+        )
+        print(f"segments written to {out}")
+        return 0
+    raise AssertionError(f"unknown command {args.command}")
+
+
+def _quiet_environment() -> None:
+    # No internet here and no use for telemetry; its heartbeat also locks the
+    # ephemeral server's SQLite database on a fresh PREFECT_HOME.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _hide_tracebacks(debug: bool) -> None:
+    if debug:
+        return
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(_NoTraceback())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

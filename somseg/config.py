@@ -1,0 +1,227 @@
+"""The one typed configuration of a segmentation run.
+
+``SegmentationConfig`` is both the Prefect flow parameter (the UI renders it
+as a form, with these descriptions) and what ``--config FILE`` supplies as
+YAML. Its defaults are the reference recipe of ``REFERENCE.md``.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from somseg.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeatureSpec(_Section):
+    """One numeric feature the map is trained on."""
+
+    name: str = Field(description="Column name in the input table.")
+    min: float | None = Field(None, description="Smallest valid value (inclusive); none if unbounded.")
+    max: float | None = Field(None, description="Largest valid value (inclusive); none if unbounded.")
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> "FeatureSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+class SomConfig(_Section):
+    """The Self-Organizing Map and how it is trained."""
+
+    engine: Literal["minisom"] = Field(
+        "minisom", description="Training engine. 'minisom' reproduces the reference notebook exactly."
+    )
+    rows: int = Field(8, ge=1, le=500, description="Grid rows.")
+    cols: int = Field(8, ge=1, le=500, description="Grid columns.")
+    sigma: float = Field(2.0, gt=0, description="Initial neighbourhood radius, in grid units.")
+    learning_rate: float = Field(0.3, gt=0, description="Initial learning rate.")
+    neighborhood: Literal["gaussian", "mexican_hat", "bubble", "triangle"] = Field(
+        "gaussian", description="Neighbourhood function."
+    )
+    iterations: int = Field(8000, ge=1, description="Training iterations (one sample each for MiniSom).")
+    init: Literal["random", "pca"] = Field(
+        "random", description="Weight initialisation: random samples of the data, or the first two principal components."
+    )
+    seed: int = Field(42, description="Random seed: the same seed and data give the same map.")
+
+
+class GateConfig(_Section):
+    """Thresholds that fail the run when the map is not good enough."""
+
+    max_quantization_error: float = Field(0.5, gt=0, description="Largest acceptable quantization error (standardised units).")
+    max_topographic_error: float = Field(0.1, ge=0, le=1, description="Largest acceptable topographic error (share of rows).")
+
+
+class SegmentsConfig(_Section):
+    """Macro-clustering of the map's neurons into segments."""
+
+    method: Literal["kmeans"] = Field("kmeans", description="Clustering method for the neuron weight vectors.")
+    k: int = Field(4, ge=2, le=50, description="Number of segments.")
+    n_init: int = Field(20, ge=1, description="KMeans restarts.")
+    random_state: int = Field(42, description="Seed of the clustering.")
+
+
+class Condition(_Section):
+    """A test on a segment's mean of one feature (observed values, raw units).
+
+    Give either ``value`` (raw units) or ``z`` (population standard deviations
+    away from the population mean), not both.
+    """
+
+    feature: str = Field(description="Feature whose segment mean is tested.")
+    op: Literal[">", ">=", "<", "<="] = Field(description="Comparison.")
+    value: float | None = Field(None, description="Threshold in the feature's raw units.")
+    z: float | None = Field(None, description="Threshold in population standard deviations from the population mean.")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "Condition":
+        if (self.value is None) == (self.z is None):
+            raise ValueError(f"condition on {self.feature!r}: give exactly one of 'value' or 'z'")
+        return self
+
+
+class LabelRule(_Section):
+    """A name given to the segment whose profile meets every condition."""
+
+    label: str = Field(min_length=1, description="Human name of the segment.")
+    when: list[Condition] = Field(min_length=1, description="Conditions, all of which must hold.")
+
+
+class LabelsConfig(_Section):
+    """Declarative naming of segments from their profiles.
+
+    Rules are tried in order; each names at most one segment. When several
+    unnamed segments meet a rule, the one meeting it by the widest margin (in
+    population standard deviations) takes the name. A segment no rule names
+    gets a descriptive name from how its profile differs from the population.
+    """
+
+    rules: list[LabelRule] = Field(
+        default_factory=lambda: [
+            LabelRule(label="Senior / Retired", when=[Condition(feature="Age", op=">=", z=1.0)]),
+            LabelRule(label="Established Professionals", when=[Condition(feature="Work_Experience", op=">=", z=1.0)]),
+            LabelRule(label="Family-Oriented", when=[Condition(feature="Family_Size", op=">=", z=1.0)]),
+            LabelRule(label="Early Career Adults", when=[Condition(feature="Age", op="<=", z=0.0)]),
+        ],
+        description="Ordered naming rules.",
+    )
+    fallback_min_z: float = Field(
+        0.5, gt=0, description="A feature enters a fallback name when its segment mean is this many population sds from the population mean."
+    )
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> "LabelsConfig":
+        names = [rule.label for rule in self.rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"label rules must have unique labels; repeated: {duplicates}")
+        return self
+
+
+class OutliersConfig(_Section):
+    """How customers far from every neuron are flagged."""
+
+    percentile: float = Field(
+        95.0, gt=0, lt=100, description="Rows whose distance to their best unit is above this percentile of the training distances are outliers."
+    )
+
+
+class QualityConfig(_Section):
+    """Data-quality checks run before training."""
+
+    suite: str = Field(
+        "customers", description="Expectation suite: a name in expectations/ (without .json) or a path to a suite JSON file."
+    )
+
+
+class SegmentationConfig(_Section):
+    """Everything a segmentation run needs besides its input and output locations."""
+
+    id_column: str = Field("ID", description="Customer identifier, carried through untouched; never a feature.")
+    features: list[FeatureSpec] = Field(
+        default_factory=lambda: [
+            FeatureSpec(name="Age", min=18, max=100),
+            FeatureSpec(name="Work_Experience", min=0, max=60),
+            FeatureSpec(name="Family_Size", min=1, max=20),
+        ],
+        min_length=1,
+        description="Numeric features, in the order the model uses them.",
+    )
+    som: SomConfig = Field(default_factory=SomConfig)
+    gates: GateConfig = Field(default_factory=GateConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    outliers: OutliersConfig = Field(default_factory=OutliersConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature.name for feature in self.features]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SegmentationConfig":
+        names = self.feature_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"features must be unique; got {names}")
+        if self.id_column in names:
+            raise ValueError(f"id column {self.id_column!r} cannot also be a feature")
+        unknown = sorted(
+            {cond.feature for rule in self.labels.rules for cond in rule.when} - set(names)
+        )
+        if unknown:
+            raise ValueError(f"label rules test features that are not in 'features': {unknown}")
+        if self.segments.k > self.som.rows * self.som.cols:
+            raise ValueError(
+                f"segments.k={self.segments.k} exceeds the {self.som.rows}x{self.som.cols} map's neurons"
+            )
+        return self
+
+
+def load_config(path: str | Path | None) -> SegmentationConfig:
+    """Read a YAML configuration file; ``None`` gives the reference defaults.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        YAML file whose keys are those of :class:`SegmentationConfig`.
+        Missing keys take their defaults.
+
+    Returns
+    -------
+    SegmentationConfig
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or does not describe a valid config.
+    """
+    if path is None:
+        return SegmentationConfig()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    try:
+        return SegmentationConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"config {path} is invalid:\n{_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {error['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,213 @@
+"""The saved model: everything scoring new customers needs, without retraining.
+
+A bundle is a folder of plain files, never a pickle:
+
+``model.json``
+    Format name and version, id column, features (names, order, valid
+    ranges), the cleaner's medians, means and scales, grid shape, the
+    neuron-to-segment map, segment labels, the outlier threshold, training
+    figures and the library versions that trained it.
+``weights.npy``
+    The codebook, float64, shape (rows, cols, n_features), NumPy ``.npy``
+    format read with ``allow_pickle=False``.
+``expectations.json``
+    The Great Expectations suite the training data passed, so that scoring
+    validates new data with the same contract.
+``MANIFEST.json``
+    SHA-256 of each file above; :meth:`SegmentationModel.load` refuses a
+    bundle whose files do not match it.
+"""
+
+import json
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from somseg.cleaning import FeatureCleaner
+from somseg.errors import ModelBundleError
+from somseg.io import atomic_path, file_sha256, read_npy
+from somseg.metrics import UnitMatch, match_units
+
+FORMAT_NAME = "somseg-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.npy"
+SUITE_FILE = "expectations.json"
+MANIFEST_FILE = "MANIFEST.json"
+_LIBRARIES = ("somseg", "numpy", "pandas", "pyarrow", "scikit-learn", "minisom")
+
+SEGMENT_COLUMNS = ("bmu", "segment", "segment_label", "quantization_error", "is_outlier")
+
+
+@dataclass
+class SegmentationModel:
+    """A trained segmentation: cleaning, map, segments, labels and thresholds."""
+
+    id_column: str
+    features: list[dict[str, Any]]
+    cleaner: FeatureCleaner
+    weights: np.ndarray
+    neuron_segment: np.ndarray
+    labels: dict[int, str]
+    outlier_threshold: float
+    suite: dict[str, Any]
+    training: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str] = field(default_factory=lambda: library_versions())
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.features]
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return int(self.weights.shape[0]), int(self.weights.shape[1])
+
+    def match(self, X: np.ndarray) -> UnitMatch:
+        """Best and second-best units of standardised rows ``X``."""
+        return match_units(X, self.weights)
+
+    def assign(self, ids: pd.Series, bmu: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
+        """The per-row output table from each row's best unit and its distance.
+
+        Returns
+        -------
+        DataFrame
+            The id column under its own name, then ``bmu``, ``segment``,
+            ``segment_label``, ``quantization_error``, ``is_outlier``.
+        """
+        segment = self.neuron_segment[bmu]
+        names = np.array([self.labels[s] for s in range(len(self.labels))], dtype=object)
+        return pd.DataFrame(
+            {
+                self.id_column: ids.to_numpy(),
+                "bmu": np.asarray(bmu, dtype=np.int64),
+                "segment": segment,
+                "segment_label": pd.array(names[segment], dtype="string"),
+                "quantization_error": np.asarray(distance, dtype=np.float64),
+                "is_outlier": np.asarray(distance) > self.outlier_threshold,
+            }
+        )
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the bundle atomically to ``folder`` (replacing an older one)."""
+        folder = Path(folder)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            (tmp / MODEL_FILE).write_text(json.dumps(self._metadata(), indent=2) + "\n", encoding="utf-8")
+            with open(tmp / WEIGHTS_FILE, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(self.weights, dtype=np.float64), allow_pickle=False)
+            (tmp / SUITE_FILE).write_text(json.dumps(self.suite, indent=2) + "\n", encoding="utf-8")
+            manifest = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "sha256": {name: file_sha256(tmp / name) for name in (MODEL_FILE, WEIGHTS_FILE, SUITE_FILE)},
+            }
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "SegmentationModel":
+        """Read and verify a bundle.
+
+        Raises
+        ------
+        ModelBundleError
+            If a file is missing, a checksum does not match, or the format
+            version is not one this release reads.
+        """
+        folder = Path(folder)
+        manifest = _read_manifest(folder)
+        _verify_checksums(folder, manifest)
+        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        weights = read_npy(folder / WEIGHTS_FILE)
+        suite = json.loads((folder / SUITE_FILE).read_text(encoding="utf-8"))
+        return cls(
+            id_column=meta["id_column"],
+            features=meta["features"],
+            cleaner=FeatureCleaner.from_dict(meta["cleaner"]),
+            weights=weights,
+            neuron_segment=np.asarray(meta["neuron_segment"], dtype=np.int64),
+            labels={int(k): v for k, v in meta["labels"].items()},
+            outlier_threshold=float(meta["outlier_threshold"]),
+            suite=suite,
+            training=meta.get("training", {}),
+            config=meta.get("config", {}),
+            libraries=meta.get("libraries", {}),
+        )
+
+    def library_mismatches(self) -> dict[str, tuple[str, str]]:
+        """Libraries whose installed version differs from the training one: name -> (trained, installed)."""
+        installed = library_versions()
+        return {
+            name: (version, installed.get(name, "not installed"))
+            for name, version in self.libraries.items()
+            if name != "python" and installed.get(name) != version
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "id_column": self.id_column,
+            "features": self.features,
+            "cleaner": self.cleaner.to_dict(),
+            "grid": {"rows": self.grid_shape[0], "cols": self.grid_shape[1], "topology": "rectangular"},
+            "neuron_segment": self.neuron_segment.tolist(),
+            "labels": {str(k): v for k, v in sorted(self.labels.items())},
+            "outlier_threshold": self.outlier_threshold,
+            "training": self.training,
+            "config": self.config,
+            "libraries": self.libraries,
+        }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a bundle's numbers depend on."""
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise ModelBundleError(f"model bundle {folder} does not exist or is not a folder")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelBundleError(f"model bundle {folder} has no {MANIFEST_FILE}; is it a somseg model folder?") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelBundleError(f"model bundle {folder}: {MANIFEST_FILE} is unreadable: {exc}") from exc
+    if manifest.get("format") != FORMAT_NAME:
+        raise ModelBundleError(f"model bundle {folder} is not a {FORMAT_NAME} bundle (format {manifest.get('format')!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelBundleError(
+            f"model bundle {folder} has format version {manifest.get('format_version')!r}; "
+            f"this release reads version {FORMAT_VERSION}. Retrain the model with this release."
+        )
+    return manifest
+
+
+def _verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
+    for name, expected in manifest.get("sha256", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelBundleError(f"model bundle {folder} is missing {name}")
+        if file_sha256(path) != expected:
+            raise ModelBundleError(
+                f"model bundle {folder}: checksum of {name} does not match {MANIFEST_FILE}; "
+                "the bundle is corrupted or was edited"
+            )
+    for required in (MODEL_FILE, WEIGHTS_FILE, SUITE_FILE):
+        if required not in manifest.get("sha256", {}):
+            raise ModelBundleError(f"model bundle {folder}: {MANIFEST_FILE} lists no checksum for {required}")

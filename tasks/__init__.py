@@ -1,0 +1,1 @@
+"""Prefect tasks: each wraps one core call and owns retries, caching and logging."""

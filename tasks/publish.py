@@ -1,0 +1,175 @@
+"""The run's outputs: the model bundle, per-customer segments, and the run folder."""
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from somseg.cleaning import FeatureCleaner
+from somseg.config import SegmentationConfig
+from somseg.drift import feature_reference
+from somseg.io import RUN_MARKER, discard, new_staging_folder, publish_run_folder, read_npy, write_json, write_parquet
+from somseg.model import SegmentationModel
+from tasks.caching import CONTENT_CACHE, stage_dir, writing
+from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
+from tasks.segments import LabelledSegments
+from tasks.som import MapAssessment
+
+SEGMENTS_FILE = "segments.parquet"
+PROFILES_FILE = "profiles.parquet"
+METRICS_FILE = "metrics.json"
+VALIDATION_FILE = "validation.json"
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+FAILURE_DIR = "last_failure"
+
+
+@task(name="build-model", cache_policy=CONTENT_CACHE)
+def build_model(
+    table: Path,
+    cleaner: Path,
+    weights: Path,
+    neuron_segment: Path,
+    segments: LabelledSegments,
+    assessment: MapAssessment,
+    suite_path: Path,
+    config: SegmentationConfig,
+    work_dir: str,
+) -> Path:
+    """Bundle all that scoring new customers needs into a model folder."""
+    raw = pd.read_parquet(table, columns=config.feature_names)
+    profiles = pd.read_parquet(segments.profiles)
+    model = SegmentationModel(
+        id_column=config.id_column,
+        features=[feature.model_dump() for feature in config.features],
+        cleaner=FeatureCleaner.from_dict(json.loads(cleaner.read_text(encoding="utf-8"))),
+        weights=read_npy(weights),
+        neuron_segment=read_npy(neuron_segment),
+        labels=segments.labels,
+        outlier_threshold=assessment.outlier_threshold,
+        suite=json.loads(suite_path.read_text(encoding="utf-8")),
+        training={
+            "n_rows": assessment.n_rows,
+            "quantization_error": assessment.quantization_error,
+            "topographic_error": assessment.topographic_error,
+            "segment_shares": profiles["share"].tolist(),
+            "feature_reference": feature_reference(raw, config.feature_names),
+        },
+        config=config.model_dump(mode="json"),
+    )
+    folder = stage_dir(
+        work_dir, "build-model", table=table, cleaner=cleaner, weights=weights, neuron_segment=neuron_segment,
+        segments=segments, assessment=assessment, suite_path=suite_path, config=config,
+    )
+    with writing(folder) as tmp:
+        model.save(tmp / MODEL_DIR)
+    return folder / MODEL_DIR
+
+
+@task(name="assign-segments", cache_policy=CONTENT_CACHE)
+def assign_segments(table: Path, assessment: MapAssessment, model_dir: Path, work_dir: str) -> Path:
+    """Each customer's best unit, segment, label, distance and outlier flag."""
+    model = SegmentationModel.load(model_dir)
+    ids = pd.read_parquet(table, columns=[model.id_column])[model.id_column]
+    assigned = model.assign(ids, read_npy(assessment.bmu), read_npy(assessment.distance))
+    folder = stage_dir(work_dir, "assign-segments", table=table, assessment=assessment, model_dir=model_dir)
+    with writing(folder) as tmp:
+        write_parquet(tmp / SEGMENTS_FILE, assigned)
+    return folder / SEGMENTS_FILE
+
+
+def training_metrics(
+    assessment: MapAssessment, config: SegmentationConfig, source: Path, outlier_share: float | None = None
+) -> dict[str, Any]:
+    """The figures of ``metrics.json`` that do not depend on timing."""
+    figures: dict[str, Any] = {
+        "quantization_error": assessment.quantization_error,
+        "topographic_error": assessment.topographic_error,
+        "topographic_error_adjacency": "8 neighbours (diagonals adjacent, as MiniSom)",
+        "topographic_error_4": assessment.topographic_error_4,
+        "thresholds": {
+            "max_quantization_error": config.gates.max_quantization_error,
+            "max_topographic_error": config.gates.max_topographic_error,
+        },
+        "gates_passed": assessment.quantization_error <= config.gates.max_quantization_error
+        and assessment.topographic_error <= config.gates.max_topographic_error,
+        "n_rows": assessment.n_rows,
+        "n_features": len(config.features),
+        "grid": {"rows": config.som.rows, "cols": config.som.cols},
+        "engine": config.som.engine,
+        "outlier_threshold": assessment.outlier_threshold,
+        "outlier_percentile": config.outliers.percentile,
+        "input": str(source),
+    }
+    if outlier_share is not None:
+        figures["outlier_share"] = outlier_share
+    return figures
+
+
+@task(
+    name="publish-run",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io_error,
+)
+def publish_run(
+    out_dir: Path,
+    segments: Path,
+    labelled: LabelledSegments,
+    validation: Path,
+    model_dir: Path,
+    metrics: dict[str, Any],
+    config: SegmentationConfig,
+) -> Path:
+    """Assemble every output beside the run folder, then swap it into place.
+
+    Never cached: the run folder is the product, and it must be rewritten
+    even when every step before it came from the cache.
+    """
+    staging = new_staging_folder(out_dir)
+    try:
+        shutil.copyfile(segments, staging / SEGMENTS_FILE)
+        shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
+        shutil.copyfile(validation, staging / VALIDATION_FILE)
+        shutil.copytree(model_dir, staging / MODEL_DIR)
+        outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
+        metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
+        metrics["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(staging / METRICS_FILE, metrics)
+        (staging / CONFIG_FILE).write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+        publish_run_folder(staging, out_dir)
+    finally:
+        discard(staging)
+    get_run_logger().info("wrote the run's outputs to %s", out_dir)
+    return out_dir
+
+
+def record_failure(out_dir: Path, files: dict[str, Path], figures: dict[str, Any], error: BaseException) -> Path:
+    """Keep a failed run's diagnostics in ``<out>/last_failure/``, touching nothing else."""
+    folder = out_dir / FAILURE_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / RUN_MARKER
+    if not marker.exists():
+        marker.write_text("written by somseg\n", encoding="utf-8")
+    staging = new_staging_folder(folder)
+    try:
+        for name, path in files.items():
+            if path.is_file():
+                shutil.copyfile(path, staging / name)
+        if figures:
+            write_json(staging / METRICS_FILE, figures)
+        (staging / "error.txt").write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")
+        publish_run_folder(staging, folder)
+    finally:
+        discard(staging)
+    return folder

@@ -1,0 +1,25 @@
+"""When a failed step is worth retrying: transient I/O, never bad data."""
+
+from typing import Any
+
+from somseg.errors import SomsegError
+
+IO_RETRIES = 3
+IO_RETRY_DELAYS = [1, 4, 10]
+
+
+def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an ``OSError`` (a share briefly unreachable, a file being replaced).
+
+    A ``SomsegError`` (bad input, failed expectations, failed gate) would
+    fail the same way again, so it is not retried.
+    """
+    try:
+        state.result()
+    except SomsegError:
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False

@@ -1,0 +1,80 @@
+"""The map: training, its quality on the training data, and the quality gate."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from somseg.config import GateConfig, OutliersConfig, SomConfig
+from somseg.errors import QualityGateError
+from somseg.io import read_npy, write_json, write_npy
+from somseg.metrics import match_units, outlier_threshold, topographic_errors
+from somseg.som import build_engine
+from tasks.caching import CONTENT_CACHE, stage_dir, writing
+
+WEIGHTS_FILE = "weights.npy"
+TRAIN_TIMEOUT_SECONDS = 3600
+
+
+@task(name="train-som", cache_policy=CONTENT_CACHE, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
+def train_som(matrix: Path, som: SomConfig, work_dir: str) -> Path:
+    """Fit the Self-Organizing Map on the standardised data."""
+    engine = build_engine(som).fit(read_npy(matrix))
+    folder = stage_dir(work_dir, "train-som", matrix=matrix, som=som)
+    with writing(folder) as tmp:
+        write_npy(tmp / WEIGHTS_FILE, engine.weights_)
+    get_run_logger().info("trained a %dx%d map with the %s engine", som.rows, som.cols, som.engine)
+    return folder / WEIGHTS_FILE
+
+
+@dataclass(frozen=True)
+class MapAssessment:
+    """Every row's best and second-best unit, and the map's quality figures."""
+
+    bmu: Path
+    distance: Path
+    quantization_error: float
+    topographic_error: float
+    topographic_error_4: float
+    outlier_threshold: float
+    n_rows: int
+
+
+@task(name="assess-map", cache_policy=CONTENT_CACHE, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
+def assess_map(matrix: Path, weights: Path, outliers: OutliersConfig, work_dir: str) -> MapAssessment:
+    """Best units, quantization and topographic error, and the outlier threshold."""
+    codebook = read_npy(weights)
+    match = match_units(read_npy(matrix), codebook)
+    cols = codebook.shape[1]
+    folder = stage_dir(work_dir, "assess-map", matrix=matrix, weights=weights, outliers=outliers)
+    with writing(folder) as tmp:
+        write_npy(tmp / "bmu.npy", match.bmu)
+        write_npy(tmp / "distance.npy", match.distance)
+    single_neuron = codebook.shape[0] * codebook.shape[1] == 1
+    assessment = MapAssessment(
+        bmu=folder / "bmu.npy",
+        distance=folder / "distance.npy",
+        quantization_error=float(match.distance.mean()),
+        topographic_error=float("nan") if single_neuron else float(topographic_errors(match, cols, 8).mean()),
+        topographic_error_4=float("nan") if single_neuron else float(topographic_errors(match, cols, 4).mean()),
+        outlier_threshold=outlier_threshold(match.distance, outliers.percentile),
+        n_rows=len(match.bmu),
+    )
+    get_run_logger().info(
+        "quantization error %.5f, topographic error %.5f", assessment.quantization_error, assessment.topographic_error
+    )
+    return assessment
+
+
+@task(name="enforce-quality-gates")
+def enforce_gates(assessment: MapAssessment, gates: GateConfig) -> None:
+    """Fail the run when the map's quantization or topographic error is too high."""
+    problems = []
+    if not assessment.quantization_error <= gates.max_quantization_error:
+        problems.append(
+            f"quantization error {assessment.quantization_error:.5f} > max {gates.max_quantization_error}"
+        )
+    if not assessment.topographic_error <= gates.max_topographic_error:
+        problems.append(f"topographic error {assessment.topographic_error:.5f} > max {gates.max_topographic_error}")
+    if problems:
+        raise QualityGateError("quality gate failed: " + "; ".join(problems))
