@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_UNEXPECTED = 70
+WORK_DIR_HELP = "folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("input", nargs="?", help="CSV or Parquet table (default: the sample in data/)")
     train.add_argument("--config", help="YAML config file (default: the reference recipe)")
     train.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
-    train.add_argument("--work-dir", help="folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)")
+    train.add_argument("--work-dir", help=WORK_DIR_HELP)
+    score = commands.add_parser("score", help="segment new customers with a saved model, without retraining")
+    score.add_argument("input", help="CSV or Parquet table with the model's id column and features")
+    score.add_argument("--model", required=True, help="model bundle folder written by 'segment train' (DIR/model)")
+    score.add_argument("--out", default="runs/scored", help="output folder (default: runs/scored)")
+    score.add_argument("--config", help="YAML scoring config: drift gate and chunk size")
+    score.add_argument("--work-dir", help=WORK_DIR_HELP)
     return parser
 
 
@@ -51,30 +58,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tasks.caching import default_work_dir
+
+    work_dir = args.work_dir or default_work_dir()
+    if args.command == "train":
+        out = _train(args, work_dir)
+    else:
+        out = _score(args, work_dir)
+    print(f"segments written to {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace, work_dir: str) -> str:
+    from flows.support import SAMPLE_TABLE
+    from flows.train import train_segments_flow
     from somseg.config import load_config
 
     config = load_config(args.config)
-    if args.command == "train":
-        from flows.support import SAMPLE_TABLE
-        from flows.train import train_segments_flow
-        from tasks.caching import default_work_dir
+    _hide_tracebacks(args.debug)
+    source = Path(args.input) if args.input else SAMPLE_TABLE
+    return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
 
-        _hide_tracebacks(args.debug)
-        out = train_segments_flow(
-            input_path=str(Path(args.input) if args.input else SAMPLE_TABLE),
-            out_dir=args.out,
-            config=config,
-            work_dir=args.work_dir or default_work_dir(),
-        )
-        print(f"segments written to {out}")
-        return 0
-    raise AssertionError(f"unknown command {args.command}")
+
+def _score(args: argparse.Namespace, work_dir: str) -> str:
+    from flows.score import score_segments_flow
+    from somseg.config import load_scoring_config
+
+    config = load_scoring_config(args.config)
+    _hide_tracebacks(args.debug)
+    return score_segments_flow(
+        input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
+    )
 
 
 def _quiet_environment() -> None:
     # No internet here and no use for telemetry; its heartbeat also locks the
     # ephemeral server's SQLite database on a fresh PREFECT_HOME.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server's first start migrates a new SQLite database,
+    # which on a busy 2-core machine can take longer than Prefect's 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 class _NoTraceback(logging.Filter):

@@ -42,5 +42,6 @@ class RunLog:
         except BaseException as error:
             figures = {**self.figures, "durations_seconds": self.durations} if self.figures else {}
             folder = record_failure(self.out_dir, self.diagnostics, figures, error)
-            get_run_logger().error("run failed; diagnostics in %s", folder)
+            if folder is not None:
+                get_run_logger().error("run failed; diagnostics in %s", folder)
             raise

@@ -6,7 +6,7 @@ YAML. Its defaults are the reference recipe of ``REFERENCE.md``.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,10 +62,40 @@ class GateConfig(_Section):
 class SegmentsConfig(_Section):
     """Macro-clustering of the map's neurons into segments."""
 
-    method: Literal["kmeans"] = Field("kmeans", description="Clustering method for the neuron weight vectors.")
+    method: Literal["kmeans", "ward"] = Field(
+        "kmeans",
+        description="Clustering method for the neuron weight vectors: 'kmeans', or 'ward' (SOM-Ward: hit-weighted "
+        "Ward merging restricted to 4-neighbour grid adjacency, so every segment is a connected region of the map).",
+    )
     k: int = Field(4, ge=2, le=50, description="Number of segments.")
     n_init: int = Field(20, ge=1, description="KMeans restarts.")
     random_state: int = Field(42, description="Seed of the clustering.")
+
+
+class EvaluationConfig(_Section):
+    """Scientific evaluation of a run: cluster validity, stability and the choice of k."""
+
+    bootstrap_resamples: int = Field(
+        10, ge=0, le=1000, description="Bootstrap resamples retrained to measure stability (0 skips the stability check)."
+    )
+    silhouette_sample: int = Field(
+        10_000, ge=100, description="Rows sampled (seeded) for the customer-level silhouette, whose exact cost is O(N^2)."
+    )
+    k_min: int = Field(2, ge=2, le=50, description="Smallest number of segments tried when recommending k.")
+    k_max: int = Field(8, ge=2, le=50, description="Largest number of segments tried when recommending k.")
+    min_mean_ari: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Stability gate: fail the run when the mean bootstrap adjusted Rand index is below this; none = off.",
+    )
+    seed: int = Field(42, description="Seed of the silhouette sample, the bootstrap resamples and their map seeds.")
+
+    @model_validator(mode="after")
+    def _k_range_ordered(self) -> "EvaluationConfig":
+        if self.k_min > self.k_max:
+            raise ValueError(f"evaluation.k_min={self.k_min} is above evaluation.k_max={self.k_max}")
+        return self
 
 
 class Condition(_Section):
@@ -202,8 +232,12 @@ def load_config(path: str | Path | None) -> SegmentationConfig:
     ConfigError
         If the file cannot be read or does not describe a valid config.
     """
+    return _load(path, SegmentationConfig)
+
+
+def _load(path: str | Path | None, model: type[_Section]) -> Any:
     if path is None:
-        return SegmentationConfig()
+        return model()
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -214,7 +248,7 @@ def load_config(path: str | Path | None) -> SegmentationConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
     try:
-        return SegmentationConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"config {path} is invalid:\n{_describe(exc)}") from exc
 
@@ -225,3 +259,28 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         lines.append(f"  - {where}: {error['msg']}")
     return "\n".join(lines)
+
+
+class DriftGateConfig(_Section):
+    """When scored data has drifted too far from the training data."""
+
+    action: Literal["warn", "fail", "off"] = Field(
+        "warn", description="On drift beyond a limit: log a warning, fail the run, or do not check."
+    )
+    max_outlier_share: float = Field(
+        0.15, ge=0, le=1, description="Largest acceptable share of outliers (training: 1 - percentile/100)."
+    )
+    max_segment_psi: float = Field(0.25, ge=0, description="Largest acceptable population stability index of the segment mix.")
+    max_feature_psi: float = Field(0.25, ge=0, description="Largest acceptable population stability index of any feature.")
+
+
+class ScoringConfig(_Section):
+    """Settings of a scoring run; everything else comes from the model bundle."""
+
+    drift: DriftGateConfig = Field(default_factory=DriftGateConfig)
+    chunk_rows: int = Field(1_000_000, ge=1, description="Rows scored at once; bounds memory.")
+
+
+def load_scoring_config(path: str | Path | None) -> ScoringConfig:
+    """Read a scoring YAML file (keys of :class:`ScoringConfig`); ``None`` gives the defaults."""
+    return _load(path, ScoringConfig)

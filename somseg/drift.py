@@ -36,13 +36,18 @@ def feature_reference(raw: pd.DataFrame, features: Sequence[str]) -> dict[str, d
 
 def bin_shares(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
     """Share of ``values`` in each bin ``(-inf, e0], (e0, e1], ..., (e_last, inf)`` and missing."""
+    counts = bin_counts(values, edges)
+    return counts / max(len(values), 1)
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Counts per bin as in :func:`bin_shares`; counts of chunks add up to the whole table's."""
     values = np.asarray(values, dtype=float)
     edges = np.asarray(edges, dtype=float)
     missing = np.isnan(values)
     bins = np.searchsorted(edges, values[~missing], side="left")
     counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
-    counts = np.append(counts, missing.sum())
-    return counts / max(len(values), 1)
+    return np.append(counts, missing.sum())
 
 
 def population_stability_index(expected: Sequence[float], actual: Sequence[float]) -> float:
@@ -75,3 +80,16 @@ def segment_shares(segment: np.ndarray, k: int) -> np.ndarray:
     """Share of rows in each of the ``k`` segments."""
     counts = np.bincount(np.asarray(segment, dtype=np.int64), minlength=k).astype(float)
     return counts / max(len(segment), 1)
+
+
+def drift_problems(figures: dict, max_outlier_share: float, max_segment_psi: float, max_feature_psi: float) -> list[str]:
+    """What drifted beyond its limit, and by how much, from a scoring run's figures."""
+    problems = []
+    if figures["outlier_share"] > max_outlier_share:
+        problems.append(f"outlier share {figures['outlier_share']:.3f} > max {max_outlier_share}")
+    if figures["segment_psi"] > max_segment_psi:
+        problems.append(f"segment mix PSI {figures['segment_psi']:.3f} > max {max_segment_psi}")
+    for name, psi in sorted(figures.get("feature_psi", {}).items(), key=lambda item: -item[1]):
+        if psi > max_feature_psi:
+            problems.append(f"feature {name} PSI {psi:.3f} > max {max_feature_psi}")
+    return problems

@@ -40,3 +40,9 @@ class ModelBundleError(SomsegError):
     """A saved model bundle is missing, corrupted or incompatible."""
 
     exit_code = 6
+
+
+class DriftError(SomsegError):
+    """New data has drifted from the training data beyond the configured limits."""
+
+    exit_code = 7

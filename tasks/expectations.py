@@ -45,7 +45,7 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> dict[str, Any]:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    _silence_gx_logs()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     gx_suite = context.suites.add(gx.ExpectationSuite(**_suite_fields(suite)))
@@ -54,6 +54,14 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> dict[str, Any]:
     validation = gx.ValidationDefinition(name="somseg-validation", data=batch, suite=gx_suite)
     result = validation.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
     return result.to_json_dict()
+
+
+def _silence_gx_logs() -> None:
+    # GX sets levels on some of its own child loggers, so the parent's level
+    # alone does not stop their INFO chatter.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _suite_fields(suite: dict[str, Any]) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def publish_run(
         shutil.copytree(model_dir, staging / MODEL_DIR)
         outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
         metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
-        metrics["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        metrics["finished_at"] = _now()
         write_json(staging / METRICS_FILE, metrics)
         (staging / CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
@@ -154,8 +154,40 @@ def publish_run(
     return out_dir
 
 
-def record_failure(out_dir: Path, files: dict[str, Path], figures: dict[str, Any], error: BaseException) -> Path:
-    """Keep a failed run's diagnostics in ``<out>/last_failure/``, touching nothing else."""
+@task(
+    name="publish-scores",
+    cache_policy=NO_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io_error,
+)
+def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dict[str, Any]) -> Path:
+    """Swap the scored rows, the validation result and the metrics into the output folder."""
+    staging = new_staging_folder(out_dir)
+    try:
+        shutil.copyfile(segments, staging / SEGMENTS_FILE)
+        shutil.copyfile(validation, staging / VALIDATION_FILE)
+        write_json(staging / METRICS_FILE, {**metrics, "finished_at": _now()})
+        publish_run_folder(staging, out_dir)
+    finally:
+        discard(staging)
+    get_run_logger().info("wrote the scored segments to %s", out_dir)
+    return out_dir
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_failure(out_dir: Path, files: dict[str, Path], figures: dict[str, Any], error: BaseException) -> Path | None:
+    """Keep a failed run's diagnostics in ``<out>/last_failure/``, touching nothing else.
+
+    A failure before anything was measured (bad input, bad model bundle)
+    has no diagnostics, and then nothing at all is written.
+    """
+    files = {name: path for name, path in files.items() if path.is_file()}
+    if not files and not figures:
+        return None
     folder = out_dir / FAILURE_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     marker = out_dir / RUN_MARKER
@@ -164,8 +196,7 @@ def record_failure(out_dir: Path, files: dict[str, Path], figures: dict[str, Any
     staging = new_staging_folder(folder)
     try:
         for name, path in files.items():
-            if path.is_file():
-                shutil.copyfile(path, staging / name)
+            shutil.copyfile(path, staging / name)
         if figures:
             write_json(staging / METRICS_FILE, figures)
         (staging / "error.txt").write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")

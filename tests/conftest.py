@@ -43,3 +43,12 @@ def reference_table() -> Path:
 @pytest.fixture(scope="session")
 def sample_table() -> Path:
     return SAMPLE_TABLE
+
+
+@pytest.fixture(scope="session")
+def reference_run(prefect_harness: None, reference_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One training run on the reference table, shared by the tests that read it."""
+    from flows.train import train_segments_flow
+
+    base = tmp_path_factory.mktemp("reference")
+    return Path(train_segments_flow(str(reference_table), str(base / "run"), work_dir=str(base / "work")))

@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.train import train_segments_flow
 
 pytestmark = [pytest.mark.reference, pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -17,12 +16,6 @@ REFERENCE_PROFILES = {
     "Established Professionals": (1665, 38.24, 8.26, 2.70, 11.92, 2.04, 1.41),
     "Family-Oriented": (1720, 35.64, 0.88, 4.86, 12.76, 1.24, 1.20),
 }
-
-
-@pytest.fixture(scope="module")
-def reference_run(reference_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("reference")
-    return Path(train_segments_flow(str(reference_table), str(base / "run"), work_dir=str(base / "work")))
 
 
 def test_quality_figures(reference_run: Path) -> None:

@@ -1,0 +1,145 @@
+"""The scoring flow: a saved model segments new customers without retraining."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from flows.score import score_segments_flow
+from flows.train import train_segments_flow
+from somseg.config import DriftGateConfig, ScoringConfig
+from somseg.errors import DataError, DriftError, ModelBundleError
+from somseg.model import SegmentationModel
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture(scope="module")
+def split_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Train on the first 3,000 sample rows; the rest, with shifted experience, is new data."""
+    base = tmp_path_factory.mktemp("split")
+    frame = pd.read_csv(sample_table)
+    train, new = frame.iloc[:3000], frame.iloc[3000:].copy()
+    # Shifted so that the new data's own median differs from the training one.
+    new["Work_Experience"] = (new["Work_Experience"] + 6).clip(upper=60)
+    train.to_csv(base / "train.csv", index=False)
+    new.to_csv(base / "new.csv", index=False)
+    run = Path(train_segments_flow(str(base / "train.csv"), str(base / "run"), work_dir=str(base / "work")))
+    return {"base": base, "model": run / "model", "new": base / "new.csv", "work": base / "work"}
+
+
+def test_scoring_the_training_table_gives_the_training_segments(reference_run: Path, reference_table: Path, tmp_path: Path) -> None:
+    out = Path(score_segments_flow(str(reference_table), str(reference_run / "model"), str(tmp_path / "scored"),
+                                   work_dir=str(tmp_path / "work")))
+
+    trained = pd.read_parquet(reference_run / "segments.parquet")
+    scored = pd.read_parquet(out / "segments.parquet")
+    pd.testing.assert_frame_equal(scored, trained)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["quantization_error"] == pytest.approx(0.40081, abs=0.001)
+    assert metrics["topographic_error"] == pytest.approx(0.05156, abs=0.002)
+    assert metrics["segment_psi"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_new_rows_are_imputed_with_the_training_medians(split_run: dict[str, Path], tmp_path: Path) -> None:
+    out = Path(score_segments_flow(str(split_run["new"]), str(split_run["model"]), str(tmp_path / "scored"),
+                                   config=ScoringConfig(chunk_rows=333), work_dir=str(split_run["work"])))
+
+    model = SegmentationModel.load(split_run["model"])
+    new = pd.read_csv(split_run["new"])
+    row = new[new["Work_Experience"].isna()].iloc[0]
+    training_median = model.cleaner.medians_[1]
+    assert training_median != new["Work_Experience"].median()
+    imputed = np.array([row["Age"], training_median, row["Family_Size"]])
+    standardised = (imputed - model.cleaner.mean_) / model.cleaner.scale_
+    expected_bmu = np.linalg.norm(model.weights.reshape(-1, 3) - standardised, axis=1).argmin()
+    scored = pd.read_parquet(out / "segments.parquet").set_index("ID")
+    assert scored.loc[row["ID"], "bmu"] == expected_bmu
+    assert scored.loc[row["ID"], "segment_label"] == model.labels[int(model.neuron_segment[expected_bmu])]
+
+
+def test_metrics_compare_segment_shares_with_training(split_run: dict[str, Path], tmp_path: Path) -> None:
+    out = Path(score_segments_flow(str(split_run["new"]), str(split_run["model"]), str(tmp_path / "scored"),
+                                   work_dir=str(split_run["work"])))
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"quantization_error", "topographic_error", "outlier_share", "segment_psi", "feature_psi"} <= set(metrics)
+    assert sum(s["share"] for s in metrics["segments"]) == pytest.approx(1.0)
+    assert sum(s["training_share"] for s in metrics["segments"]) == pytest.approx(1.0)
+    assert metrics["feature_psi"]["Work_Experience"] > metrics["feature_psi"]["Age"]
+
+
+def test_drift_gate_names_the_drifted_feature(split_run: dict[str, Path], tmp_path: Path) -> None:
+    older = pd.read_csv(split_run["new"])
+    older["Age"] = (older["Age"] + 30).clip(upper=100)
+    older.to_csv(tmp_path / "older.csv", index=False)
+    failing = ScoringConfig(drift=DriftGateConfig(action="fail"))
+
+    with pytest.raises(DriftError) as failure:
+        score_segments_flow(str(tmp_path / "older.csv"), str(split_run["model"]), str(tmp_path / "scored"),
+                            config=failing, work_dir=str(split_run["work"]))
+
+    assert "feature Age PSI" in str(failure.value)
+    assert not (tmp_path / "scored" / "segments.parquet").exists()
+    assert json.loads((tmp_path / "scored" / "last_failure" / "metrics.json").read_text())["feature_psi"]["Age"] > 0.25
+
+
+def test_drift_warning_does_not_fail_the_run(split_run: dict[str, Path], tmp_path: Path) -> None:
+    older = pd.read_csv(split_run["new"])
+    older["Age"] = (older["Age"] + 30).clip(upper=100)
+    older.to_csv(tmp_path / "older.csv", index=False)
+
+    out = Path(score_segments_flow(str(tmp_path / "older.csv"), str(split_run["model"]), str(tmp_path / "scored"),
+                                   work_dir=str(split_run["work"])))
+
+    warnings = json.loads((out / "metrics.json").read_text())["drift_warnings"]
+    assert any(w.startswith("feature Age PSI") for w in warnings)
+
+
+def _score_cli(table: Path, model: Path, out: Path, work: Path) -> int:
+    return main(["score", str(table), "--model", str(model), "--out", str(out), "--work-dir", str(work)])
+
+
+def test_missing_feature_column_is_a_clear_error(split_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pd.read_csv(split_run["new"]).drop(columns=["Family_Size"]).to_csv(tmp_path / "partial.csv", index=False)
+
+    code = _score_cli(tmp_path / "partial.csv", split_run["model"], tmp_path / "scored", split_run["work"])
+
+    err = capsys.readouterr().err
+    assert code == DataError.exit_code
+    assert "lacks column(s) Family_Size" in err and "Traceback" not in err
+    assert not (tmp_path / "scored").exists()
+
+
+def _copy_bundle(model: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(model, tmp_path / "model"))
+
+
+def test_corrupted_bundle_is_refused(split_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy_bundle(split_run["model"], tmp_path)
+    weights = bytearray((bundle / "weights.npy").read_bytes())
+    weights[-1] ^= 0xFF
+    (bundle / "weights.npy").write_bytes(bytes(weights))
+
+    code = _score_cli(split_run["new"], bundle, tmp_path / "scored", split_run["work"])
+
+    assert code == ModelBundleError.exit_code
+    assert "checksum of weights.npy does not match" in capsys.readouterr().err
+    assert not (tmp_path / "scored").exists()
+
+
+def test_bundle_of_another_format_version_is_refused(split_run: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _copy_bundle(split_run["model"], tmp_path)
+    manifest = json.loads((bundle / "MANIFEST.json").read_text())
+    (bundle / "MANIFEST.json").write_text(json.dumps({**manifest, "format_version": 99}))
+
+    code = _score_cli(split_run["new"], bundle, tmp_path / "scored", split_run["work"])
+
+    assert code == ModelBundleError.exit_code
+    assert "format version 99" in capsys.readouterr().err
+    assert not (tmp_path / "scored").exists()
