@@ -35,21 +35,46 @@ class FeatureSpec(_Section):
 class SomConfig(_Section):
     """The Self-Organizing Map and how it is trained."""
 
-    engine: Literal["minisom"] = Field(
-        "minisom", description="Training engine. 'minisom' reproduces the reference notebook exactly."
+    engine: Literal["minisom", "batch"] = Field(
+        "minisom",
+        description=(
+            "Training engine. 'minisom' reproduces the reference notebook exactly; 'batch' is "
+            "Kohonen's batch rule, deterministic and fast on millions of rows."
+        ),
     )
     rows: int = Field(8, ge=1, le=500, description="Grid rows.")
     cols: int = Field(8, ge=1, le=500, description="Grid columns.")
     sigma: float = Field(2.0, gt=0, description="Initial neighbourhood radius, in grid units.")
-    learning_rate: float = Field(0.3, gt=0, description="Initial learning rate.")
+    learning_rate: float = Field(0.3, gt=0, description="Initial learning rate (MiniSom only).")
     neighborhood: Literal["gaussian", "mexican_hat", "bubble", "triangle"] = Field(
-        "gaussian", description="Neighbourhood function."
+        "gaussian", description="Neighbourhood function (the batch engine supports 'gaussian' only)."
     )
     iterations: int = Field(8000, ge=1, description="Training iterations (one sample each for MiniSom).")
     init: Literal["random", "pca"] = Field(
         "random", description="Weight initialisation: random samples of the data, or the first two principal components."
     )
     seed: int = Field(42, description="Random seed: the same seed and data give the same map.")
+    epochs: int = Field(
+        30, ge=1, description="Batch engine: passes over the data; the radius shrinks from 'sigma' to 'sigma_end' over them."
+    )
+    sigma_end: float = Field(
+        0.5, gt=0, description="Batch engine: neighbourhood radius of the last epoch, in grid units."
+    )
+    chunk_rows: int | None = Field(
+        None,
+        ge=2,
+        description="Batch engine: rows per chunk of the distance kernels (memory per thread); empty for automatic (~2 MB of distances).",
+    )
+    dedup: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Batch engine: train once per distinct row, weighted by its count ('auto': when at most half the rows are distinct).",
+    )
+
+    @model_validator(mode="after")
+    def _batch_neighbourhood(self) -> "SomConfig":
+        if self.engine == "batch" and self.neighborhood != "gaussian":
+            raise ValueError(f"the batch engine supports the 'gaussian' neighborhood only, got {self.neighborhood!r}")
+        return self
 
 
 class GateConfig(_Section):
@@ -81,6 +106,9 @@ class EvaluationConfig(_Section):
     silhouette_sample: int = Field(
         10_000, ge=100, description="Rows sampled (seeded) for the customer-level silhouette, whose exact cost is O(N^2)."
     )
+    stability_rows: int = Field(
+        200_000, ge=1000, description="Rows (a seeded sample of larger tables) the bootstrap retrains and compares, so stability costs the same at 10 M rows as at 200,000."
+    )
     k_min: int = Field(2, ge=2, le=50, description="Smallest number of segments tried when recommending k.")
     k_max: int = Field(8, ge=2, le=50, description="Largest number of segments tried when recommending k.")
     min_mean_ari: float | None = Field(
@@ -92,9 +120,11 @@ class EvaluationConfig(_Section):
     seed: int = Field(42, description="Seed of the silhouette sample, the bootstrap resamples and their map seeds.")
 
     @model_validator(mode="after")
-    def _k_range_ordered(self) -> "EvaluationConfig":
+    def _consistent(self) -> "EvaluationConfig":
         if self.k_min > self.k_max:
             raise ValueError(f"evaluation.k_min={self.k_min} is above evaluation.k_max={self.k_max}")
+        if self.min_mean_ari is not None and self.bootstrap_resamples == 0:
+            raise ValueError("evaluation.min_mean_ari needs bootstrap_resamples > 0 to measure stability")
         return self
 
 
@@ -190,6 +220,7 @@ class SegmentationConfig(_Section):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     outliers: OutliersConfig = Field(default_factory=OutliersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @property
     def feature_names(self) -> list[str]:
@@ -284,3 +315,41 @@ class ScoringConfig(_Section):
 def load_scoring_config(path: str | Path | None) -> ScoringConfig:
     """Read a scoring YAML file (keys of :class:`ScoringConfig`); ``None`` gives the defaults."""
     return _load(path, ScoringConfig)
+
+
+class LocalClusterSpec(_Section):
+    """A Dask cluster started for the run on this machine (when no scheduler address is given)."""
+
+    n_workers: int = Field(2, ge=1, description="Dask workers.")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per worker.")
+    memory_limit: str = Field(
+        "2GiB", description="Memory limit per worker (e.g. '2GiB'); workers spill to disk as they near it."
+    )
+    processes: bool = Field(
+        False,
+        description=(
+            "Workers as separate processes. Leave false unless PREFECT_API_URL points at a Prefect server: "
+            "without one, every worker process would start its own temporary Prefect server."
+        ),
+    )
+
+
+class ExecutionConfig(_Section):
+    """Where the pipeline runs: in this process, or on a Dask cluster."""
+
+    mode: Literal["local", "dask"] = Field(
+        "local",
+        description="'local': one process, the input a single CSV or Parquet file. 'dask': the input a "
+        "partitioned Parquet dataset (a folder or a glob of files), processed on a Dask cluster.",
+    )
+    scheduler_address: str | None = Field(
+        None, description="Dask scheduler of an existing cluster, e.g. 'tcp://10.0.0.5:8786'; empty to start a local one."
+    )
+    local_cluster: LocalClusterSpec = Field(
+        default_factory=LocalClusterSpec, description="The local cluster to start when no scheduler address is given."
+    )
+    partition_rows: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Dask mode: most rows per partition (whole Parquet row groups are kept together); bounds a task's memory.",
+    )

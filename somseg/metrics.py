@@ -1,9 +1,10 @@
 """Best-matching units and the map-quality measures built on them.
 
 All functions take the data ``X`` of shape (n_rows, n_features) and the
-map's weights of shape (rows, cols, n_features). Rows are processed in
-chunks, so memory stays bounded by ``chunk_rows`` x neurons, never by the
-whole table x neurons.
+map's weights of shape (rows, cols, n_features). The work is done by the
+chunked, multi-threaded kernels of :mod:`somseg.kernels`, so memory stays
+bounded by ``chunk_rows`` x neurons per thread, never by the whole table x
+neurons, and repeated rows are matched once.
 """
 
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-_CHUNK_BUDGET = 8_000_000  # distance-matrix cells per chunk (~64 MB of float64)
+from somseg import kernels
+from somseg.kernels import DedupMode
 
 Adjacency = Literal[8, 4]
 
@@ -37,48 +39,53 @@ class UnitMatch:
 
 
 def default_chunk_rows(n_neurons: int) -> int:
-    """Rows per chunk that keep one distance matrix near 64 MB."""
-    return max(1024, _CHUNK_BUDGET // max(n_neurons, 1))
+    """Rows per chunk that keep one chunk's distances in a core's L2 cache (about 2 MB)."""
+    return kernels.default_chunk_rows(n_neurons)
 
 
-def match_units(X: np.ndarray, weights: np.ndarray, chunk_rows: int | None = None) -> UnitMatch:
+def match_units(
+    X: np.ndarray,
+    weights: np.ndarray,
+    chunk_rows: int | None = None,
+    *,
+    n_threads: int | None = None,
+    dedup: DedupMode = "auto",
+) -> UnitMatch:
     """Find each row's best and second-best unit.
 
-    Distances are ranked with the expansion ``|x|^2 - 2 x.w + |w|^2``, as
-    MiniSom ranks them in ``quantization_error`` and ``topographic_error``,
-    so the figures agree with MiniSom's to the last bit; the reported
-    distance is then recomputed directly as ``|x - w_bmu|``.
+    Distances are ranked as MiniSom 2.3.6 ranks them in
+    ``quantization_error`` and ``topographic_error`` (the expansion
+    ``sqrt(max(0, -2 x.w + |x|^2 + |w|^2))`` with the same BLAS product, ties
+    to the lowest index), so the figures agree with MiniSom's to the last
+    bit; the reported distance is then recomputed directly as
+    ``norm(x - w_bmu)``, as MiniSom's ``quantization_error`` does.
 
     Parameters
     ----------
     X : ndarray of shape (n_rows, n_features)
     weights : ndarray of shape (rows, cols, n_features)
     chunk_rows : int, optional
-        Rows per chunk; by default about 64 MB of distances per chunk.
+        Rows per chunk; by default :func:`default_chunk_rows`.
+    n_threads : int, optional
+        Threads; by default every available CPU.
+    dedup : {'auto', 'always', 'never'}
+        Match each distinct row once and copy the result to its repeats;
+        'auto' does so when at most half the rows are distinct. Same result.
 
     Returns
     -------
     UnitMatch
     """
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_rows, n_features), got shape {X.shape}")
     flat = _flat(weights, X.shape[1])
-    n_neurons = flat.shape[0]
-    chunk_rows = chunk_rows or default_chunk_rows(n_neurons)
-    bmu = np.empty(len(X), dtype=np.int64)
-    second = np.empty(len(X), dtype=np.int64)
-    flat_sq = np.einsum("ij,ij->i", flat, flat)
-    for start in range(0, len(X), chunk_rows):
-        block = X[start : start + chunk_rows]
-        sq = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * (block @ flat.T) + flat_sq
-        np.maximum(sq, 0.0, out=sq)
-        best = sq.argmin(axis=1)
-        bmu[start : start + len(block)] = best
-        if n_neurons > 1:
-            sq[np.arange(len(block)), best] = np.inf
-            second[start : start + len(block)] = sq.argmin(axis=1)
-        else:
-            second[start : start + len(block)] = best
-    distance = np.sqrt(np.einsum("ij,ij->i", X - flat[bmu], X - flat[bmu])) if len(X) else np.empty(0)
+    if len(X) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return UnitMatch(bmu=empty, second=empty.copy(), distance=np.empty(0))
+    bmu, second, distance = kernels.best_two_units(
+        X, flat, chunk_rows=chunk_rows, n_threads=n_threads, dedup=dedup
+    )
     return UnitMatch(bmu=bmu, second=second, distance=distance)
 
 

@@ -7,11 +7,13 @@ repeatable. Assignment and quality measures are functions of the weights
 (:mod:`somseg.metrics`), so they are the same for every engine.
 """
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from minisom import MiniSom
 
+from somseg.batch_som import BatchSom
 from somseg.config import SomConfig
 from somseg.metrics import UnitMatch, match_units
 
@@ -75,8 +77,13 @@ class MiniSomEngine:
         self.init = init
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray) -> "MiniSomEngine":
-        """Train on standardised data ``X`` of shape (n_rows, n_features); returns self."""
+    def fit(self, X: np.ndarray, progress: Callable[[float], None] | None = None) -> "MiniSomEngine":
+        """Train on standardised data ``X`` of shape (n_rows, n_features); returns self.
+
+        ``progress``, if given, is called with the fraction of iterations done
+        (about every 5 %, and 1.0 at the end). The weights are bit-identical
+        with or without it.
+        """
         X = _check_training_data(X)
         som = MiniSom(
             self.rows,
@@ -93,7 +100,10 @@ class MiniSomEngine:
             som.random_weights_init(X)
         else:
             raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")
-        som.train_random(X, self.iterations)
+        if progress is None:
+            som.train_random(X, self.iterations)
+        else:
+            self._train_random_reporting(som, X, progress)
         self.weights_ = np.array(som.get_weights(), dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self
@@ -102,6 +112,23 @@ class MiniSomEngine:
         """Best and second-best unit of each row of ``X``."""
         _check_fitted(self)
         return match_units(X, self.weights_)
+
+    def _train_random_reporting(self, som: MiniSom, X: np.ndarray, progress: Callable[[float], None]) -> None:
+        # MiniSom.train(random_order=True), which train_random is, unrolled so
+        # that progress can be reported: the same checks, the same shuffle of
+        # the same index array by the som's own generator, the same
+        # update(x, winner(x), t, iterations) calls, in the same order.
+        # minisom is pinned exactly, so its private helper is stable.
+        from minisom import _build_iteration_indexes
+
+        som._check_iteration_number(self.iterations)
+        som._check_input_len(X)
+        order = _build_iteration_indexes(len(X), self.iterations, False, som._random_generator, False)
+        every = max(1, self.iterations // 20)
+        for t, row in enumerate(order):
+            som.update(X[row], som.winner(X[row]), t, self.iterations)
+            if (t + 1) % every == 0 or t + 1 == self.iterations:
+                progress((t + 1) / self.iterations)
 
 
 def build_engine(config: SomConfig) -> SomEngine:
@@ -115,6 +142,19 @@ def build_engine(config: SomConfig) -> SomEngine:
             neighborhood=config.neighborhood,
             iterations=config.iterations,
             init=config.init,
+            random_state=config.seed,
+        )
+    if config.engine == "batch":
+        return BatchSom(
+            rows=config.rows,
+            cols=config.cols,
+            sigma=config.sigma,
+            sigma_end=config.sigma_end,
+            epochs=config.epochs,
+            neighborhood=config.neighborhood,
+            init=config.init,
+            chunk_rows=config.chunk_rows,
+            dedup=config.dedup,
             random_state=config.seed,
         )
     raise ValueError(f"unknown SOM engine {config.engine!r}")

@@ -1,0 +1,101 @@
+"""Time the whole `segment train` and `segment score` commands on a large table.
+
+Generates an N-row Parquet table with the sample's distributions (ID plus
+Age, Work_Experience, Family_Size, integer-valued, with missing values), then
+runs each command once under ``/usr/bin/time -v`` with a fresh work folder
+and fresh Prefect result storage, so nothing comes from a cache. Prints a
+table: wall seconds, peak resident memory, the targets, and each step's
+duration from the run's metrics.json.
+
+    .venv/bin/python benchmarks/cli_scale.py --rows 10000000
+
+The training uses the batch engine (``benchmarks/batch.yaml``); the scoring
+scores the same table with the trained model.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from som_engines import machine, make_table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SEGMENT = Path(sys.executable).with_name("segment")
+TARGETS = {"train": (45.0, 3.0), "score": (20.0, 2.0)}  # wall seconds, peak GB
+
+
+def write_table(path: Path, rows: int, seed: int) -> None:
+    """The synthetic table with a unique, shuffled integer ID, as Parquet."""
+    frame = make_table(rows, seed)
+    ids = np.random.default_rng(seed + 1).permutation(rows).astype(np.int64) + 10_000_000
+    frame.insert(0, "ID", ids)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1_000_000)
+
+
+def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Wall seconds and peak RSS (GB) of one command, from GNU time."""
+    result = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-3000:] + result.stderr[-3000:])
+        raise SystemExit(f"{' '.join(command)} failed with exit {result.returncode}")
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in wall.groups())
+    rss_kb = float(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return {"wall_s": hours * 3600 + minutes * 60 + seconds, "peak_gb": rss_kb / 1024**2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", help="folder to keep the table and runs in (default: a temporary one)")
+    args = parser.parse_args()
+
+    base = Path(args.keep or tempfile.mkdtemp(prefix="somseg-scale-"))
+    base.mkdir(parents=True, exist_ok=True)
+    table = base / f"customers_{args.rows}.parquet"
+    start = time.perf_counter()
+    write_table(table, args.rows, args.seed)
+    print(f"generated {args.rows:,} rows in {time.perf_counter() - start:.1f} s -> {table} "
+          f"({table.stat().st_size / 1e6:.0f} MB)")
+
+    env = {**os.environ, "PREFECT_LOCAL_STORAGE_PATH": str(base / "prefect-storage"),
+           "PREFECT_HOME": str(base / "prefect-home"), "SOMSEG_WORK_DIR": str(base / "work")}
+    # A first, tiny command so the Prefect database migration is not timed.
+    subprocess.run([str(SEGMENT), "--help"], env=env, capture_output=True, check=True)
+    runs = {
+        "train": timed([str(SEGMENT), "train", str(table), "--config", str(HERE / "batch.yaml"),
+                        "--out", str(base / "trained")], env),
+        "score": timed([str(SEGMENT), "score", str(table), "--model", str(base / "trained" / "model"),
+                        "--out", str(base / "scored")], env),
+    }
+    report(runs, base, args.rows)
+
+
+def report(runs: dict[str, dict[str, float]], base: Path, rows: int) -> None:
+    print(f"\n{rows:,} rows on {json.dumps(machine())}\n")
+    print("| command | wall s | target s | peak GB | target GB | steps (s) |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, folder in (("train", "trained"), ("score", "scored")):
+        metrics = json.loads((base / folder / "metrics.json").read_text())
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in metrics["durations_seconds"].items())
+        wall, peak = TARGETS[name]
+        print(f"| segment {name} | {runs[name]['wall_s']:.1f} | {wall:.0f} | {runs[name]['peak_gb']:.2f} | "
+              f"{peak:.0f} | {steps} |")
+    trained = json.loads((base / "trained" / "metrics.json").read_text())
+    print(f"\ntraining QE {trained['quantization_error']:.4f}, TE {trained['topographic_error']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

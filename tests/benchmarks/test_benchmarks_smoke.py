@@ -1,0 +1,49 @@
+"""A tiny run of benchmarks/som_engines.py, so the benchmark does not rot."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "som_engines.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("som_engines", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synthetic_table_looks_like_the_reference_sample():
+    table = load_script().make_table(50_000, seed=3)
+    assert list(table.columns) == ["Age", "Work_Experience", "Family_Size"]
+    assert abs(table["Work_Experience"].isna().mean() - 0.103) < 0.01
+    assert abs(table["Family_Size"].isna().mean() - 0.042) < 0.01
+    assert table["Age"].notna().all()
+    values = table.to_numpy()
+    observed = values[~np.isnan(values)]
+    np.testing.assert_array_equal(observed, np.round(observed))  # integer-valued
+    assert table["Age"].between(18, 89).all() and table["Family_Size"].dropna().between(1, 9).all()
+    assert 40 < table["Age"].mean() < 47  # reference: 43.5
+    assert load_script().make_table(1000, seed=3).equals(load_script().make_table(1000, seed=3))
+
+
+def test_benchmark_runs_both_sides_and_reports_them(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", "20000", "--winner-sample", "1000", "--json", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| **total (s)** |" in done.stdout and "extrapolated" in done.stdout
+    results = json.loads(out.read_text())["results"]
+    notebook, batch = results
+    assert (notebook["side"], batch["side"]) == ("notebook", "batch")
+    assert notebook["steps"]["assign"]["extrapolated"] and not batch["steps"]["assign"]["extrapolated"]
+    assert batch["qe"] <= 1.02 * notebook["qe"] and batch["te"] <= 0.1
+    assert batch["peak_rss_mb"] > 0 and batch["train_rows"] < 20000

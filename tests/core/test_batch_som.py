@@ -1,0 +1,150 @@
+"""The batch SOM engine: conventions, determinism, weighted = repeated rows."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from somseg import kernels
+from somseg.batch_som import (
+    BatchSom,
+    epoch_partial_sums,
+    neighbourhood_kernel,
+    pca_init,
+    sigma_schedule,
+    weights_from_sums,
+)
+from somseg.config import SomConfig
+from somseg.metrics import match_units, quantization_error, topographic_error
+from somseg.som import build_engine
+
+
+@pytest.fixture
+def X() -> np.ndarray:
+    """Three blobs of integer-valued rows (many repeats), standardised."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[30.0, 1.0, 2.0], [65.0, 1.0, 2.0], [38.0, 8.0, 3.0]])
+    raw = np.round(centres[rng.integers(0, 3, 2000)] + rng.normal(scale=[6.0, 1.0, 1.0], size=(2000, 3)))
+    return (raw - raw.mean(axis=0)) / raw.std(axis=0)
+
+
+def small(**params: object) -> BatchSom:
+    return BatchSom(rows=4, cols=5, epochs=8, **params)
+
+
+def test_fit_returns_self_with_learned_attributes(X):
+    som = small()
+    assert som.fit(X) is som
+    assert som.weights_.shape == (4, 5, 3)
+    assert som.n_features_in_ == 3
+    assert len(som.sigmas_) == 8
+    assert som.n_train_rows_ < len(X)  # deduplicated automatically
+
+
+def test_constructor_only_stores_parameters():
+    som = BatchSom(rows=0, sigma=-1.0, init="nonsense")  # validated by fit, not here
+    assert som.rows == 0 and som.init == "nonsense"
+    with pytest.raises(ValueError):
+        som.fit(np.zeros((3, 2)))
+
+
+def test_unfitted_engine_refuses_to_match(X):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        small().match(X)
+
+
+def test_training_is_deterministic_and_thread_independent(X):
+    first = small(n_threads=1).fit(X).weights_
+    np.testing.assert_array_equal(first, small(n_threads=2).fit(X).weights_)
+    np.testing.assert_array_equal(first, small(n_threads=2, chunk_rows=64).fit(X).weights_)
+
+
+def test_random_state_drives_random_init(X):
+    a = small(init="random", random_state=1).fit(X).weights_
+    np.testing.assert_array_equal(a, small(init="random", random_state=1).fit(X).weights_)
+    assert not np.array_equal(a, small(init="random", random_state=2).fit(X).weights_)
+
+
+def test_weighted_distinct_rows_train_the_same_map_as_all_rows(X):
+    distinct = kernels.distinct_rows(X)
+    full = small(dedup="never").fit(X).weights_
+    weighted = small(dedup="never").fit(distinct.rows, sample_weight=distinct.counts).weights_
+    np.testing.assert_allclose(weighted, full, atol=1e-10)
+    np.testing.assert_allclose(small(dedup="always").fit(X).weights_, full, atol=1e-10)
+    # Random init draws from the rows as given, so dedup cannot change it either.
+    np.testing.assert_allclose(
+        small(init="random", dedup="always").fit(X).weights_, small(init="random", dedup="never").fit(X).weights_, atol=1e-10
+    )
+
+
+def test_epoch_partial_sums_add_up_over_chunks(X):
+    weights = pca_init(X, 3, 3)
+    sums, counts = epoch_partial_sums(X, weights)
+    halves = [epoch_partial_sums(part, weights) for part in (X[:777], X[777:])]
+    np.testing.assert_allclose(halves[0][0] + halves[1][0], sums, atol=1e-9)
+    np.testing.assert_array_equal(halves[0][1] + halves[1][1], counts)
+    bmu = match_units(X, weights).bmu
+    for unit in range(9):
+        np.testing.assert_allclose(sums[unit], X[bmu == unit].sum(axis=0), atol=1e-9)
+        assert counts[unit] == (bmu == unit).sum()
+
+
+def test_weights_from_sums_with_a_tiny_radius_is_the_per_unit_mean():
+    weights = np.arange(12, dtype=float).reshape(2, 2, 3)
+    sums = np.array([[2.0, 4.0, 6.0], [0.0, 0.0, 0.0], [9.0, 9.0, 9.0], [0.0, 0.0, 0.0]])
+    counts = np.array([2.0, 0.0, 3.0, 0.0])
+    new = weights_from_sums(sums, counts, weights, sigma=0.01)
+    np.testing.assert_allclose(new.reshape(4, 3)[[0, 2]], [[1.0, 2.0, 3.0], [3.0, 3.0, 3.0]])
+
+
+def test_neighbourhood_kernel_and_schedule():
+    kernel = neighbourhood_kernel(2, 3, 1.0)
+    assert kernel.shape == (6, 6) and np.allclose(np.diag(kernel), 1.0)
+    assert kernel[0, 1] == pytest.approx(np.exp(-0.5)) and kernel[0, 4] == pytest.approx(np.exp(-1.0))
+    schedule = sigma_schedule(3.0, 0.5, 5)
+    assert schedule[0] == 3.0 and schedule[-1] == pytest.approx(0.5) and (np.diff(schedule) < 0).all()
+
+
+def test_pca_init_spans_the_principal_plane(X):
+    grid = pca_init(X, 4, 5)
+    np.testing.assert_allclose(grid.mean(axis=(0, 1)), X.mean(axis=0), atol=1e-12)
+    np.testing.assert_array_equal(grid, pca_init(-(-X), 4, 5))  # sign convention is fixed
+    # The longer side (5 columns) lies along the first component: +-1 sd of it.
+    eigvals = np.sort(np.linalg.eigvalsh(np.cov(X, rowvar=False, ddof=0)))[::-1]
+    assert np.linalg.norm(grid[0, -1] - grid[0, 0]) == pytest.approx(2 * np.sqrt(eigvals[0]))
+    assert np.linalg.norm(grid[-1, 0] - grid[0, 0]) == pytest.approx(2 * np.sqrt(eigvals[1]))
+
+
+def test_training_improves_the_map(X):
+    som = BatchSom(rows=6, cols=6, sigma=3.0, sigma_end=0.5, epochs=20).fit(X)
+    start = pca_init(X, 6, 6)
+    assert quantization_error(X, som.weights_) < 0.8 * quantization_error(X, start)
+    assert topographic_error(X, som.weights_) <= 0.1
+
+
+def test_sample_weight_is_validated(X):
+    with pytest.raises(ValueError):
+        small().fit(X, sample_weight=np.ones(3))
+    with pytest.raises(ValueError):
+        small().fit(X, sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="NaN"):
+        small().fit(np.full((4, 3), np.nan))
+
+
+def test_config_selects_the_batch_engine():
+    engine = build_engine(SomConfig(engine="batch", init="pca", sigma=3.0, epochs=12, sigma_end=0.7, chunk_rows=512))
+    assert isinstance(engine, BatchSom)
+    assert (engine.sigma, engine.sigma_end, engine.epochs, engine.chunk_rows, engine.init) == (3.0, 0.7, 12, 512, "pca")
+    assert SomConfig().engine == "minisom"
+    with pytest.raises(ValidationError):
+        SomConfig(engine="batch", neighborhood="bubble")
+
+
+def test_engine_core_stays_free_of_orchestration():
+    code = (
+        "import sys, somseg.batch_som, somseg.kernels, somseg.som; "
+        "sys.exit(any(m in sys.modules for m in ('prefect', 'great_expectations')))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,152 @@
+"""The chunked kernels against brute force, MiniSom, and their numpy twins."""
+
+import numpy as np
+import pytest
+from minisom import MiniSom
+
+from somseg import kernels
+from somseg.metrics import match_units, quantization_error, topographic_error
+
+
+def brute_force(X: np.ndarray, codebook: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best and second-best unit by direct distances, lowest index first among ties."""
+    distances = np.linalg.norm(X[:, None, :] - codebook[None, :, :], axis=2)
+    order = np.argsort(distances, axis=1, kind="stable")
+    return order[:, 0], order[:, 1], distances[np.arange(len(X)), order[:, 0]]
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(500, 3)), rng.normal(size=(12, 3))
+
+
+@pytest.fixture
+def integer_data() -> np.ndarray:
+    """Standardised integer-valued rows with many repeats, like the demographics."""
+    rng = np.random.default_rng(1)
+    raw = np.column_stack([rng.integers(18, 90, 3000), rng.integers(0, 15, 3000), rng.integers(1, 10, 3000)])
+    raw = raw.astype(float)
+    return (raw - raw.mean(axis=0)) / raw.std(axis=0)
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, None])
+def test_best_two_units_match_brute_force(data, chunk_rows):
+    X, codebook = data
+    bmu, second, distance = kernels.best_two_units(X, codebook, chunk_rows=chunk_rows)
+    want_bmu, want_second, want_distance = brute_force(X, codebook)
+    np.testing.assert_array_equal(bmu, want_bmu)
+    np.testing.assert_array_equal(second, want_second)
+    np.testing.assert_allclose(distance, want_distance, rtol=1e-12)
+
+
+def test_best_units_match_brute_force(data):
+    X, codebook = data
+    np.testing.assert_array_equal(kernels.best_units(X, codebook, chunk_rows=50), brute_force(X, codebook)[0])
+
+
+def test_ties_go_to_the_lowest_index():
+    codebook = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [3.0, 3.0], [3.0, 3.0]])
+    X = np.array([[0.0, 0.0], [3.0, 3.0], [2.9, 3.1]])
+    bmu, second, _ = kernels.best_two_units(X, codebook, dedup="never")
+    np.testing.assert_array_equal(bmu, [0, 3, 3])
+    np.testing.assert_array_equal(second, [1, 4, 4])
+    np.testing.assert_array_equal(kernels.best_units(X, codebook), [0, 3, 3])
+
+
+def test_one_neuron_map_has_second_equal_to_best(data):
+    X, codebook = data
+    bmu, second, _ = kernels.best_two_units(X, codebook[:1])
+    assert (bmu == 0).all() and (second == 0).all()
+
+
+@pytest.mark.parametrize("dedup", ["never", "always", "auto"])
+def test_dedup_and_threads_do_not_change_results(integer_data, dedup):
+    codebook = np.random.default_rng(2).normal(size=(16, 3))
+    want = kernels.best_two_units(integer_data, codebook, dedup="never", n_threads=1)
+    got = kernels.best_two_units(integer_data, codebook, dedup=dedup, chunk_rows=100, n_threads=2)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_match_units_is_bit_identical_to_minisom(integer_data):
+    X = integer_data
+    som = MiniSom(5, 4, 3, sigma=1.5, learning_rate=0.3, random_seed=3)
+    som.random_weights_init(X)
+    som.train_random(X, 500)
+    weights = som.get_weights()
+    match = match_units(X, weights, chunk_rows=128)
+    distances = som._distance_from_weights(X)
+    np.testing.assert_array_equal(match.bmu, distances.argmin(axis=1))
+    np.testing.assert_array_equal(np.sort(np.argsort(distances, axis=1)[:, :2], axis=1),
+                                  np.sort(np.column_stack([match.bmu, match.second]), axis=1))
+    assert quantization_error(X, weights, match) == som.quantization_error(X)
+    assert topographic_error(X, weights, 8, match) == som.topographic_error(X)
+
+
+def test_numpy_twins_agree_with_compiled_kernels(data):
+    X, codebook = data
+    X = np.round(X, 1)  # repeats, for the distinct-rows twins
+    cross = kernels._cross(X, codebook)
+    x_sq, w_sq = kernels._squared_norms(X), kernels._squared_norms(codebook)
+    compiled = (np.empty(len(X), np.int64), np.empty(len(X), np.int64))
+    twin = (np.empty(len(X), np.int64), np.empty(len(X), np.int64))
+    kernels._rank_two(cross, x_sq, w_sq, *compiled)
+    kernels._rank_two_numpy(cross, x_sq, w_sq, *twin)
+    np.testing.assert_array_equal(compiled[0], twin[0])
+    np.testing.assert_array_equal(compiled[1], twin[1])
+    bmu, bmu_twin = np.empty(len(X), np.int64), np.empty(len(X), np.int64)
+    kernels._nearest(np.ascontiguousarray(X), np.ascontiguousarray(codebook.T), w_sq, bmu)
+    kernels._nearest_numpy(X, codebook.T, w_sq, bmu_twin)
+    np.testing.assert_array_equal(bmu, bmu_twin)
+    bits = np.ascontiguousarray(X).view(np.uint64)
+    codes, firsts, n = kernels._distinct_codes(bits, len(X))
+    codes_twin, firsts_twin, n_twin = kernels._distinct_numpy(bits, len(X))
+    assert n == n_twin
+    np.testing.assert_array_equal(codes, codes_twin)
+    np.testing.assert_array_equal(firsts[:n], firsts_twin)
+
+
+def test_distinct_rows_rebuild_the_table_in_first_occurrence_order():
+    X = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0], [3.0, 4.0], [1.0, 2.0]])
+    distinct = kernels.distinct_rows(X)
+    np.testing.assert_array_equal(distinct.rows, [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    np.testing.assert_array_equal(distinct.inverse, [0, 1, 0, 2, 1, 0])
+    np.testing.assert_array_equal(distinct.counts, [3, 2, 1])
+    np.testing.assert_array_equal(distinct.rows[distinct.inverse], X)
+
+
+def test_distinct_rows_grow_their_table_and_give_up_past_the_ratio():
+    X = np.random.default_rng(4).integers(0, 50, size=(20_000, 2)).astype(float)  # ~2500 distinct
+    distinct = kernels.distinct_rows(X)
+    assert len(distinct.rows) == len(np.unique(X, axis=0))
+    np.testing.assert_array_equal(distinct.rows[distinct.inverse], X)
+    assert kernels.distinct_rows(X, max_ratio=0.05) is None
+    assert kernels.dedup_if_worthwhile(np.random.default_rng(5).normal(size=(1000, 3))) is None
+
+
+def test_chunk_bounds_cover_all_rows_without_a_one_row_tail():
+    assert kernels.chunk_bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert kernels.chunk_bounds(9, 3) == [(0, 3), (3, 6), (6, 9)]
+    assert kernels.chunk_bounds(1, 3) == [(0, 1)]
+    assert kernels.chunk_bounds(0, 3) == []
+    with pytest.raises(ValueError):
+        kernels.chunk_bounds(5, 0)
+
+
+def test_topographic_error_counts_non_adjacent_pairs():
+    # 1x3 map: the row sits between units 0 and 2, which are not adjacent.
+    weights = np.array([[[0.0], [10.0], [1.0]]])
+    X = np.array([[0.4], [9.0]])
+    match = match_units(X, weights)
+    np.testing.assert_array_equal(match.bmu, [0, 1])
+    np.testing.assert_array_equal(match.second, [2, 2])
+    assert topographic_error(X, weights, 8, match) == 0.5
+
+
+def test_shape_errors_are_reported(data):
+    X, codebook = data
+    with pytest.raises(ValueError):
+        kernels.best_two_units(X, codebook[:, :2])
+    with pytest.raises(ValueError):
+        match_units(X[0], codebook.reshape(3, 4, 3))
