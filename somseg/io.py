@@ -95,11 +95,10 @@ def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
 def _read_csv(path: Path, columns: list[str], id_column: str) -> pd.DataFrame:
     delimiter = sniff_delimiter(path)
     try:
-        header = pd.read_csv(path, sep=delimiter, nrows=0, encoding="utf-8-sig").columns
+        raw_header = pd.read_csv(path, sep=delimiter, nrows=0, encoding="utf-8-sig").columns
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
-    header = [str(name).strip() for name in header]
-    _require_columns(path, columns, header)
+    _require_columns(path, columns, [str(name).strip() for name in raw_header])
     try:
         frame = pd.read_csv(
             path,
@@ -108,7 +107,7 @@ def _read_csv(path: Path, columns: list[str], id_column: str) -> pd.DataFrame:
             usecols=lambda name: str(name).strip() in columns,
             # IDs are read as text so that leading zeros survive; they are
             # turned back into integers only when that loses nothing.
-            dtype={id_column: str},
+            dtype={name: str for name in raw_header if str(name).strip() == id_column},
             skipinitialspace=True,
         )
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:

@@ -7,21 +7,27 @@ import pandas as pd
 from sklearn.cluster import KMeans
 
 from somseg.config import SegmentsConfig
+from somseg.ward import SomWard
 
 
-def cluster_neurons(weights: np.ndarray, config: SegmentsConfig) -> np.ndarray:
+def cluster_neurons(weights: np.ndarray, config: SegmentsConfig, hits: np.ndarray | None = None) -> np.ndarray:
     """Group the neurons' weight vectors into ``config.k`` segments.
 
     Parameters
     ----------
     weights : ndarray of shape (rows, cols, n_features)
     config : SegmentsConfig
+    hits : ndarray of shape (rows * cols,), optional
+        Training rows won by each neuron (row-major). Only ``'ward'`` uses
+        them, as neuron weights; without them every neuron weighs the same.
 
     Returns
     -------
     ndarray of int64, shape (rows * cols,)
         Segment of each neuron, in row-major neuron order.
     """
+    if config.method == "ward":
+        return SomWard(n_clusters=config.k).fit(weights, sample_weight=hits).labels_
     flat = np.asarray(weights, dtype=np.float64).reshape(-1, weights.shape[-1])
     if config.method != "kmeans":
         raise ValueError(f"unknown clustering method {config.method!r}")

@@ -15,20 +15,30 @@ from prefect.cache_policies import NO_CACHE
 from somseg.cleaning import FeatureCleaner
 from somseg.config import SegmentationConfig
 from somseg.drift import feature_reference
-from somseg.io import RUN_MARKER, discard, new_staging_folder, publish_run_folder, read_npy, write_json, write_parquet
+from somseg.io import (
+    RUN_MARKER,
+    discard,
+    new_staging_folder,
+    publish_run_folder,
+    read_npy,
+    write_json,
+    write_parquet,
+)
+from somseg.layout import (
+    CONFIG_FILE,
+    FAILURE_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    PROFILES_FILE,
+    SEGMENTS_FILE,
+    VALIDATION_FILE,
+)
 from somseg.model import SegmentationModel
+from somseg.report import build_report
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
 from tasks.segments import LabelledSegments
 from tasks.som import MapAssessment
-
-SEGMENTS_FILE = "segments.parquet"
-PROFILES_FILE = "profiles.parquet"
-METRICS_FILE = "metrics.json"
-VALIDATION_FILE = "validation.json"
-CONFIG_FILE = "config.yaml"
-MODEL_DIR = "model"
-FAILURE_DIR = "last_failure"
 
 
 @task(name="build-model", cache_policy=CONTENT_CACHE)
@@ -128,8 +138,9 @@ def publish_run(
     model_dir: Path,
     metrics: dict[str, Any],
     config: SegmentationConfig,
+    figures: Path,
 ) -> Path:
-    """Assemble every output beside the run folder, then swap it into place.
+    """Assemble every output and the report beside the run folder, then swap it into place.
 
     Never cached: the run folder is the product, and it must be rewritten
     even when every step before it came from the cache.
@@ -147,6 +158,7 @@ def publish_run(
         (staging / CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
         )
+        build_report(staging, figures)
         publish_run_folder(staging, out_dir)
     finally:
         discard(staging)

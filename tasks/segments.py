@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 
@@ -16,10 +17,12 @@ NEURON_SEGMENT_FILE = "neuron_segment.npy"
 
 
 @task(name="cluster-neurons", cache_policy=CONTENT_CACHE)
-def cluster_segments(weights: Path, segments: SegmentsConfig, work_dir: str) -> Path:
-    """Cluster the neurons' weight vectors into macro-segments."""
-    neuron_segment = cluster_neurons(read_npy(weights), segments)
-    folder = stage_dir(work_dir, "cluster-neurons", weights=weights, segments=segments)
+def cluster_segments(weights: Path, bmu: Path, segments: SegmentsConfig, work_dir: str) -> Path:
+    """Cluster the neurons' weight vectors into macro-segments (SOM-Ward weights them by hits)."""
+    codebook = read_npy(weights)
+    hits = np.bincount(read_npy(bmu), minlength=codebook.shape[0] * codebook.shape[1])
+    neuron_segment = cluster_neurons(codebook, segments, hits=hits)
+    folder = stage_dir(work_dir, "cluster-neurons", weights=weights, bmu=bmu, segments=segments)
     with writing(folder) as tmp:
         write_npy(tmp / NEURON_SEGMENT_FILE, neuron_segment)
     return folder / NEURON_SEGMENT_FILE

@@ -1,0 +1,804 @@
+"""Scientific evaluation of a run: cluster validity, map quality, stability, choice of k.
+
+Three families of figures, all vectorised over rows:
+
+* **Separation and compactness** of the macro-segments on the standardised
+  customer data (silhouette, Davies–Bouldin, Calinski–Harabasz). The
+  functions accept per-row weights, so the same code scores a clustering of
+  the neurons weighted by their hits, which equals scoring the customers
+  with each one replaced by its best unit. Without weights they agree with
+  scikit-learn's.
+* **Map quality** beyond QE and TE: explained variance, the Kaski–Lagus
+  combined error, dead neurons, and TE under both adjacency conventions.
+* **Stability**: the map and the clustering are retrained on bootstrap
+  resamples, each with its own seed, and every original row is assigned
+  through the resample's map; the adjusted Rand index against the main run
+  says how much of the segmentation survives a different sample.
+
+The same bootstrap maps also score each candidate k, so recommending k
+costs clustering runs only, never more SOM training.
+"""
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import dijkstra
+from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
+
+from somseg.config import EvaluationConfig, SegmentsConfig, SomConfig
+from somseg.metrics import UnitMatch, match_units, topographic_errors
+from somseg.segments import cluster_neurons
+from somseg.som import build_engine
+from somseg.ward import Adjacency, grid_edges
+
+_CHUNK_CELLS = 8_000_000  # distance cells per chunk (~64 MB of float64)
+TE_CONVENTIONS = {
+    8: "8 neighbours (diagonals adjacent, as MiniSom)",
+    4: "4 neighbours (direct only, as SOM Toolbox)",
+}
+
+
+# ---------------------------------------------------------------- validity indices
+
+
+def silhouette(
+    X: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    sample_size: int | None = None,
+    random_state: int | None = None,
+) -> float:
+    """Mean silhouette coefficient, optionally weighted and on a seeded sample.
+
+    A row weighted ``w`` counts as ``w`` identical rows; with integer weights
+    the result equals scikit-learn's ``silhouette_score`` on the rows
+    repeated that many times, and without weights it equals it outright.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    labels : ndarray of shape (n_rows,)
+    sample_weight : ndarray of shape (n_rows,), optional
+        Non-negative weights (such as hits); zero-weight rows are ignored.
+    sample_size : int, optional
+        Score a uniform sample of this many rows (without replacement), as
+        the exact figure costs O(n_rows^2). No sampling if None or larger
+        than the data.
+    random_state : int, optional
+        Seed of the sample.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; NaN unless there are between 2 and (weighted) n - 1
+        clusters.
+    """
+    X, codes, weight = _weighted_rows(X, labels, sample_weight)
+    if sample_size is not None and sample_size < len(X):
+        keep = np.sort(np.random.default_rng(random_state).choice(len(X), sample_size, replace=False))
+        X, codes, weight = X[keep], np.unique(codes[keep], return_inverse=True)[1], weight[keep]
+    n_clusters = int(codes.max()) + 1 if len(codes) else 0
+    if not 2 <= n_clusters <= weight.sum() - 1:
+        return float("nan")
+    scores = _silhouette_samples(X, codes, weight, n_clusters)
+    return float(np.sum(weight * scores) / weight.sum())
+
+
+def _silhouette_samples(X: np.ndarray, codes: np.ndarray, weight: np.ndarray, n_clusters: int) -> np.ndarray:
+    members = np.zeros((len(X), n_clusters))
+    members[np.arange(len(X)), codes] = weight
+    cluster_weight = members.sum(axis=0)
+    a, b = np.empty(len(X)), np.empty(len(X))
+    chunk = max(1, _CHUNK_CELLS // len(X))
+    for start in range(0, len(X), chunk):
+        stop = min(start + chunk, len(X))
+        # Weighted distance sums to every cluster at once: (chunk, n) @ (n, k).
+        sums = _distances(X[start:stop], X) @ members
+        own = codes[start:stop]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a[start:stop] = sums[np.arange(stop - start), own] / (cluster_weight[own] - 1)
+        mean_other = sums / cluster_weight
+        mean_other[np.arange(stop - start), own] = np.inf
+        b[start:stop] = mean_other.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = (b - a) / np.maximum(a, b)
+    # As scikit-learn: a row alone in its cluster scores 0, and so does 0/0.
+    scores[cluster_weight[codes] <= 1] = 0.0
+    return np.nan_to_num(scores)
+
+
+def _distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Euclidean distances (len(A), len(B)), summed feature by feature.
+
+    Unlike the ``|a|^2 - 2ab + |b|^2`` expansion, identical rows come out
+    exactly 0, so the many duplicate customers do not bias the silhouette.
+    """
+    squared = np.zeros((len(A), len(B)))
+    for a, b in zip(A.T, B.T):
+        squared += (a[:, None] - b[None, :]) ** 2
+    return np.sqrt(squared)
+
+
+def davies_bouldin(X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Davies–Bouldin index (lower is better), optionally weighted.
+
+    Equals scikit-learn's ``davies_bouldin_score`` without weights, and on
+    rows repeated by their integer weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    labels : ndarray of shape (n_rows,)
+    sample_weight : ndarray of shape (n_rows,), optional
+
+    Returns
+    -------
+    float
+        NaN unless there are between 2 and (weighted) n - 1 clusters.
+    """
+    X, codes, weight = _weighted_rows(X, labels, sample_weight)
+    centroids, cluster_weight = _centroids(X, codes, weight)
+    if not 2 <= len(cluster_weight) <= weight.sum() - 1:
+        return float("nan")
+    spread = np.sqrt(np.einsum("ij,ij->i", X - centroids[codes], X - centroids[codes]))
+    intra = np.bincount(codes, weights=weight * spread) / cluster_weight
+    between = _distances(centroids, centroids)
+    if np.allclose(intra, 0) or np.allclose(between, 0):
+        return 0.0
+    between[between == 0] = np.inf
+    return float(np.mean(np.max((intra[:, None] + intra[None, :]) / between, axis=1)))
+
+
+def calinski_harabasz(X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    """Calinski–Harabasz index (higher is better), optionally weighted.
+
+    Equals scikit-learn's ``calinski_harabasz_score`` without weights, and
+    on rows repeated by their integer weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    labels : ndarray of shape (n_rows,)
+    sample_weight : ndarray of shape (n_rows,), optional
+
+    Returns
+    -------
+    float
+        NaN unless there are between 2 and (weighted) n - 1 clusters.
+    """
+    X, codes, weight = _weighted_rows(X, labels, sample_weight)
+    centroids, cluster_weight = _centroids(X, codes, weight)
+    n, k = weight.sum(), len(cluster_weight)
+    if not 2 <= k <= n - 1:
+        return float("nan")
+    grand_mean = weight @ X / n
+    between = np.sum(cluster_weight * np.sum((centroids - grand_mean) ** 2, axis=1))
+    within = np.sum(weight * np.sum((X - centroids[codes]) ** 2, axis=1))
+    return float(1.0 if within == 0 else between * (n - k) / (within * (k - 1)))
+
+
+@dataclass(frozen=True)
+class SeparationScores:
+    """Separation and compactness of a clustering.
+
+    Attributes
+    ----------
+    silhouette : float
+        Mean silhouette, in [-1, 1]; higher is better.
+    davies_bouldin : float
+        Mean worst-case ratio of spread to centroid distance; lower is better.
+    calinski_harabasz : float
+        Between- over within-cluster dispersion, per degree of freedom;
+        higher is better.
+    silhouette_rows : int
+        Rows the silhouette was computed on (a seeded sample if fewer than
+        the data).
+    """
+
+    silhouette: float
+    davies_bouldin: float
+    calinski_harabasz: float
+    silhouette_rows: int
+
+
+def separation_scores(
+    X: np.ndarray,
+    labels: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    sample_size: int | None = None,
+    random_state: int | None = None,
+) -> SeparationScores:
+    """Silhouette (on a seeded sample), Davies–Bouldin and Calinski–Harabasz (on every row).
+
+    Parameters are those of :func:`silhouette`.
+
+    Returns
+    -------
+    SeparationScores
+    """
+    rows = int(np.count_nonzero(sample_weight)) if sample_weight is not None else len(X)
+    return SeparationScores(
+        silhouette=silhouette(X, labels, sample_weight, sample_size, random_state),
+        davies_bouldin=davies_bouldin(X, labels, sample_weight),
+        calinski_harabasz=calinski_harabasz(X, labels, sample_weight),
+        silhouette_rows=min(rows, sample_size) if sample_size is not None else rows,
+    )
+
+
+def _weighted_rows(
+    X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float rows, labels coded 0..k-1 and weights, with zero-weight rows dropped."""
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels)
+    if X.ndim != 2 or labels.shape != (len(X),):
+        raise ValueError(f"X must be 2-D with one label per row; got {X.shape} and {labels.shape}")
+    weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if weight.shape != (len(X),) or (weight < 0).any() or not np.isfinite(weight).all():
+        raise ValueError("sample_weight must hold one finite non-negative value per row")
+    keep = weight > 0
+    codes = np.unique(labels[keep], return_inverse=True)[1].astype(np.int64)
+    return X[keep], codes, weight[keep]
+
+
+def _centroids(X: np.ndarray, codes: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cluster_weight = np.bincount(codes, weights=weight)
+    sums = np.column_stack([np.bincount(codes, weights=weight * column) for column in X.T])
+    return sums / cluster_weight[:, None], cluster_weight
+
+
+# ---------------------------------------------------------------- map quality
+
+
+def hit_counts(bmu: np.ndarray, n_neurons: int, row_weight: np.ndarray | None = None) -> np.ndarray:
+    """Rows (or total row weight) won by each neuron, shape (n_neurons,)."""
+    return np.bincount(np.asarray(bmu, dtype=np.int64), weights=row_weight, minlength=n_neurons)
+
+
+def explained_variance(X: np.ndarray, weights: np.ndarray, match: UnitMatch | None = None) -> float:
+    """Share of the data's variance the map reproduces.
+
+    ``1 - mean(|x - w_bmu|^2) / mean(|x - mean(X)|^2)``: 1 for a perfect
+    codebook, 0 for one no better than the data's mean.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    weights : ndarray of shape (rows, cols, n_features)
+    match : UnitMatch, optional
+        Precomputed :func:`somseg.metrics.match_units` result.
+
+    Returns
+    -------
+    float
+        NaN if the data has no variance.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    match = match or match_units(X, weights)
+    total = np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))
+    return float(1.0 - np.mean(match.distance**2) / total) if total > 0 else float("nan")
+
+
+def kaski_lagus_error(
+    X: np.ndarray, weights: np.ndarray, adjacency: Adjacency = 8, match: UnitMatch | None = None
+) -> float:
+    """Kaski and Lagus' (1996) combined quantization and topology error.
+
+    For each row: the distance to its best unit, plus the shortest path
+    from the best to the second-best unit that steps only between grid
+    neighbours, each step as long as the distance between the two units'
+    weight vectors. A map that folds (second-best unit far away on the grid)
+    pays for the whole detour, so the measure punishes what QE misses.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    weights : ndarray of shape (rows, cols, n_features)
+    adjacency : {8, 4}
+        Grid steps allowed; 8 (default) matches the project's TE convention.
+    match : UnitMatch, optional
+        Precomputed :func:`somseg.metrics.match_units` result.
+
+    Returns
+    -------
+    float
+        In standardised units; NaN on a one-neuron map.
+    """
+    rows, cols, n_features = np.shape(weights)
+    if rows * cols == 1 or len(X) == 0:
+        return float("nan")
+    match = match or match_units(X, weights)
+    path = _grid_path_lengths(np.reshape(weights, (-1, n_features)), rows, cols, adjacency, match)
+    return float(np.mean(match.distance + path))
+
+
+def _grid_path_lengths(flat: np.ndarray, rows: int, cols: int, adjacency: Adjacency, match: UnitMatch) -> np.ndarray:
+    """Shortest grid path, in weight-space length, from each row's best to its second unit."""
+    i, j = grid_edges(rows, cols, adjacency)
+    # Distinct units can share a weight vector; a zero-length edge would
+    # vanish from the sparse graph, so it is floored at a negligible length.
+    length = np.maximum(np.linalg.norm(flat[i] - flat[j], axis=1), 1e-300)
+    graph = coo_matrix((length, (i, j)), shape=(len(flat), len(flat))).tocsr()
+    sources, position = np.unique(match.bmu, return_inverse=True)
+    path = np.empty(len(match.bmu))
+    chunk = max(1, _CHUNK_CELLS // len(flat))
+    for start in range(0, len(sources), chunk):
+        block = dijkstra(graph, directed=False, indices=sources[start : start + chunk])
+        inside = (position >= start) & (position < start + chunk)
+        path[inside] = block[position[inside] - start, match.second[inside]]
+    return path
+
+
+@dataclass(frozen=True)
+class MapQuality:
+    """How well the map fits the data and keeps its topology.
+
+    Attributes
+    ----------
+    quantization_error : float
+        Mean distance of a row to its best unit (standardised units).
+    explained_variance : float
+        1 - mean squared distance to the best unit / total variance.
+    kaski_lagus_error : float
+        Mean of distance to best unit + grid path to second-best unit.
+    topographic_error_8, topographic_error_4 : float
+        Share of rows whose two best units are not neighbours, with 8
+        (MiniSom) and 4 (SOM Toolbox) neighbours.
+    dead_neurons : int
+        Neurons that win no row.
+    dead_neuron_share : float
+        ``dead_neurons`` over all neurons.
+    """
+
+    quantization_error: float
+    explained_variance: float
+    kaski_lagus_error: float
+    topographic_error_8: float
+    topographic_error_4: float
+    dead_neurons: int
+    dead_neuron_share: float
+
+
+def map_quality(X: np.ndarray, weights: np.ndarray, match: UnitMatch | None = None) -> MapQuality:
+    """Every map-quality figure from one pass of best-unit matching.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    weights : ndarray of shape (rows, cols, n_features)
+    match : UnitMatch, optional
+
+    Returns
+    -------
+    MapQuality
+    """
+    match = match or match_units(X, weights)
+    rows, cols = np.shape(weights)[:2]
+    hits = hit_counts(match.bmu, rows * cols)
+    one = rows * cols == 1
+    return MapQuality(
+        quantization_error=float(match.distance.mean()),
+        explained_variance=explained_variance(X, weights, match),
+        kaski_lagus_error=kaski_lagus_error(X, weights, 8, match),
+        topographic_error_8=float("nan") if one else float(topographic_errors(match, cols, 8).mean()),
+        topographic_error_4=float("nan") if one else float(topographic_errors(match, cols, 4).mean()),
+        dead_neurons=int(np.sum(hits == 0)),
+        dead_neuron_share=float(np.mean(hits == 0)),
+    )
+
+
+# ---------------------------------------------------------------- stability
+
+
+@dataclass(frozen=True)
+class BootstrapMap:
+    """A map retrained on one bootstrap resample.
+
+    Attributes
+    ----------
+    seed : int
+        Seed the map was trained with.
+    weights : ndarray of shape (rows, cols, n_features)
+    bmu : ndarray of shape (n_rows,)
+        Best unit, on this map, of every row of the *original* data.
+    hits : ndarray of shape (rows * cols,)
+        Rows of the resample won by each neuron (for hit-weighted clustering).
+    """
+
+    seed: int
+    weights: np.ndarray
+    bmu: np.ndarray
+    hits: np.ndarray
+
+
+def train_bootstrap_maps(X: np.ndarray, som: SomConfig, n_resamples: int, seed: int) -> list[BootstrapMap]:
+    """Retrain the map on ``n_resamples`` bootstrap resamples, each with its own seed.
+
+    Any engine :func:`somseg.som.build_engine` knows is used as configured;
+    only its seed changes, so stability covers both the sample and the
+    engine's own randomness.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Standardised training data.
+    som : SomConfig
+    n_resamples : int
+    seed : int
+        Draws the resamples and the maps' seeds.
+
+    Returns
+    -------
+    list of BootstrapMap
+    """
+    X = np.asarray(X, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n_neurons = som.rows * som.cols
+    maps = []
+    for _ in range(n_resamples):  # one SOM training per resample; rows stay vectorised
+        rows = rng.integers(0, len(X), len(X))
+        map_seed = int(rng.integers(0, 2**31 - 1))
+        engine = build_engine(som.model_copy(update={"seed": map_seed})).fit(X[rows])
+        bmu = match_units(X, engine.weights_).bmu
+        # Resample hits = original rows' hits weighted by how often each was drawn.
+        hits = hit_counts(bmu, n_neurons, np.bincount(rows, minlength=len(X)).astype(np.float64))
+        maps.append(BootstrapMap(seed=map_seed, weights=engine.weights_, bmu=bmu, hits=hits))
+    return maps
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Agreement of bootstrap retrains with the main run.
+
+    Attributes
+    ----------
+    ari : list of float
+        Adjusted Rand index of each resample's assignment of the original
+        rows against the main run's.
+    seeds : list of int
+        Map seed of each resample.
+    mean_ari, min_ari : float
+    """
+
+    ari: list[float]
+    seeds: list[int]
+    mean_ari: float
+    min_ari: float
+
+
+def bootstrap_stability(
+    segment: np.ndarray, maps: Sequence[BootstrapMap], segments: SegmentsConfig
+) -> Stability:
+    """Adjusted Rand index of each bootstrap map's segments against the main run's.
+
+    Parameters
+    ----------
+    segment : ndarray of shape (n_rows,)
+        The main run's segment of every original row.
+    maps : sequence of BootstrapMap
+        From :func:`train_bootstrap_maps` on the same rows.
+    segments : SegmentsConfig
+        How each bootstrap map's neurons are clustered (as the main run).
+
+    Returns
+    -------
+    Stability
+    """
+    if not maps:
+        raise ValueError("bootstrap stability needs at least one resample")
+    with _one_thread():
+        ari = [adjusted_rand_score(segment, _bootstrap_segments(m, segments)) for m in maps]
+    return Stability(
+        ari=[float(v) for v in ari], seeds=[m.seed for m in maps], mean_ari=float(np.mean(ari)), min_ari=float(np.min(ari))
+    )
+
+
+def _one_thread() -> threadpool_limits:
+    """KMeans on a few dozen neurons gains nothing from OpenMP threads, and on a
+    shared machine their spin-waiting made the many small fits several times slower."""
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def _bootstrap_segments(bootstrap: BootstrapMap, segments: SegmentsConfig) -> np.ndarray:
+    return cluster_neurons(bootstrap.weights, segments, hits=bootstrap.hits)[bootstrap.bmu]
+
+
+def stability_problem(mean_ari: float | None, min_mean_ari: float | None) -> str | None:
+    """Why the stability gate fails, or None when it passes or is off.
+
+    Parameters
+    ----------
+    mean_ari : float or None
+        Mean bootstrap ARI; None when no resample was run.
+    min_mean_ari : float or None
+        The gate; None turns it off.
+
+    Returns
+    -------
+    str or None
+    """
+    if min_mean_ari is None:
+        return None
+    if mean_ari is None:
+        return f"stability gate min_mean_ari={min_mean_ari} is set but no bootstrap resample was run"
+    if not mean_ari >= min_mean_ari:
+        return f"segments are unstable: mean bootstrap adjusted Rand index {mean_ari:.3f} < min {min_mean_ari}"
+    return None
+
+
+# ---------------------------------------------------------------- choice of k
+
+# The separation criteria and whether a higher value is better.
+SEPARATION_CRITERIA = {"silhouette": True, "davies_bouldin": False, "calinski_harabasz": True}
+_NAMES = {"silhouette": "silhouette", "davies_bouldin": "Davies–Bouldin", "calinski_harabasz": "Calinski–Harabasz"}
+
+
+@dataclass(frozen=True)
+class KScore:
+    """Validity of the neuron clustering into ``k`` segments (hit-weighted).
+
+    ``mean_ari`` and ``ari_se`` (standard error of the mean over resamples)
+    are None when no bootstrap maps were given.
+    """
+
+    k: int
+    silhouette: float
+    davies_bouldin: float
+    calinski_harabasz: float
+    mean_ari: float | None = None
+    ari_se: float | None = None
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """Scores of each candidate k and the recommended one.
+
+    Attributes
+    ----------
+    scores : list of KScore
+    recommended_k : int
+    reason : str
+        Why, naming the stable candidates and each criterion's best k.
+    configured_k : int
+        The k the run used (kept; the recommendation is advice).
+    """
+
+    scores: list[KScore]
+    recommended_k: int
+    reason: str
+    configured_k: int
+
+
+def score_k(
+    weights: np.ndarray,
+    hits: np.ndarray,
+    segments: SegmentsConfig,
+    k_values: Iterable[int],
+    maps: Sequence[BootstrapMap] = (),
+    bmu: np.ndarray | None = None,
+) -> list[KScore]:
+    """Cluster the neurons into each k and score the clustering.
+
+    Silhouette, Davies–Bouldin and Calinski–Harabasz are computed on the
+    neuron weight vectors weighted by their hits. With bootstrap ``maps``
+    and the main run's best units ``bmu``, each k also gets the bootstrap
+    ARI of the customer assignments (as :func:`bootstrap_stability`), from
+    the same maps: clustering runs only, no SOM retraining.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (rows, cols, n_features)
+    hits : ndarray of shape (rows * cols,)
+    segments : SegmentsConfig
+        Clustering method; its ``k`` is replaced by each candidate.
+    k_values : iterable of int
+        Candidates above the number of neurons are skipped.
+    maps : sequence of BootstrapMap, optional
+    bmu : ndarray of shape (n_rows,), optional
+        Required with ``maps``.
+
+    Returns
+    -------
+    list of KScore
+    """
+    flat = np.reshape(weights, (-1, np.shape(weights)[-1]))
+    scores = []
+    for k in (k for k in k_values if k <= len(flat)):
+        config = segments.model_copy(update={"k": k})
+        with _one_thread():
+            labels = cluster_neurons(weights, config, hits=hits)
+        ari = bootstrap_stability(labels[bmu], maps, config).ari if maps and bmu is not None else None
+        scores.append(
+            KScore(
+                k=k,
+                silhouette=silhouette(flat, labels, hits),
+                davies_bouldin=davies_bouldin(flat, labels, hits),
+                calinski_harabasz=calinski_harabasz(flat, labels, hits),
+                mean_ari=None if ari is None else float(np.mean(ari)),
+                ari_se=None if ari is None else _standard_error(ari),
+            )
+        )
+    return scores
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def recommend_k(scores: Sequence[KScore], configured_k: int) -> KChoice:
+    """Stability first, then separation.
+
+    1. When bootstrap ARIs were computed, the candidates are the k whose
+       mean ARI is within one standard error of the most stable k's (the
+       one-standard-error rule): a segmentation that a new sample would not
+       reproduce is not worth naming, and differences inside the noise of
+       the resampling are not evidence.
+    2. Among the candidates, each separation criterion (silhouette,
+       Davies–Bouldin, Calinski–Harabasz, hit-weighted) ranks them, ties
+       sharing the average rank; the best mean rank wins, ties going to the
+       higher silhouette, then the smaller k. No single index is trusted
+       alone: on a quantised map they drift with k, in opposite directions.
+
+    Parameters
+    ----------
+    scores : sequence of KScore
+    configured_k : int
+
+    Returns
+    -------
+    KChoice
+    """
+    if not scores:
+        raise ValueError("no candidate k to choose from")
+    table = pd.DataFrame([asdict(s) for s in scores]).set_index("k").astype(float)
+    candidates, stable_text = _stable_candidates(table)
+    ranks = _separation_ranks(table.loc[candidates])
+    order = pd.DataFrame({"rank": ranks.mean(axis=1), "neg_silhouette": -table.loc[candidates, "silhouette"].fillna(-np.inf)})
+    best = int(order.rename_axis("k").reset_index().sort_values(["rank", "neg_silhouette", "k"]).iloc[0]["k"])
+    winners = ", ".join(f"{_NAMES[name]} k={_best_k(table[name], up)}" for name, up in SEPARATION_CRITERIA.items())
+    reason = (
+        f"{stable_text}k={best} has the best mean rank ({ranks.loc[best].mean():.2f}) over silhouette, "
+        f"Davies–Bouldin and Calinski–Harabasz (hit-weighted, on the neurons). Best over all k: {winners}."
+    )
+    return KChoice(scores=list(scores), recommended_k=best, reason=reason, configured_k=configured_k)
+
+
+def _stable_candidates(table: pd.DataFrame) -> tuple[list[int], str]:
+    """The k within one standard error of the most stable, and a sentence saying so."""
+    if table["mean_ari"].isna().all():
+        return [int(k) for k in table.index], "No bootstrap stability was computed; "
+    most = table["mean_ari"].idxmax()
+    floor = table.loc[most, "mean_ari"] - table.loc[most, "ari_se"]
+    candidates = [int(k) for k in table.index[table["mean_ari"] >= floor]]
+    text = (
+        f"Most stable: k={int(most)} (mean bootstrap ARI {table.loc[most, 'mean_ari']:.3f} ± "
+        f"{table.loc[most, 'ari_se']:.3f} SE); within one SE: k={', '.join(map(str, candidates))}. Among them, "
+    )
+    return candidates, text
+
+
+def _separation_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            name: table[name].rank(ascending=not higher, method="average", na_option="bottom")
+            for name, higher in SEPARATION_CRITERIA.items()
+        }
+    )
+
+
+def _best_k(values: pd.Series, higher_is_better: bool) -> int | None:
+    if values.isna().all():
+        return None
+    return int(values.idxmax() if higher_is_better else values.idxmin())
+
+
+# ---------------------------------------------------------------- the whole evaluation
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything :func:`evaluate_segmentation` measures; :meth:`to_dict` is what metrics.json holds."""
+
+    method: str
+    k: int
+    segments: SeparationScores
+    map: MapQuality
+    stability: Stability | None
+    k_choice: KChoice
+    min_mean_ari: float | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures (NaN written as null)."""
+        problem = stability_problem(None if self.stability is None else self.stability.mean_ari, self.min_mean_ari)
+        gate = None if self.min_mean_ari is None else problem is None
+        stability = None if self.stability is None else {**asdict(self.stability), "min_mean_ari": self.min_mean_ari, "passed": gate}
+        return _json_ready(
+            {
+                "segments": {"method": self.method, "k": self.k, **asdict(self.segments)},
+                "map": asdict(self.map),
+                "stability": stability,
+                "k_choice": asdict(self.k_choice),
+                "notes": self.notes,
+            }
+        )
+
+
+def evaluate_segmentation(
+    X: np.ndarray,
+    weights: np.ndarray,
+    neuron_segment: np.ndarray,
+    som: SomConfig,
+    segments: SegmentsConfig,
+    evaluation: EvaluationConfig,
+) -> Evaluation:
+    """Validity, map quality, bootstrap stability and the choice of k for one run.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        The standardised training data.
+    weights : ndarray of shape (rows, cols, n_features)
+        The run's map.
+    neuron_segment : ndarray of shape (rows * cols,)
+        The run's segment of each neuron.
+    som, segments, evaluation : SomConfig, SegmentsConfig, EvaluationConfig
+        How the run was trained and clustered, and how to evaluate it.
+
+    Returns
+    -------
+    Evaluation
+    """
+    X = np.asarray(X, dtype=np.float64)
+    match = match_units(X, weights)
+    hits = hit_counts(match.bmu, len(neuron_segment))
+    segment = np.asarray(neuron_segment)[match.bmu]
+    # Stability and the k scan retrain maps, so on a large table they use a seeded sample of rows.
+    sample = _row_sample(len(X), evaluation.stability_rows, evaluation.seed)
+    maps = train_bootstrap_maps(X[sample], som, evaluation.bootstrap_resamples, evaluation.seed)
+    k_values = range(evaluation.k_min, evaluation.k_max + 1)
+    return Evaluation(
+        method=segments.method,
+        k=segments.k,
+        segments=separation_scores(X, segment, sample_size=evaluation.silhouette_sample, random_state=evaluation.seed),
+        map=map_quality(X, weights, match),
+        stability=bootstrap_stability(segment[sample], maps, segments) if maps else None,
+        k_choice=recommend_k(score_k(weights, hits, segments, k_values, maps, match.bmu[sample]), segments.k),
+        min_mean_ari=evaluation.min_mean_ari,
+        notes=_NOTES,
+    )
+
+
+def _row_sample(n_rows: int, size: int, seed: int) -> np.ndarray:
+    """All row indices, or a sorted seeded sample of ``size`` of them."""
+    if n_rows <= size:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
+
+
+_NOTES = {
+    "segments": "silhouette, Davies–Bouldin and Calinski–Harabasz of the customers' segments, on the standardised data",
+    "topographic_error_8": TE_CONVENTIONS[8],
+    "topographic_error_4": TE_CONVENTIONS[4],
+    "kaski_lagus_error": "distance to best unit + shortest 8-neighbour grid path to the second-best unit (weight-space length)",
+    "stability": "adjusted Rand index of all original rows assigned through each bootstrap-trained map and its clustering",
+    "k_choice": "validity of the neuron clustering weighted by hits; ARI per k from the same bootstrap maps",
+}
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

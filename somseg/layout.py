@@ -1,0 +1,11 @@
+"""Names of the files in a run folder, shared by the writers and the readers."""
+
+SEGMENTS_FILE = "segments.parquet"
+PROFILES_FILE = "profiles.parquet"
+METRICS_FILE = "metrics.json"
+VALIDATION_FILE = "validation.json"
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+FAILURE_DIR = "last_failure"
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"

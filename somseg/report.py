@@ -1,0 +1,435 @@
+"""A self-contained HTML report of a run folder.
+
+Everything comes from the files a training run writes (``metrics.json``,
+``profiles.parquet``, ``segments.parquet``, ``validation.json``,
+``config.yaml``, ``model/``), so a report can be rebuilt from a run folder
+alone, without the training data: ``segment report DIR``. Images are
+embedded as base64, so ``report.html`` can be mailed or archived as one file.
+"""
+
+import base64
+import html
+import json
+import math
+import shutil
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from somseg.errors import DataError
+from somseg.io import atomic_path
+from somseg.layout import (
+    CONFIG_FILE,
+    FIGURES_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    PROFILES_FILE,
+    REPORT_FILE,
+    SEGMENTS_FILE,
+    VALIDATION_FILE,
+)
+from somseg.plots import FIGURES, draw_figures, load_map_view
+
+_REQUIRED = (METRICS_FILE, PROFILES_FILE, SEGMENTS_FILE, MODEL_DIR)
+_NUM_CELL = '<td class="num">'
+
+# Published rules of thumb, shown as guides (never as gates).
+# Kaufman & Rousseeuw (1990) for the silhouette; Steinley (2004) for the ARI.
+SILHOUETTE_BANDS = [
+    (0.70, "strong structure"),
+    (0.50, "reasonable structure"),
+    (0.25, "weak structure"),
+    (-math.inf, "no substantial structure"),
+]
+ARI_BANDS = [(0.90, "excellent"), (0.80, "good"), (0.65, "moderate"), (-math.inf, "poor")]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The contents of a run folder that the report shows.
+
+    Attributes
+    ----------
+    path : Path
+    metrics : dict
+        ``metrics.json``; its ``evaluation`` key (if present) holds
+        :meth:`somseg.evaluation.Evaluation.to_dict`.
+    profiles : DataFrame
+    validation : dict or None
+        ``validation.json``, if present.
+    config_text : str
+        ``config.yaml`` as written (empty if absent).
+    feature_names : list of str
+    """
+
+    path: Path
+    metrics: dict[str, Any]
+    profiles: pd.DataFrame
+    validation: dict[str, Any] | None
+    config_text: str
+    feature_names: list[str]
+
+
+def read_run_folder(run_dir: str | Path) -> RunFolder:
+    """Read what the report needs from a run folder.
+
+    Raises
+    ------
+    DataError
+        If ``run_dir`` is not a folder with the files a training run writes.
+    """
+    path = Path(run_dir).resolve()
+    missing = [name for name in _REQUIRED if not (path / name).exists()]
+    if not path.is_dir() or missing:
+        raise DataError(
+            f"{path} is not a run folder written by 'segment train'"
+            + (f": it lacks {', '.join(missing)}" if path.is_dir() else ": no such folder")
+        )
+    profiles = pd.read_parquet(path / PROFILES_FILE)
+    config_text = _read_text(path / CONFIG_FILE)
+    return RunFolder(
+        path=path,
+        metrics=json.loads((path / METRICS_FILE).read_text(encoding="utf-8")),
+        profiles=profiles,
+        validation=json.loads(_read_text(path / VALIDATION_FILE) or "null"),
+        config_text=config_text,
+        feature_names=_feature_names(config_text, profiles),
+    )
+
+
+def build_report(run_dir: str | Path, figures_dir: str | Path | None = None) -> Path:
+    """Draw the figures into ``<run>/figures/`` and write ``<run>/report.html``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run folder.
+    figures_dir : str or Path, optional
+        Figures already drawn (PNG files named as :data:`somseg.plots.FIGURES`)
+        to copy instead of drawing them again from the run folder.
+
+    Returns
+    -------
+    Path
+        The report file.
+    """
+    run = read_run_folder(run_dir)
+    target = run.path / FIGURES_DIR
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        if figures_dir is None:
+            view = load_map_view(run.path / MODEL_DIR, run.path / SEGMENTS_FILE, run.path / PROFILES_FILE)
+            draw_figures(view, tmp)
+        else:
+            for name in FIGURES:
+                if (Path(figures_dir) / f"{name}.png").is_file():
+                    shutil.copyfile(Path(figures_dir) / f"{name}.png", tmp / f"{name}.png")
+    figures = {name: target / f"{name}.png" for name in FIGURES if (target / f"{name}.png").is_file()}
+    with atomic_path(run.path / REPORT_FILE) as tmp:
+        tmp.write_text(render_report(run, figures), encoding="utf-8")
+    return run.path / REPORT_FILE
+
+
+def render_report(run: RunFolder, figures: Mapping[str, Path]) -> str:
+    """The report as one HTML document, figures inlined.
+
+    Parameters
+    ----------
+    run : RunFolder
+    figures : mapping of str to Path
+        PNG file of each figure name of :data:`somseg.plots.FIGURES`;
+        missing ones are left out.
+
+    Returns
+    -------
+    str
+    """
+    evaluation = run.metrics.get("evaluation")
+    sections = [
+        _summary_section(run, evaluation),
+        _segments_section(run, figures),
+        _metrics_section(run.metrics, evaluation),
+        _k_section(evaluation),
+        _stability_section(evaluation),
+        _map_section(figures),
+        _quality_section(run.validation),
+        f"<h2>Configuration</h2><p>As used by the run (<code>{CONFIG_FILE}</code>).</p>"
+        f"<pre>{_esc(run.config_text or 'config.yaml not found in the run folder')}</pre>",
+    ]
+    title = f"Segmentation report: {run.path.name}"
+    return (
+        f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n<h1>{_esc(title)}</h1>\n"
+        + "\n".join(f"<section>{section}</section>" for section in sections if section)
+        + f"\n<footer>Rebuild with <code>segment report {_esc(str(run.path))}</code>.</footer>\n</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _summary_section(run: RunFolder, evaluation: dict[str, Any] | None) -> str:
+    metrics = run.metrics
+    grid = metrics.get("grid", {})
+    facts = [  # (name, HTML value)
+        ("Input", _esc(metrics.get("input", "?"))),
+        ("Customers", _fmt_int(metrics.get("n_rows"))),
+        ("Features", _esc(", ".join(run.feature_names))),
+        ("Map", _esc(f"{grid.get('rows', '?')} × {grid.get('cols', '?')}, engine {metrics.get('engine', '?')}")),
+        ("Finished", _esc(metrics.get("finished_at", "?"))),
+        ("Quality gates", _verdict(metrics.get("gates_passed"))),
+        ("Data quality", _verdict(None if run.validation is None else bool(run.validation.get("success")))),
+    ]
+    if evaluation:
+        segments, choice = evaluation["segments"], evaluation["k_choice"]
+        text = f"k = {segments['k']} ({segments['method']}); recommended k = {choice['recommended_k']}"
+        facts.append(("Segments", _esc(text)))
+        if (evaluation.get("stability") or {}).get("passed") is not None:
+            facts.append(("Stability gate", _verdict(evaluation["stability"]["passed"])))
+    rows = "".join(f"<tr><th>{_esc(name)}</th><td>{value}</td></tr>" for name, value in facts)
+    return f"<h2>Summary</h2><table class=\"facts\">{rows}</table>"
+
+
+def _segments_section(run: RunFolder, figures: Mapping[str, Path]) -> str:
+    profiles = run.profiles
+    headers = ["Segment", "Label", "Customers", "Share"] + [f"{name} mean ± sd" for name in run.feature_names]
+    rows = []
+    for record in profiles.to_dict("records"):
+        cells = [record["segment"], record.get("label", ""), _fmt_int(record["size"]), f"{record['share']:.1%}"]
+        cells += [_mean_sd(record, name) for name in run.feature_names]
+        rows.append(cells)
+    note = (
+        "Means and sample standard deviations over the observed raw values (missing values skipped, not imputed); "
+        "the number of imputed values, where any, is in brackets."
+    )
+    return (
+        "<h2>Segments</h2>"
+        + _figure(figures, "segment_map")
+        + _table(headers, rows, numeric=range(2, len(headers)))
+        + f"<p class=\"note\">{_esc(note)}</p>"
+        + _figure(figures, "profiles")
+    )
+
+
+def _metrics_section(metrics: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
+    limits = metrics.get("thresholds", {})
+    rows = [
+        _gate_row("Quantization error", metrics.get("quantization_error"), limits.get("max_quantization_error")),
+        _gate_row(
+            "Topographic error, 8 neighbours (MiniSom)", metrics.get("topographic_error"), limits.get("max_topographic_error")
+        ),
+        ["Topographic error, 4 neighbours (SOM Toolbox)", _fmt(metrics.get("topographic_error_4")), "reported only", _info()],
+    ]
+    if evaluation:
+        rows += _evaluation_rows(evaluation)
+    table = _table(["Measure", "Value", "Threshold or guide", "Verdict"], rows, numeric={1}, raw={3})
+    missing = "" if evaluation else "<p class=\"note\">The scientific evaluation was not computed for this run.</p>"
+    return "<h2>Metrics against thresholds</h2>" + table + missing
+
+
+def _evaluation_rows(evaluation: dict[str, Any]) -> list[list[Any]]:
+    quality, segments = evaluation["map"], evaluation["segments"]
+    stability = evaluation.get("stability")
+    dead = f"{quality['dead_neurons']} ({quality['dead_neuron_share']:.1%})"
+    silhouette_guide = "Kaufman & Rousseeuw: > 0.70 strong, > 0.50 reasonable, > 0.25 weak"
+    rows = [
+        ["Explained variance", _fmt(quality["explained_variance"]), "higher is better (1 = perfect codebook)", _info()],
+        ["Kaski–Lagus error", _fmt(quality["kaski_lagus_error"]), "lower is better; compare maps of the same data", _info()],
+        ["Dead neurons (no hits)", dead, "lower is better; many suggest an oversized map", _info()],
+        [
+            "Silhouette (customers, standardised)", _fmt(segments["silhouette"]), silhouette_guide,
+            _band(segments["silhouette"], SILHOUETTE_BANDS),
+        ],
+        ["Davies–Bouldin", _fmt(segments["davies_bouldin"]), "lower is better (0 = fully separated)", _info()],
+        ["Calinski–Harabasz", _fmt(segments["calinski_harabasz"], 1), "higher is better; compare k on the same data", _info()],
+    ]
+    if stability:
+        gate = stability.get("min_mean_ari")
+        guide = f"≥ {gate} (gate)" if gate is not None else "Steinley: ≥ 0.90 excellent, ≥ 0.80 good, ≥ 0.65 moderate"
+        verdict = _verdict(stability.get("passed")) if gate is not None else _band(stability["mean_ari"], ARI_BANDS)
+        rows.append([f"Bootstrap ARI, mean of {len(stability['ari'])}", _fmt(stability["mean_ari"]), guide, verdict])
+        rows.append(["Bootstrap ARI, minimum", _fmt(stability["min_ari"]), "reported only", _info()])
+    return rows
+
+
+def _k_section(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return ""
+    choice = evaluation["k_choice"]
+    rows = []
+    for score in choice["scores"]:
+        marks = {"used": score["k"] == choice["configured_k"], "recommended": score["k"] == choice["recommended_k"]}
+        ari = "—" if score.get("mean_ari") is None else f"{score['mean_ari']:.3f} ± {score['ari_se']:.3f}"
+        rows.append([
+            score["k"], _fmt(score["silhouette"]), _fmt(score["davies_bouldin"]), _fmt(score["calinski_harabasz"], 1), ari,
+            " / ".join(name for name, on in marks.items() if on),
+        ])
+    headers = ["k", "Silhouette ↑", "Davies–Bouldin ↓", "Calinski–Harabasz ↑", "Bootstrap ARI ± SE ↑", ""]
+    table = _table(headers, rows, numeric=range(5))
+    return (
+        "<h2>Choice of k</h2><p>Each k clusters the neurons with the configured method; the indices are computed on "
+        "the neuron weight vectors weighted by their hits, the ARI on the customers through the bootstrap maps. "
+        "The run keeps the configured k; the recommendation is advice.</p>"
+        + table
+        + f"<p class=\"reason\"><strong>Recommended k = {choice['recommended_k']}.</strong> {_esc(choice['reason'])}</p>"
+    )
+
+
+def _stability_section(evaluation: dict[str, Any] | None) -> str:
+    stability = (evaluation or {}).get("stability")
+    if not stability:
+        return ""
+    rows = [[i + 1, seed, _fmt(ari)] for i, (seed, ari) in enumerate(zip(stability["seeds"], stability["ari"]))]
+    return (
+        "<h2>Stability</h2><p>The map and the clustering were retrained on bootstrap resamples of the training "
+        "customers, each with its own seed; every original customer was then assigned through the resample's map. "
+        "The adjusted Rand index compares those assignments with this run's (1 = identical, 0 = chance).</p>"
+        + _table(["Resample", "Map seed", "Adjusted Rand index"], rows, numeric=range(3))
+    )
+
+
+def _map_section(figures: Mapping[str, Path]) -> str:
+    body = "".join(_figure(figures, name) for name in ("u_matrix", "hit_map", "component_planes"))
+    return f"<h2>The map</h2>{body}" if body else ""
+
+
+def _quality_section(validation: dict[str, Any] | None) -> str:
+    if validation is None:
+        return "<h2>Data quality</h2><p>validation.json not found in the run folder.</p>"
+    stats = validation.get("statistics", {})
+    rows = [_expectation_row(result) for result in validation.get("results", [])]
+    summary = (
+        f"{_verdict(bool(validation.get('success')))} {stats.get('successful_expectations', '?')} of "
+        f"{stats.get('evaluated_expectations', '?')} expectations met (suite {_esc(validation.get('suite_name', '?'))})."
+    )
+    return f"<h2>Data quality</h2><p>{summary}</p>" + _table(["Expectation", "Column", "Settings", "Outcome", "Met"], rows, raw={4})
+
+
+def _expectation_row(result: dict[str, Any]) -> list[Any]:
+    config = result.get("expectation_config", {})
+    kwargs = {k: v for k, v in config.get("kwargs", {}).items() if k not in ("batch_id", "column")}
+    outcome = result.get("result", {})
+    if "unexpected_count" in outcome:
+        detail = f"{outcome['unexpected_count']} unexpected of {outcome.get('element_count', '?')}"
+    elif "observed_value" in outcome:
+        detail = f"observed {outcome['observed_value']}"
+    else:
+        detail = ""
+    settings = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return [config.get("type", "?"), config.get("kwargs", {}).get("column", ""), settings, detail, _verdict(result.get("success"))]
+
+
+# ---------------------------------------------------------------- HTML helpers
+
+
+def _figure(figures: Mapping[str, Path], name: str) -> str:
+    path = figures.get(name)
+    if path is None:
+        return ""
+    guide = FIGURES[name]
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt=\"{_esc(guide.title)}\" src=\"data:image/png;base64,{data}\">"
+        f"<figcaption><strong>{_esc(guide.title)}.</strong> {_esc(guide.how_to_read)}</figcaption></figure>"
+    )
+
+
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Collection[int] = (), raw: Collection[int] = ()
+) -> str:
+    """An HTML table; cells are escaped except in columns ``raw`` (already HTML)."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = (
+            (_NUM_CELL if index in numeric else "<td>") + (value if index in raw else _esc(value)) + "</td>"
+            for index, value in enumerate(row)
+        )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _gate_row(name: str, value: float | None, limit: float | None) -> list[Any]:
+    """A measure whose gate is a maximum; NaN or missing never passes."""
+    if limit is None:
+        return [name, _fmt(value), "no gate", _info()]
+    passed = value is not None and not math.isnan(value) and value <= limit
+    return [name, _fmt(value), f"≤ {limit} (gate)", _verdict(passed)]
+
+
+def _verdict(passed: bool | None) -> str:
+    if passed is None:
+        return _info("not available")
+    return "<span class=\"pass\">pass</span>" if passed else "<span class=\"fail\">FAIL</span>"
+
+
+def _band(value: float | None, bands: Sequence[tuple[float, str]]) -> str:
+    if value is None:
+        return _info("not available")
+    label = next(name for floor, name in bands if value >= floor)
+    return f"<span class=\"guide\">{_esc(label)}</span>"
+
+
+def _info(text: str = "—") -> str:
+    return f"<span class=\"info\">{_esc(text)}</span>"
+
+
+def _mean_sd(record: Mapping[str, Any], feature: str) -> str:
+    mean, sd = record.get(f"{feature}_mean"), record.get(f"{feature}_sd")
+    imputed = int(record.get(f"{feature}_imputed", 0) or 0)
+    text = "—" if mean is None or mean != mean else f"{mean:.2f} ± {sd:.2f}" if sd == sd and sd is not None else f"{mean:.2f}"
+    return text + (f" ({imputed:,})" if imputed else "")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "—"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _fmt_int(value: Any) -> str:
+    return "?" if value is None else f"{int(value):,}"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _feature_names(config_text: str, profiles: pd.DataFrame) -> list[str]:
+    config = yaml.safe_load(config_text) if config_text else None
+    if isinstance(config, dict) and isinstance(config.get("features"), list):
+        return [str(feature["name"]) for feature in config["features"]]
+    return [column[: -len("_mean")] for column in profiles.columns if column.endswith("_mean")]
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; border-bottom: 2px solid #ccc; padding-bottom: .3em; }
+h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
+thead th { background: #f3f3f3; }
+table.facts th { background: #f8f8f8; width: 10em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .9em; color: #444; max-width: 60em; }
+.pass { color: #fff; background: #2e7d32; padding: 0 .4em; border-radius: 3px; }
+.fail { color: #fff; background: #c62828; padding: 0 .4em; border-radius: 3px; }
+.guide { color: #1a4f8b; }
+.info { color: #777; }
+.note { font-size: .88em; color: #555; }
+.reason { background: #f4f8fd; border-left: 4px solid #1a4f8b; padding: .5em .8em; }
+pre { background: #f7f7f7; border: 1px solid #e3e3e3; padding: .8em; overflow-x: auto; font-size: .85em; }
+footer { margin-top: 3em; font-size: .85em; color: #777; }
+"""

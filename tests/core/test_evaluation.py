@@ -1,0 +1,324 @@
+"""Evaluation: validity indices against scikit-learn, map quality by brute force, stability, choice of k."""
+
+import json
+import time
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from somseg.config import (
+    EvaluationConfig,
+    SegmentationConfig,
+    SegmentsConfig,
+    SomConfig,
+)
+from somseg.evaluation import (
+    KScore,
+    bootstrap_stability,
+    calinski_harabasz,
+    davies_bouldin,
+    evaluate_segmentation,
+    explained_variance,
+    kaski_lagus_error,
+    map_quality,
+    recommend_k,
+    score_k,
+    silhouette,
+    stability_problem,
+    train_bootstrap_maps,
+)
+from somseg.metrics import match_units
+from somseg.segments import cluster_neurons
+
+TINY_SOM = SomConfig(rows=3, cols=3, sigma=1.0, learning_rate=0.5, iterations=300, seed=1)
+
+
+def _blobs(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well-separated blobs in 2-D and their true labels."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    labels = np.repeat(np.arange(3), n_per)
+    return centres[labels] + rng.normal(scale=0.5, size=(3 * n_per, 2)), labels
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping data with arbitrary labels, so every index is far from its bound."""
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(90, 3)), rng.integers(0, 4, 90)
+
+
+# ---------------------------------------------------------------- validity indices
+
+
+def test_unweighted_indices_equal_sklearn(mixed: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = mixed
+
+    assert silhouette(X, labels) == pytest.approx(skm.silhouette_score(X, labels), abs=1e-12)
+    assert davies_bouldin(X, labels) == pytest.approx(skm.davies_bouldin_score(X, labels), rel=1e-12)
+    assert calinski_harabasz(X, labels) == pytest.approx(skm.calinski_harabasz_score(X, labels), rel=1e-12)
+
+
+def test_integer_weights_equal_sklearn_on_repeated_rows(mixed: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = mixed
+    weight = np.random.default_rng(1).integers(0, 4, len(X))
+    rows = np.repeat(np.arange(len(X)), weight)
+
+    # sklearn's own distances carry ~1e-8 round-off on repeated rows, ours are exact.
+    assert silhouette(X, labels, weight) == pytest.approx(skm.silhouette_score(X[rows], labels[rows]), abs=1e-8)
+    assert davies_bouldin(X, labels, weight) == pytest.approx(skm.davies_bouldin_score(X[rows], labels[rows]), rel=1e-10)
+    assert calinski_harabasz(X, labels, weight) == pytest.approx(
+        skm.calinski_harabasz_score(X[rows], labels[rows]), rel=1e-10
+    )
+
+
+def test_singletons_and_duplicates_follow_sklearn() -> None:
+    X = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0], [9.0, 9.0]])
+    labels = np.array([0, 0, 0, 1, 1, 2])  # cluster 2 is a singleton; rows repeat exactly
+
+    assert silhouette(X, labels) == pytest.approx(skm.silhouette_score(X, labels), abs=1e-12)
+    assert davies_bouldin(X, labels) == pytest.approx(skm.davies_bouldin_score(X, labels), rel=1e-12)
+
+
+def test_silhouette_sample_is_seeded_and_exact_on_its_rows(mixed: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = mixed
+    rows = np.sort(np.random.default_rng(5).choice(len(X), 40, replace=False))
+
+    sampled = silhouette(X, labels, sample_size=40, random_state=5)
+
+    assert sampled == silhouette(X, labels, sample_size=40, random_state=5)
+    assert sampled == pytest.approx(skm.silhouette_score(X[rows], labels[rows]), abs=1e-12)
+    assert silhouette(X, labels, sample_size=10_000, random_state=5) == silhouette(X, labels)
+
+
+def test_indices_are_nan_when_undefined() -> None:
+    X = np.arange(10.0).reshape(5, 2)
+
+    for index in (silhouette, davies_bouldin, calinski_harabasz):
+        assert np.isnan(index(X, np.zeros(5, dtype=int)))  # one cluster
+        assert np.isnan(index(X, np.arange(5)))  # every row alone
+
+
+def test_zero_weights_drop_rows(mixed: tuple[np.ndarray, np.ndarray]) -> None:
+    X, labels = mixed
+    weight = (np.arange(len(X)) % 3 != 0).astype(float)
+    keep = weight > 0
+
+    for index in (silhouette, davies_bouldin, calinski_harabasz):
+        assert index(X, labels, weight) == pytest.approx(index(X[keep], labels[keep]), rel=1e-12)
+    with pytest.raises(ValueError, match="sample_weight"):
+        silhouette(X, labels, -weight)
+
+
+# ---------------------------------------------------------------- map quality
+
+
+@pytest.fixture(scope="module")
+def small_map() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(11)
+    return rng.normal(size=(50, 2)), rng.normal(size=(3, 3, 2))
+
+
+def _floyd_warshall(flat: np.ndarray, cols: int) -> np.ndarray:
+    """All-pairs shortest 8-neighbour paths, the slow obvious way (tiny maps only)."""
+    n = len(flat)
+    r, c = np.divmod(np.arange(n), cols)
+    touching = np.maximum(np.abs(r[:, None] - r), np.abs(c[:, None] - c)) == 1
+    dist = np.where(touching, np.linalg.norm(flat[:, None] - flat[None], axis=2), np.inf)
+    np.fill_diagonal(dist, 0.0)
+    for k in range(n):
+        dist = np.minimum(dist, dist[:, [k]] + dist[[k], :])
+    return dist
+
+
+def test_kaski_lagus_equals_brute_force(small_map: tuple[np.ndarray, np.ndarray]) -> None:
+    X, weights = small_map
+    flat = weights.reshape(-1, 2)
+    sq = ((X[:, None, :] - flat[None]) ** 2).sum(axis=2)
+    order = np.argsort(sq, axis=1, kind="stable")
+    paths = _floyd_warshall(flat, 3)[order[:, 0], order[:, 1]]
+
+    expected = np.mean(np.sqrt(sq[np.arange(len(X)), order[:, 0]]) + paths)
+
+    assert kaski_lagus_error(X, weights) == pytest.approx(expected, rel=1e-12)
+
+
+def test_explained_variance_equals_brute_force(small_map: tuple[np.ndarray, np.ndarray]) -> None:
+    X, weights = small_map
+    nearest = ((X[:, None, :] - weights.reshape(1, -1, 2)) ** 2).sum(axis=2).min(axis=1)
+
+    expected = 1 - nearest.mean() / X.var(axis=0).sum()
+
+    assert explained_variance(X, weights) == pytest.approx(expected, rel=1e-12)
+    assert explained_variance(X, X.reshape(5, 10, 2)) == pytest.approx(1.0)
+
+
+def test_map_quality_counts_dead_neurons_and_both_te_conventions(small_map: tuple[np.ndarray, np.ndarray]) -> None:
+    X, weights = small_map
+    weights = weights.copy()
+    weights[0, 0] = [100.0, 100.0]  # far from every row: no hits
+
+    quality = map_quality(X, weights)
+    match = match_units(X, weights)
+
+    assert quality.dead_neurons >= 1 and quality.dead_neuron_share == pytest.approx(quality.dead_neurons / 9)
+    assert quality.dead_neurons == 9 - len(np.unique(match.bmu))
+    assert quality.topographic_error_8 <= quality.topographic_error_4
+    assert quality.quantization_error == pytest.approx(match.distance.mean())
+    assert quality.kaski_lagus_error >= quality.quantization_error
+
+
+# ---------------------------------------------------------------- stability
+
+
+def _engines() -> list[str]:
+    return list(typing.get_args(SomConfig.model_fields["engine"].annotation))
+
+
+@pytest.mark.parametrize("engine", _engines())
+def test_well_separated_blobs_are_perfectly_stable(engine: str) -> None:
+    X, _ = _blobs()
+    som = TINY_SOM.model_copy(update={"engine": engine})
+    segments = SegmentsConfig(k=3, n_init=5)
+    from somseg.som import build_engine
+
+    weights = build_engine(som).fit(X).weights_
+    segment = cluster_neurons(weights, segments)[match_units(X, weights).bmu]
+    maps = train_bootstrap_maps(X, som, 3, seed=0)
+    stability = bootstrap_stability(segment, maps, segments)
+
+    assert stability.ari == pytest.approx([1.0, 1.0, 1.0])
+    assert stability.mean_ari == stability.min_ari == pytest.approx(1.0)
+    assert len(set(stability.seeds)) == 3
+
+
+def test_bootstrap_maps_are_reproducible() -> None:
+    X, _ = _blobs(n_per=15)
+
+    first, second = (train_bootstrap_maps(X, TINY_SOM, 2, seed=3) for _ in range(2))
+
+    assert [m.seed for m in first] == [m.seed for m in second]
+    np.testing.assert_array_equal(first[1].weights, second[1].weights)
+    assert first[0].hits.sum() == len(X)  # resample hits count every drawn row
+    assert first[0].bmu.shape == (len(X),)
+
+
+def test_stability_gate() -> None:
+    assert stability_problem(0.5, None) is None
+    assert stability_problem(0.95, 0.9) is None
+    assert "0.500 < min 0.9" in stability_problem(0.5, 0.9)
+    assert "no bootstrap" in stability_problem(None, 0.9)
+    with pytest.raises(ValueError, match="bootstrap_resamples"):
+        EvaluationConfig(min_mean_ari=0.9, bootstrap_resamples=0)
+
+
+# ---------------------------------------------------------------- choice of k
+
+
+def _score(k: int, sil: float, db: float, ch: float, ari: float | None = None, se: float | None = None) -> KScore:
+    return KScore(k=k, silhouette=sil, davies_bouldin=db, calinski_harabasz=ch, mean_ari=ari, ari_se=se)
+
+
+def test_recommend_k_by_mean_rank_without_stability() -> None:
+    scores = [_score(2, 0.6, 0.5, 100), _score(3, 0.5, 0.4, 300), _score(4, 0.4, 0.6, 200)]
+
+    choice = recommend_k(scores, configured_k=4)
+
+    # Mean ranks: k=2 (1+2+3)/3 = 2.0, k=3 (2+1+1)/3 = 1.33, k=4 (3+3+2)/3 = 2.67.
+    assert choice.recommended_k == 3 and choice.configured_k == 4
+    assert "No bootstrap stability" in choice.reason and "silhouette k=2" in choice.reason
+
+
+def test_recommend_k_keeps_only_k_within_one_standard_error_of_the_most_stable() -> None:
+    scores = [
+        _score(2, 0.6, 0.3, 900, ari=0.70, se=0.02),  # best separation, but unstable
+        _score(3, 0.4, 0.6, 300, ari=0.95, se=0.02),
+        _score(4, 0.5, 0.5, 400, ari=0.94, se=0.01),
+    ]
+
+    choice = recommend_k(scores, configured_k=2)
+
+    assert choice.recommended_k == 4
+    assert "within one SE: k=3, 4" in choice.reason
+
+
+def test_recommend_k_breaks_ties_on_silhouette_then_smaller_k() -> None:
+    tied = [_score(3, 0.5, 0.5, 100), _score(2, 0.5, 0.5, 100)]
+
+    assert recommend_k(tied, configured_k=3).recommended_k == 2
+
+
+def test_score_k_weights_the_neurons_by_hits() -> None:
+    X, _ = _blobs(n_per=20)
+    weights = X[:9].reshape(3, 3, 2)  # a codebook made of rows, so every neuron is hit
+    hits = np.bincount(match_units(X, weights).bmu, minlength=9)
+    segments = SegmentsConfig(k=3, n_init=5)
+
+    scores = score_k(weights, hits, segments, range(2, 12))
+
+    assert [s.k for s in scores] == list(range(2, 10))  # k above the 9 neurons is skipped
+    labels = cluster_neurons(weights, segments.model_copy(update={"k": 3}), hits=hits)
+    assert scores[1].silhouette == silhouette(weights.reshape(9, 2), labels, hits)
+    assert all(s.mean_ari is None for s in scores)
+
+
+# ---------------------------------------------------------------- the whole evaluation
+
+
+def test_evaluation_is_json_ready_and_reports_every_figure() -> None:
+    X, _ = _blobs(n_per=20)
+    from somseg.som import build_engine
+
+    weights = build_engine(TINY_SOM).fit(X).weights_
+    segments = SegmentsConfig(k=3, n_init=3)
+    config = EvaluationConfig(bootstrap_resamples=2, k_min=2, k_max=4, silhouette_sample=100, min_mean_ari=0.5)
+
+    figures = evaluate_segmentation(X, weights, cluster_neurons(weights, segments), TINY_SOM, segments, config).to_dict()
+
+    json.dumps(figures, allow_nan=False)
+    assert set(figures) == {"segments", "map", "stability", "k_choice", "notes"}
+    assert figures["segments"]["silhouette_rows"] == 60
+    assert figures["stability"]["passed"] is True and len(figures["stability"]["ari"]) == 2
+    assert [s["k"] for s in figures["k_choice"]["scores"]] == [2, 3, 4]
+    assert figures["k_choice"]["recommended_k"] in (2, 3, 4)
+    assert set(figures["map"]) >= {"explained_variance", "kaski_lagus_error", "dead_neuron_share", "topographic_error_4"}
+
+
+# ---------------------------------------------------------------- the reference table
+
+
+@pytest.mark.reference
+def test_reference_figures(reference_table: Path) -> None:
+    """Prints the evaluation of the reference recipe (run with -s to see it)."""
+    from somseg.cleaning import FeatureCleaner
+    from somseg.io import read_table
+    from somseg.som import build_engine
+
+    config = SegmentationConfig()
+    X = FeatureCleaner(config.feature_names).fit_transform(read_table(reference_table, config.id_column, config.feature_names))
+    weights = build_engine(config.som).fit(X).weights_
+    start = time.perf_counter()
+    figures = evaluate_segmentation(
+        X, weights, cluster_neurons(weights, config.segments), config.som, config.segments, EvaluationConfig()
+    ).to_dict()
+    elapsed = time.perf_counter() - start
+
+    seg, quality, stability, choice = figures["segments"], figures["map"], figures["stability"], figures["k_choice"]
+    print(
+        f"\nreference evaluation ({elapsed:.1f} s): silhouette {seg['silhouette']:.4f} on {seg['silhouette_rows']} rows, "
+        f"Davies-Bouldin {seg['davies_bouldin']:.4f}, Calinski-Harabasz {seg['calinski_harabasz']:.1f}, "
+        f"explained variance {quality['explained_variance']:.4f}, Kaski-Lagus {quality['kaski_lagus_error']:.4f}, "
+        f"dead share {quality['dead_neuron_share']:.3f}, TE8 {quality['topographic_error_8']:.5f}, "
+        f"TE4 {quality['topographic_error_4']:.5f}, bootstrap ARI mean {stability['mean_ari']:.4f} "
+        f"min {stability['min_ari']:.4f}; recommended k={choice['recommended_k']}: {choice['reason']}"
+    )
+    assert quality["quantization_error"] == pytest.approx(0.40081, abs=5e-6)
+    assert quality["topographic_error_8"] == pytest.approx(0.05156, abs=5e-6)
+    assert seg["silhouette_rows"] == len(X)  # 8,068 rows < the 10,000 sample: exact
+    assert 0.25 < seg["silhouette"] < 0.5 and quality["explained_variance"] > 0.85
+    # The online MiniSom recipe is only moderately stable (about 0.7 over 10 resamples).
+    assert 0.6 < stability["mean_ari"] < 0.85
+    assert choice["recommended_k"] in range(2, 9)
