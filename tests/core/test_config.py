@@ -1,0 +1,209 @@
+"""somseg.config: reference defaults, strictness, YAML loading, validators."""
+
+import pytest
+from pydantic import ValidationError
+
+from somseg.config import (
+    Condition,
+    LabelRule,
+    LabelsConfig,
+    SegmentationConfig,
+    SomConfig,
+    load_config,
+)
+from somseg.errors import ConfigError
+
+
+def test_defaults_reproduce_reference_recipe() -> None:
+    cfg = SegmentationConfig()
+    assert cfg.id_column == "ID"
+    assert cfg.feature_names == ["Age", "Work_Experience", "Family_Size"]
+    assert (cfg.som.rows, cfg.som.cols) == (8, 8)
+    assert cfg.som.sigma == 2.0
+    assert cfg.som.learning_rate == 0.3
+    assert cfg.som.iterations == 8000
+    assert cfg.som.seed == 42
+    assert cfg.som.neighborhood == "gaussian"
+    assert cfg.som.init == "random"
+    assert cfg.som.engine == "minisom"
+    assert cfg.segments.k == 4
+    assert cfg.segments.n_init == 20
+    assert cfg.segments.random_state == 42
+    assert cfg.gates.max_quantization_error == 0.5
+    assert cfg.gates.max_topographic_error == 0.1
+    assert cfg.outliers.percentile == 95.0
+    assert [rule.label for rule in cfg.labels.rules] == [
+        "Senior / Retired",
+        "Established Professionals",
+        "Family-Oriented",
+        "Early Career Adults",
+    ]
+
+
+def test_load_config_none_gives_defaults() -> None:
+    assert load_config(None) == SegmentationConfig()
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda cfg: setattr(cfg, "id_column", "X"),
+        lambda cfg: setattr(cfg.som, "rows", 3),
+        lambda cfg: setattr(cfg.gates, "max_quantization_error", 9.0),
+    ],
+    ids=["top", "som", "gates"],
+)
+def test_config_is_frozen(mutate) -> None:
+    cfg = SegmentationConfig()
+    with pytest.raises(ValidationError, match="frozen"):
+        mutate(cfg)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"bogus": 1}, {"som": {"rows": 8, "colz": 8}}, {"gates": {"max_qe": 0.4}}],
+    ids=["top", "som", "gates"],
+)
+def test_extra_keys_rejected(kwargs) -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        SegmentationConfig.model_validate(kwargs)
+
+
+def test_yaml_partial_override_keeps_other_defaults(tmp_path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("som:\n  rows: 5\n  iterations: 100\nsegments:\n  k: 3\n", encoding="utf-8")
+    cfg = load_config(path)
+    assert (cfg.som.rows, cfg.som.iterations, cfg.segments.k) == (5, 100, 3)
+    defaults = SegmentationConfig()
+    assert cfg.som.cols == 8 and cfg.som.sigma == 2.0 and cfg.som.seed == 42
+    assert cfg.segments.n_init == 20
+    assert cfg.gates == defaults.gates
+    assert cfg.labels == defaults.labels
+    assert cfg.features == defaults.features
+
+
+def test_yaml_empty_file_gives_defaults(tmp_path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("", encoding="utf-8")
+    assert load_config(path) == SegmentationConfig()
+
+
+def test_yaml_unknown_key_names_the_key(tmp_path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("som:\n  rowz: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"som\.rowz") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("som: [rows: 1\n", "not valid YAML"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("som:\n  rows: 0\n", r"som\.rows"),
+    ],
+    ids=["bad-yaml", "not-mapping", "invalid-value"],
+)
+def test_yaml_bad_content_is_config_error(tmp_path, text, match) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_missing_config_file_is_config_error(tmp_path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="cannot read config") as info:
+        load_config(path)
+    assert "nope.yaml" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"features": [{"name": "Age"}, {"name": "Age"}], "labels": {"rules": []}}, "features must be unique"),
+        ({"id_column": "Age"}, "id column 'Age' cannot also be a feature"),
+        (
+            {"labels": {"rules": [{"label": "X", "when": [{"feature": "Income", "op": ">", "value": 1}]}]}},
+            r"not in 'features': \['Income'\]",
+        ),
+        ({"som": {"rows": 2, "cols": 2}, "segments": {"k": 5}}, "exceeds the 2x2 map's neurons"),
+        ({"features": [{"name": "Age", "min": 10, "max": 5}], "labels": {"rules": []}}, "min 10.0 is above max 5.0"),
+    ],
+    ids=["duplicate-features", "id-as-feature", "rule-unknown-feature", "k-above-neurons", "min-above-max"],
+)
+def test_segmentation_config_validators(kwargs, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        SegmentationConfig.model_validate(kwargs)
+
+
+def test_k_equal_to_neurons_is_allowed() -> None:
+    cfg = SegmentationConfig.model_validate({"som": {"rows": 2, "cols": 2}, "segments": {"k": 4}})
+    assert cfg.segments.k == 4
+
+
+def test_duplicate_labels_rejected() -> None:
+    rule = {"label": "Same", "when": [{"feature": "Age", "op": ">", "value": 1}]}
+    with pytest.raises(ValidationError, match=r"repeated: \['Same'\]"):
+        LabelsConfig.model_validate({"rules": [rule, rule]})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"value": 1.0, "z": 1.0}, {}],
+    ids=["both", "neither"],
+)
+def test_condition_needs_exactly_one_threshold(kwargs) -> None:
+    with pytest.raises(ValidationError, match="exactly one of 'value' or 'z'"):
+        Condition(feature="Age", op=">", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"value": 50.0}, {"z": -0.5}])
+def test_condition_with_one_threshold_is_valid(kwargs) -> None:
+    cond = Condition(feature="Age", op="<=", **kwargs)
+    assert (cond.value, cond.z) == (kwargs.get("value"), kwargs.get("z"))
+
+
+def test_label_rule_needs_a_condition() -> None:
+    with pytest.raises(ValidationError):
+        LabelRule(label="X", when=[])
+
+
+def test_som_config_bounds() -> None:
+    with pytest.raises(ValidationError):
+        SomConfig(sigma=0)
+    with pytest.raises(ValidationError):
+        SomConfig(engine="other")
+
+
+def test_segments_method_choices() -> None:
+    from somseg.config import SegmentsConfig
+
+    assert SegmentsConfig().method == "kmeans"
+    assert SegmentsConfig(method="ward").method == "ward"
+    with pytest.raises(ValidationError):
+        SegmentsConfig(method="dbscan")
+
+
+def test_evaluation_k_range_must_be_ordered() -> None:
+    from somseg.config import EvaluationConfig
+
+    assert (EvaluationConfig().k_min, EvaluationConfig().k_max) == (2, 8)
+    with pytest.raises(ValidationError, match="k_min=6 is above evaluation.k_max=5"):
+        EvaluationConfig(k_min=6, k_max=5)
+
+
+def test_load_scoring_config(tmp_path) -> None:
+    from somseg.config import ScoringConfig, load_scoring_config
+
+    assert load_scoring_config(None) == ScoringConfig()
+    path = tmp_path / "score.yaml"
+    path.write_text("drift:\n  action: fail\n", encoding="utf-8")
+    cfg = load_scoring_config(path)
+    assert cfg.drift.action == "fail"
+    assert cfg.drift.max_feature_psi == 0.25 and cfg.chunk_rows == 1_000_000
+    path.write_text("drift:\n  actoin: fail\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"drift\.actoin"):
+        load_scoring_config(path)
