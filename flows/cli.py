@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 EXIT_UNEXPECTED = 70
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", default="runs/scored", help="output folder (default: runs/scored)")
     score.add_argument("--config", help="YAML scoring config: drift gate and chunk size")
     score.add_argument("--work-dir", help=WORK_DIR_HELP)
+    report = commands.add_parser("report", help="rebuild report.html and figures/ of a training run folder")
+    report.add_argument("run_dir", help="a folder written by 'segment train'")
     return parser
 
 
@@ -58,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "report":
+        # Only the run folder is read, so no flow (and no Prefect server) is needed.
+        from somseg.report import build_report
+
+        print(f"report written to {build_report(args.run_dir)}")
+        return 0
     from tasks.caching import default_work_dir
 
     work_dir = args.work_dir or default_work_dir()
@@ -77,7 +86,8 @@ def _train(args: argparse.Namespace, work_dir: str) -> str:
     config = load_config(args.config)
     _hide_tracebacks(args.debug)
     source = Path(args.input) if args.input else SAMPLE_TABLE
-    return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
+    with _run_tags("train-segments", source):
+        return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
 
 
 def _score(args: argparse.Namespace, work_dir: str) -> str:
@@ -86,9 +96,17 @@ def _score(args: argparse.Namespace, work_dir: str) -> str:
 
     config = load_scoring_config(args.config)
     _hide_tracebacks(args.debug)
-    return score_segments_flow(
-        input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
-    )
+    with _run_tags("score-segments", Path(args.input)):
+        return score_segments_flow(
+            input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
+        )
+
+
+def _run_tags(flow_name: str, source: Path) -> AbstractContextManager[set[str]]:
+    # The UI filters runs by tag: which flow, and which dataset (the input's file name).
+    from prefect import tags
+
+    return tags("somseg", flow_name, f"dataset:{source.stem}")
 
 
 def _quiet_environment() -> None:

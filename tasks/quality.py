@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 
 from somseg.errors import DataQualityError
 from somseg.io import write_json
+from tasks.artifacts import publish_data_quality
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.expectations import failed_expectations, load_suite, run_suite
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
@@ -54,6 +55,7 @@ def validate_table(table: Path, suite_path: Path, work_dir: str) -> QualityOutco
 @task(name="enforce-expectations")
 def enforce_expectations(outcome: QualityOutcome, source: str, suite_name: str) -> None:
     """Stop the run before training if any expectation failed."""
+    publish_data_quality(outcome, suite_name)
     if outcome.success:
         return
     details = "\n".join(f"  - {line}" for line in outcome.failures)

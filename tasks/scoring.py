@@ -11,7 +11,9 @@ from somseg.drift import drift_problems
 from somseg.errors import DriftError
 from somseg.model import SUITE_FILE, SegmentationModel
 from somseg.scoring import score_table
+from tasks.artifacts import publish_drift_summary
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
+from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
 
 SEGMENTS_FILE = "segments.parquet"
 SCORE_TIMEOUT_SECONDS = 3600
@@ -26,7 +28,13 @@ class ModelContract:
     suite: Path
 
 
-@task(name="load-model", cache_policy=CONTENT_CACHE)
+@task(
+    name="load-model",
+    cache_policy=CONTENT_CACHE,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io_error,
+)
 def load_model(model_dir: Path) -> ModelContract:
     """Verify the bundle (checksums, format version) and report library versions."""
     model = SegmentationModel.load(model_dir)
@@ -43,7 +51,14 @@ class ScoredTable:
     figures: dict[str, Any]
 
 
-@task(name="score-table", cache_policy=CONTENT_CACHE, timeout_seconds=SCORE_TIMEOUT_SECONDS)
+@task(
+    name="score-table",
+    cache_policy=CONTENT_CACHE,
+    timeout_seconds=SCORE_TIMEOUT_SECONDS,
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io_error,
+)
 def score_new_table(table: Path, model_dir: Path, chunk_rows: int, work_dir: str) -> ScoredTable:
     """Segment every row with the training medians, scaler and map, chunk by chunk."""
     model = SegmentationModel.load(model_dir)
@@ -60,10 +75,11 @@ def score_new_table(table: Path, model_dir: Path, chunk_rows: int, work_dir: str
 
 @task(name="check-drift")
 def check_drift(figures: dict[str, Any], drift: DriftGateConfig) -> list[str]:
-    """Warn or fail, as configured, when outliers or PSI cross their limits."""
-    if drift.action == "off":
-        return []
-    problems = drift_problems(figures, drift.max_outlier_share, drift.max_segment_psi, drift.max_feature_psi)
+    """Warn or fail, as configured, when outliers or PSI cross their limits; show the figures."""
+    problems = [] if drift.action == "off" else drift_problems(
+        figures, drift.max_outlier_share, drift.max_segment_psi, drift.max_feature_psi
+    )
+    publish_drift_summary(figures, drift, problems)
     if problems and drift.action == "fail":
         raise DriftError("drift gate failed: " + "; ".join(problems))
     for problem in problems:

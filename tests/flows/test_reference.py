@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
 pytestmark = [pytest.mark.reference, pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 # label: (customers, mean Age, mean Work_Experience, mean Family_Size, sd Age, sd Work_Exp, sd Family_Size)

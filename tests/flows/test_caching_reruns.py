@@ -1,0 +1,252 @@
+"""Caching, reruns of failed runs, tags and artifacts, read back through the Prefect API.
+
+Every assertion here is about what Prefect recorded: the state name of each
+task run (``Cached`` or ``Completed``), the flow run's tags, and the
+artifacts attached to the flow run.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterTaskRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterTags,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.settings import (
+    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
+    temporary_settings,
+)
+
+import tasks.artifacts
+from flows.cli import EXIT_UNEXPECTED, main
+from flows.score import score_segments_flow
+from flows.train import train_segments_flow
+from somseg.config import GateConfig, SegmentationConfig, SegmentsConfig, SomConfig
+from somseg.errors import QualityGateError
+from somseg.io import write_npy
+from somseg.model import SegmentationModel
+from tasks.som import train_som
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+BEFORE_CLUSTERING = ("ingest-table", "validate-table", "clean-features", "train-som", "assess-map")
+FROM_CLUSTERING = ("cluster-neurons", "label-segments", "build-model", "assign-segments")
+CACHED_TASKS = BEFORE_CLUSTERING + FROM_CLUSTERING
+THREE_SEGMENTS = SegmentationConfig(segments=SegmentsConfig(k=3))
+
+
+def _task_states(flow_run_id: UUID, expected: tuple[str, ...] = (), timeout: float = 30) -> dict[str, str]:
+    """Task name -> state name, for every task run of one flow run.
+
+    The API records task-run states from events, a moment after the flow
+    returns, so wait until the ``expected`` tasks are there and every task
+    run is in a final state.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        settled = all(run.state is not None and run.state.is_final() for run in runs)
+        states = {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
+        if (settled and set(expected) <= set(states)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(states) == len(runs), f"a task ran twice in one flow run: {sorted(run.name for run in runs)}"
+    return states
+
+
+def _train(table: Path, out: Path, work: Path, config: SegmentationConfig = SegmentationConfig()):
+    """Run the training flow; its final state (the flow run id is in its details)."""
+    return train_segments_flow(str(table), str(out), config=config, work_dir=str(work), return_state=True)
+
+
+def _artifacts(flow_run_id: UUID) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {artifact.key: artifact for artifact in found}
+
+
+@pytest.fixture(scope="module")
+def first_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("cache")
+    state = _train(sample_table, base / "run", base / "work")
+    assert state.is_completed(), state
+    return {"base": base, "flow_run_id": state.state_details.flow_run_id}
+
+
+def test_a_fresh_run_computes_every_step(first_run: dict) -> None:
+    states = _task_states(first_run["flow_run_id"], CACHED_TASKS)
+
+    assert {name: states[name] for name in CACHED_TASKS} == {name: "Completed" for name in CACHED_TASKS}
+
+
+def test_changing_k_recomputes_clustering_and_after_only(first_run: dict, sample_table: Path) -> None:
+    base = first_run["base"]
+
+    state = _train(sample_table, base / "run", base / "work", THREE_SEGMENTS)
+
+    assert state.is_completed(), state
+    states = _task_states(state.state_details.flow_run_id, CACHED_TASKS + ("publish-run",))
+    assert {name: states[name] for name in BEFORE_CLUSTERING} == {name: "Cached" for name in BEFORE_CLUSTERING}
+    assert {name: states[name] for name in FROM_CLUSTERING} == {name: "Completed" for name in FROM_CLUSTERING}
+    # Never cached: the gates are re-judged and the run folder rewritten every time.
+    assert states["enforce-quality-gates"] == states["publish-run"] == "Completed"
+
+
+def test_the_same_run_again_is_served_from_the_cache(first_run: dict, sample_table: Path) -> None:
+    base = first_run["base"]
+
+    state = _train(sample_table, base / "run", base / "work")
+
+    states = _task_states(state.state_details.flow_run_id, CACHED_TASKS + ("publish-run",))
+    assert {name: states[name] for name in CACHED_TASKS} == {name: "Cached" for name in CACHED_TASKS}
+    assert states["publish-run"] == "Completed"
+
+
+def test_rerun_after_a_failed_gate_skips_the_steps_that_had_completed(sample_table: Path, tmp_path: Path) -> None:
+    strict = THREE_SEGMENTS.model_copy(update={"gates": GateConfig(max_quantization_error=0.01)})
+
+    failed = _train(sample_table, tmp_path / "run", tmp_path / "work", strict)
+
+    assert failed.is_failed()
+    with pytest.raises(QualityGateError):
+        failed.result()
+    first = _task_states(failed.state_details.flow_run_id, BEFORE_CLUSTERING + ("enforce-quality-gates",))
+    assert first["enforce-quality-gates"] == "Failed"
+    assert not set(FROM_CLUSTERING) & set(first), "nothing after the gate may run"
+
+    fixed = _train(sample_table, tmp_path / "run", tmp_path / "work", THREE_SEGMENTS)
+
+    assert fixed.is_completed(), fixed
+    second = _task_states(fixed.state_details.flow_run_id, CACHED_TASKS)
+    assert {name: second[name] for name in BEFORE_CLUSTERING} == {name: "Cached" for name in BEFORE_CLUSTERING}
+    assert {name: second[name] for name in FROM_CLUSTERING} == {name: "Completed" for name in FROM_CLUSTERING}
+    summaries = [_artifacts(run.state_details.flow_run_id)["training-summary"].data for run in (failed, fixed)]
+    assert summaries[0].startswith("# Training run FAILED (QualityGateError)")
+    assert "| quantization error | 0.3" in summaries[0] and "| <= 0.01 | **FAIL** |" in summaries[0]
+    assert "last_failure" in summaries[0]
+    assert summaries[1].startswith("# Training run PASSED")
+
+
+def test_same_cli_command_after_a_late_crash_redoes_only_the_rest(
+    sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = Path(shutil.copyfile(sample_table, tmp_path / "crash-demo.csv"))
+    command = ["train", str(table), "--out", str(tmp_path / "run"), "--work-dir", str(tmp_path / "work")]
+    real_assign = SegmentationModel.assign
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost its disk")
+
+    monkeypatch.setattr(SegmentationModel, "assign", crash)
+    assert main(command) == EXIT_UNEXPECTED
+    monkeypatch.setattr(SegmentationModel, "assign", real_assign)
+    assert main(command) == 0
+
+    crashed, rerun = _runs_tagged("dataset:crash-demo")
+    assert crashed.state.name == "Failed" and rerun.state.name == "Completed"
+    assert {"somseg", "train-segments", "dataset:crash-demo"} <= set(rerun.tags)
+    first, second = _task_states(crashed.id, ("assign-segments",)), _task_states(rerun.id, CACHED_TASKS)
+    assert first["assign-segments"] == "Failed"
+    before_crash = BEFORE_CLUSTERING + ("cluster-neurons", "label-segments", "build-model")
+    assert {name: second[name] for name in before_crash} == {name: "Cached" for name in before_crash}
+    assert second["assign-segments"] == "Completed"
+    assert (tmp_path / "run" / "segments.parquet").is_file()
+
+
+def _runs_tagged(tag: str) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), sort=FlowRunSort.START_TIME_ASC
+        )
+
+
+def test_a_training_run_publishes_its_monitoring_artifacts(first_run: dict) -> None:
+    artifacts = _artifacts(first_run["flow_run_id"])
+
+    assert {"training-summary", "som-map", "segment-profiles", "data-quality", "som-training"} <= set(artifacts)
+    summary = artifacts["training-summary"].data
+    assert "| data quality | 13 of 13 expectations met | all | pass |" in summary
+    assert "| quantization error | 0.39" in summary and "| <= 0.5 | pass |" in summary
+    assert str(first_run["base"] / "run") in summary
+    picture = artifacts["som-map"].data
+    assert picture.count("](data:image/png;base64,iVBORw0KGgo") == 2  # U-matrix and hit map, as PNGs
+    assert artifacts["som-training"].type == "progress" and artifacts["som-training"].data == 100.0
+    profiles = _table_rows(artifacts["segment-profiles"])
+    assert sorted(row["label"] for row in profiles) == sorted(
+        ["Early Career Adults", "Senior / Retired", "Established Professionals", "Family-Oriented"]
+    )
+    assert sum(row["size"] for row in profiles) == 5000
+    quality = _table_rows(artifacts["data-quality"])
+    assert len(quality) == 13 and all(row["success"] for row in quality)
+
+
+def _table_rows(artifact) -> list[dict]:
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def test_a_scoring_run_publishes_its_drift_summary(first_run: dict, sample_table: Path, tmp_path: Path) -> None:
+    base = first_run["base"]
+
+    state = score_segments_flow(str(sample_table), str(base / "run" / "model"), str(tmp_path / "scored"),
+                                work_dir=str(base / "work"), return_state=True)
+
+    assert state.is_completed(), state
+    drift = _artifacts(state.state_details.flow_run_id)["drift-summary"].data
+    assert drift.startswith("# Drift: no drift beyond the limits")
+    assert "| segment mix PSI | 0.000 | 0.25 |" in drift
+
+
+def test_som_training_progress_moves_while_the_map_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    real_update = tasks.artifacts.update_progress_artifact
+
+    def record(artifact_id, progress):
+        seen.append(progress)
+        return real_update(artifact_id, progress)
+
+    monkeypatch.setattr(tasks.artifacts, "update_progress_artifact", record)
+    matrix = tmp_path / "X.npy"
+    write_npy(matrix, np.random.default_rng(0).normal(size=(200, 3)))
+
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        state = train_som(matrix, SomConfig(rows=4, cols=4, iterations=400), str(tmp_path), return_state=True)
+
+    assert state.is_completed(), state
+    assert seen == [5.0 * i for i in range(1, 21)]
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[state.state_details.task_run_id]))
+        )
+    assert artifact.type == "progress" and artifact.data == 100.0
+
+
+def test_failed_expectations_show_in_the_data_quality_table_and_summary(sample_table: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(sample_table)
+    frame.loc[:6, "Age"] = 150
+    frame.to_csv(tmp_path / "bad_ages.csv", index=False)
+
+    state = _train(tmp_path / "bad_ages.csv", tmp_path / "run", tmp_path / "work")
+
+    assert state.is_failed()
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    failed = [row for row in _table_rows(artifacts["data-quality"]) if not row["success"]]
+    assert [(row["expectation"], row["column"], row["unexpected_count"]) for row in failed] == [
+        ("expect_column_values_to_be_between", "Age", 7)
+    ]
+    summary = artifacts["training-summary"].data
+    assert summary.startswith("# Training run FAILED (DataQualityError)")
+    assert "| data quality | 12 of 13 expectations met | all | **FAIL** |" in summary
+    assert "| quantization error | not measured |" in summary
+    assert "som-map" not in artifacts, "nothing is trained after failed expectations"

@@ -1,0 +1,164 @@
+"""Retries on transient I/O errors, none on data errors, and timeouts on the long steps."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prefect import get_client
+from prefect.settings import (
+    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
+    temporary_settings,
+)
+from prefect.states import Completed, Failed
+
+from somseg.config import SegmentationConfig, SomConfig
+from somseg.errors import DataError, DataQualityError, QualityGateError
+from somseg.io import write_npy
+from tasks import ingest
+from tasks.ingest import ingest_table
+from tasks.publish import publish_run, publish_scores
+from tasks.quality import validate_table
+from tasks.retries import IO_RETRIES, retry_on_io_error
+from tasks.scoring import load_model, score_new_table
+from tasks.som import assess_map, train_som
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+CONFIG = SegmentationConfig()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_task_logs():
+    # These tasks run on their own, outside a flow run, so their logs have no run to go to.
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        yield
+
+
+class FlakyReader:
+    """``read_table`` that raises ``error`` for the first ``failures`` calls, then reads."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+        self.real = ingest.read_table
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return self.real(*args, **kwargs)
+
+
+def _ingest(sample_table: Path, work: Path):
+    fast = ingest_table.with_options(retry_delay_seconds=0)
+    return fast(sample_table, CONFIG.id_column, CONFIG.feature_names, str(work), return_state=True)
+
+
+def _run_count(state, timeout: float = 30) -> int:
+    """How many times the API saw the task run (it records states from events, a moment later)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            task_run = client.read_task_run(state.state_details.task_run_id)
+            if task_run.state_type == state.type or time.monotonic() > deadline:
+                return task_run.run_count
+            time.sleep(0.2)
+
+
+def test_ingest_retries_a_transient_os_error(
+    sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = FlakyReader(2, OSError(5, "Input/output error (share briefly unreachable)"))
+    monkeypatch.setattr(ingest, "read_table", reader)
+
+    state = _ingest(sample_table, tmp_path)
+
+    assert state.name == "Completed", state
+    assert reader.calls == 3
+    assert _run_count(state) == 3
+    assert state.result().is_file()
+
+
+def test_ingest_gives_up_after_its_retries(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = FlakyReader(99, OSError(5, "Input/output error"))
+    monkeypatch.setattr(ingest, "read_table", reader)
+
+    state = _ingest(sample_table, tmp_path)
+
+    assert state.is_failed()
+    assert reader.calls == 1 + IO_RETRIES
+    with pytest.raises(OSError):
+        state.result()
+
+
+def test_a_data_error_is_not_retried(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = FlakyReader(99, DataError("input file customers.csv lacks column(s) Age"))
+    monkeypatch.setattr(ingest, "read_table", reader)
+
+    started = time.perf_counter()
+    state = ingest_table(sample_table, CONFIG.id_column, CONFIG.feature_names, str(tmp_path), return_state=True)
+
+    # The real delays (1, 4, 10 s) are kept here: no retry means no wait.
+    assert time.perf_counter() - started < 1.0
+    assert state.is_failed()
+    assert reader.calls == 1
+    assert _run_count(state) == 1
+    with pytest.raises(DataError):
+        state.result()
+
+
+def _failed_with(error: BaseException):
+    return Failed(data=error)
+
+
+@pytest.mark.parametrize(
+    ("state", "retry"),
+    [
+        (_failed_with(OSError("stale NFS handle")), True),
+        (_failed_with(FileNotFoundError("file being replaced")), True),
+        (_failed_with(DataError("column missing")), False),
+        (_failed_with(DataQualityError("3 expectations failed")), False),
+        (_failed_with(QualityGateError("quantization error too high")), False),
+        (_failed_with(ValueError("a bug")), False),
+        (Completed(), False),
+    ],
+)
+def test_retry_condition_retries_io_errors_only(state, retry: bool) -> None:
+    assert retry_on_io_error(None, None, state) is retry
+
+
+IO_STEPS = [ingest_table, validate_table, load_model, score_new_table, publish_run, publish_scores]
+
+
+@pytest.mark.parametrize("step", IO_STEPS)
+def test_io_steps_retry_with_backoff_on_io_errors_only(step) -> None:
+    assert step.retries == IO_RETRIES
+    delays = step.retry_delay_seconds
+    assert list(delays) == sorted(delays) and delays[0] < delays[-1], "delays must grow (backoff)"
+    assert step.retry_condition_fn is retry_on_io_error
+
+
+@pytest.mark.parametrize("step", [train_som, assess_map, score_new_table])
+def test_long_steps_have_a_timeout(step) -> None:
+    assert step.timeout_seconds and step.timeout_seconds > 0
+
+
+class SlowEngine:
+    def fit(self, X, progress=None):
+        for _ in range(200):  # pure Python, so a timeout can interrupt it
+            time.sleep(0.05)
+        return self
+
+
+def test_training_that_overruns_its_timeout_fails_as_timed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.som
+
+    monkeypatch.setattr(tasks.som, "build_engine", lambda config: SlowEngine())
+    matrix = tmp_path / "X.npy"
+    write_npy(matrix, np.zeros((10, 3)))
+
+    started = time.perf_counter()
+    state = train_som.with_options(timeout_seconds=1)(matrix, SomConfig(), str(tmp_path), return_state=True)
+
+    assert state.name == "TimedOut", state
+    assert time.perf_counter() - started < 8
