@@ -95,6 +95,10 @@ class SegmentsConfig(_Section):
     k: int = Field(4, ge=2, le=50, description="Number of segments.")
     n_init: int = Field(20, ge=1, description="KMeans restarts.")
     random_state: int = Field(42, description="Seed of the clustering.")
+    weight_by_hits: bool = Field(
+        False,
+        description="KMeans: weight each neuron by the customers it wins, so segments follow where customers are (SOM-Ward always does).",
+    )
 
 
 class EvaluationConfig(_Section):

@@ -18,8 +18,9 @@ def cluster_neurons(weights: np.ndarray, config: SegmentsConfig, hits: np.ndarra
     weights : ndarray of shape (rows, cols, n_features)
     config : SegmentsConfig
     hits : ndarray of shape (rows * cols,), optional
-        Training rows won by each neuron (row-major). Only ``'ward'`` uses
-        them, as neuron weights; without them every neuron weighs the same.
+        Training rows won by each neuron (row-major). ``'ward'`` always uses
+        them as neuron weights, KMeans when ``config.weight_by_hits``;
+        without them every neuron weighs the same.
 
     Returns
     -------
@@ -32,7 +33,9 @@ def cluster_neurons(weights: np.ndarray, config: SegmentsConfig, hits: np.ndarra
     if config.method != "kmeans":
         raise ValueError(f"unknown clustering method {config.method!r}")
     model = KMeans(n_clusters=config.k, n_init=config.n_init, random_state=config.random_state)
-    return model.fit(flat).labels_.astype(np.int64)
+    weight = np.asarray(hits, dtype=np.float64) if config.weight_by_hits and hits is not None else None
+    # Dead neurons weigh 0: they do not pull the centres, yet still take a segment.
+    return model.fit(flat, sample_weight=weight).labels_.astype(np.int64)
 
 
 def profile_segments(
