@@ -79,10 +79,15 @@ def silhouette(
         In [-1, 1]; NaN unless there are between 2 and (weighted) n - 1
         clusters.
     """
+    if sample_weight is None and sample_size is not None and sample_size < len(X):
+        # Sample first: coding the labels and copying rows of the whole table would cost more than the score.
+        keep = np.sort(np.random.default_rng(random_state).choice(len(X), sample_size, replace=False))
+        X, labels = np.asarray(X)[keep], np.asarray(labels)[keep]
+        sample_size = None
     X, codes, weight = _weighted_rows(X, labels, sample_weight)
     if sample_size is not None and sample_size < len(X):
         keep = np.sort(np.random.default_rng(random_state).choice(len(X), sample_size, replace=False))
-        X, codes, weight = X[keep], np.unique(codes[keep], return_inverse=True)[1], weight[keep]
+        X, codes, weight = X[keep], _codes(codes[keep]), weight[keep]
     n_clusters = int(codes.max()) + 1 if len(codes) else 0
     if not 2 <= n_clusters <= weight.sum() - 1:
         return float("nan")
@@ -142,13 +147,14 @@ def davies_bouldin(X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray 
     float
         NaN unless there are between 2 and (weighted) n - 1 clusters.
     """
-    X, codes, weight = _weighted_rows(X, labels, sample_weight)
-    centroids, cluster_weight = _centroids(X, codes, weight)
-    if not 2 <= len(cluster_weight) <= weight.sum() - 1:
+    return _davies_bouldin(_Dispersion.of(*_weighted_rows(X, labels, sample_weight)))
+
+
+def _davies_bouldin(d: "_Dispersion") -> float:
+    if not 2 <= len(d.cluster_weight) <= d.weight.sum() - 1:
         return float("nan")
-    spread = np.sqrt(np.einsum("ij,ij->i", X - centroids[codes], X - centroids[codes]))
-    intra = np.bincount(codes, weights=weight * spread) / cluster_weight
-    between = _distances(centroids, centroids)
+    intra = np.bincount(d.codes, weights=d.weight * np.sqrt(d.squared), minlength=len(d.cluster_weight)) / d.cluster_weight
+    between = _distances(d.centroids, d.centroids)
     if np.allclose(intra, 0) or np.allclose(between, 0):
         return 0.0
     between[between == 0] = np.inf
@@ -172,15 +178,36 @@ def calinski_harabasz(X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarr
     float
         NaN unless there are between 2 and (weighted) n - 1 clusters.
     """
-    X, codes, weight = _weighted_rows(X, labels, sample_weight)
-    centroids, cluster_weight = _centroids(X, codes, weight)
-    n, k = weight.sum(), len(cluster_weight)
+    return _calinski_harabasz(_Dispersion.of(*_weighted_rows(X, labels, sample_weight)))
+
+
+def _calinski_harabasz(d: "_Dispersion") -> float:
+    n, k = d.weight.sum(), len(d.cluster_weight)
     if not 2 <= k <= n - 1:
         return float("nan")
-    grand_mean = weight @ X / n
-    between = np.sum(cluster_weight * np.sum((centroids - grand_mean) ** 2, axis=1))
-    within = np.sum(weight * np.sum((X - centroids[codes]) ** 2, axis=1))
+    grand_mean = d.cluster_weight @ d.centroids / n
+    between = np.sum(d.cluster_weight * np.sum((d.centroids - grand_mean) ** 2, axis=1))
+    within = np.sum(d.weight * d.squared)
     return float(1.0 if within == 0 else between * (n - k) / (within * (k - 1)))
+
+
+@dataclass(frozen=True)
+class _Dispersion:
+    """Centroids and each row's squared distance to its own: what DB and CH both need, in one pass."""
+
+    codes: np.ndarray
+    weight: np.ndarray
+    centroids: np.ndarray
+    cluster_weight: np.ndarray
+    squared: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray, codes: np.ndarray, weight: np.ndarray) -> "_Dispersion":
+        centroids, cluster_weight = _centroids(X, codes, weight)
+        squared = np.zeros(len(X))
+        for column, centre in zip(X.T, centroids.T):  # a feature at a time: no (n, d) temporaries
+            squared += (column - centre[codes]) ** 2
+        return cls(codes, weight, centroids, cluster_weight, squared)
 
 
 @dataclass(frozen=True)
@@ -223,10 +250,11 @@ def separation_scores(
     SeparationScores
     """
     rows = int(np.count_nonzero(sample_weight)) if sample_weight is not None else len(X)
+    dispersion = _Dispersion.of(*_weighted_rows(X, labels, sample_weight))
     return SeparationScores(
         silhouette=silhouette(X, labels, sample_weight, sample_size, random_state),
-        davies_bouldin=davies_bouldin(X, labels, sample_weight),
-        calinski_harabasz=calinski_harabasz(X, labels, sample_weight),
+        davies_bouldin=_davies_bouldin(dispersion),
+        calinski_harabasz=_calinski_harabasz(dispersion),
         silhouette_rows=min(rows, sample_size) if sample_size is not None else rows,
     )
 
@@ -239,12 +267,22 @@ def _weighted_rows(
     labels = np.asarray(labels)
     if X.ndim != 2 or labels.shape != (len(X),):
         raise ValueError(f"X must be 2-D with one label per row; got {X.shape} and {labels.shape}")
-    weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight is None:
+        return X, _codes(labels), np.ones(len(X))
+    weight = np.asarray(sample_weight, dtype=np.float64)
     if weight.shape != (len(X),) or (weight < 0).any() or not np.isfinite(weight).all():
         raise ValueError("sample_weight must hold one finite non-negative value per row")
     keep = weight > 0
-    codes = np.unique(labels[keep], return_inverse=True)[1].astype(np.int64)
-    return X[keep], codes, weight[keep]
+    return X[keep], _codes(labels[keep]), weight[keep]
+
+
+def _codes(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0..k-1 in sorted order (as ``np.unique``'s inverse)."""
+    if labels.dtype.kind in "iu" and len(labels) and labels.min() >= 0:
+        # Segment numbers are small integers: a bincount is O(n), a sort is not.
+        present = np.bincount(labels) > 0
+        return (np.cumsum(present) - 1)[labels].astype(np.int64)
+    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
 def _centroids(X: np.ndarray, codes: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
