@@ -26,6 +26,10 @@ def score_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Assign new customers to the segments of a trained model and measure drift."""
+    if config.execution.mode == "dask":
+        from flows.score_dask import run_score_dask
+
+        return run_score_dask(input_path, model_dir, out_dir, config, config.execution, work_dir)
     source, bundle = Path(input_path), Path(model_dir).resolve()
     run = RunLog(out_dir=prepare_run_folder(out_dir))
     with run.keep_diagnostics_on_failure():

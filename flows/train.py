@@ -32,6 +32,10 @@ def train_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Train a segmentation on a customer table and write segments, profiles, metrics and model."""
+    if config.execution.mode == "dask":
+        from flows.train_dask import run_train_dask
+
+        return run_train_dask(input_path, out_dir, config, config.execution, work_dir)
     source, suite = Path(input_path), resolve_suite(config.quality.suite)
     run = RunLog(out_dir=prepare_run_folder(out_dir))
     with training_summary(run, config.gates), run.keep_diagnostics_on_failure():

@@ -205,6 +205,44 @@ class QualityConfig(_Section):
     )
 
 
+class LocalClusterSpec(_Section):
+    """A Dask cluster started for the run on this machine (when no scheduler address is given)."""
+
+    n_workers: int = Field(2, ge=1, description="Dask workers.")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per worker.")
+    memory_limit: str = Field(
+        "2GiB", description="Memory limit per worker (e.g. '2GiB'); workers spill to disk as they near it."
+    )
+    processes: bool = Field(
+        False,
+        description=(
+            "Workers as separate processes. Leave false unless PREFECT_API_URL points at a Prefect server: "
+            "without one, every worker process would start its own temporary Prefect server."
+        ),
+    )
+
+
+class ExecutionConfig(_Section):
+    """Where the pipeline runs: in this process, or on a Dask cluster."""
+
+    mode: Literal["local", "dask"] = Field(
+        "local",
+        description="'local': one process, the input a single CSV or Parquet file. 'dask': the input a "
+        "partitioned Parquet dataset (a folder or a glob of files), processed on a Dask cluster.",
+    )
+    scheduler_address: str | None = Field(
+        None, description="Dask scheduler of an existing cluster, e.g. 'tcp://10.0.0.5:8786'; empty to start a local one."
+    )
+    local_cluster: LocalClusterSpec = Field(
+        default_factory=LocalClusterSpec, description="The local cluster to start when no scheduler address is given."
+    )
+    partition_rows: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Dask mode: most rows per partition (whole Parquet row groups are kept together); bounds a task's memory.",
+    )
+
+
 class SegmentationConfig(_Section):
     """Everything a segmentation run needs besides its input and output locations."""
 
@@ -225,6 +263,9 @@ class SegmentationConfig(_Section):
     outliers: OutliersConfig = Field(default_factory=OutliersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig, description="Where the run executes: in this process or on a Dask cluster."
+    )
 
     @property
     def feature_names(self) -> list[str]:
@@ -242,6 +283,8 @@ class SegmentationConfig(_Section):
         )
         if unknown:
             raise ValueError(f"label rules test features that are not in 'features': {unknown}")
+        if self.execution.mode == "dask" and self.som.engine != "batch":
+            raise ValueError("execution.mode 'dask' needs som.engine: batch (its epochs are sums over partitions)")
         if self.segments.k > self.som.rows * self.som.cols:
             raise ValueError(
                 f"segments.k={self.segments.k} exceeds the {self.som.rows}x{self.som.cols} map's neurons"
@@ -314,46 +357,11 @@ class ScoringConfig(_Section):
 
     drift: DriftGateConfig = Field(default_factory=DriftGateConfig)
     chunk_rows: int = Field(1_000_000, ge=1, description="Rows scored at once; bounds memory.")
+    execution: ExecutionConfig = Field(
+        default_factory=ExecutionConfig, description="Where the run executes: in this process or on a Dask cluster."
+    )
 
 
 def load_scoring_config(path: str | Path | None) -> ScoringConfig:
     """Read a scoring YAML file (keys of :class:`ScoringConfig`); ``None`` gives the defaults."""
     return _load(path, ScoringConfig)
-
-
-class LocalClusterSpec(_Section):
-    """A Dask cluster started for the run on this machine (when no scheduler address is given)."""
-
-    n_workers: int = Field(2, ge=1, description="Dask workers.")
-    threads_per_worker: int = Field(1, ge=1, description="Threads per worker.")
-    memory_limit: str = Field(
-        "2GiB", description="Memory limit per worker (e.g. '2GiB'); workers spill to disk as they near it."
-    )
-    processes: bool = Field(
-        False,
-        description=(
-            "Workers as separate processes. Leave false unless PREFECT_API_URL points at a Prefect server: "
-            "without one, every worker process would start its own temporary Prefect server."
-        ),
-    )
-
-
-class ExecutionConfig(_Section):
-    """Where the pipeline runs: in this process, or on a Dask cluster."""
-
-    mode: Literal["local", "dask"] = Field(
-        "local",
-        description="'local': one process, the input a single CSV or Parquet file. 'dask': the input a "
-        "partitioned Parquet dataset (a folder or a glob of files), processed on a Dask cluster.",
-    )
-    scheduler_address: str | None = Field(
-        None, description="Dask scheduler of an existing cluster, e.g. 'tcp://10.0.0.5:8786'; empty to start a local one."
-    )
-    local_cluster: LocalClusterSpec = Field(
-        default_factory=LocalClusterSpec, description="The local cluster to start when no scheduler address is given."
-    )
-    partition_rows: int = Field(
-        1_000_000,
-        ge=1_000,
-        description="Dask mode: most rows per partition (whole Parquet row groups are kept together); bounds a task's memory.",
-    )

@@ -21,8 +21,11 @@ from somseg.segments import cluster_neurons, population_stats, profile_segments 
 from somseg.som import build_engine  # noqa: E402
 
 FEATURES = ["Age", "Work_Experience", "Family_Size"]
-SPECS = [FeatureSpec(name="Age", min=18, max=100), FeatureSpec(name="Work_Experience", min=0, max=60),
-         FeatureSpec(name="Family_Size", min=1, max=20)]
+SPECS = [
+    FeatureSpec(name="Age", min=18, max=100),
+    FeatureSpec(name="Work_Experience", min=0, max=60),
+    FeatureSpec(name="Family_Size", min=1, max=20),
+]
 # Partial sums are added in another order than the local engine's: figures
 # agree to rounding. Observed differences are ~1e-15; 1e-9 is the stated bound.
 TOLERANCE = 1e-9
@@ -31,8 +34,9 @@ TOLERANCE = 1e-9
 def write_dataset(frame: pd.DataFrame, folder: Path, rows_per_file: int, row_group: int) -> Path:
     folder.mkdir()
     for index, start in enumerate(range(0, len(frame), rows_per_file)):
-        frame.iloc[start : start + rows_per_file].to_parquet(folder / f"part-{index:03d}.parquet", index=False,
-                                                            row_group_size=row_group)
+        frame.iloc[start : start + rows_per_file].to_parquet(
+            folder / f"part-{index:03d}.parquet", index=False, row_group_size=row_group
+        )
     return folder
 
 
@@ -40,13 +44,17 @@ def write_dataset(frame: pd.DataFrame, folder: Path, rows_per_file: int, row_gro
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local, \
-            Client(local) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local,
+        Client(local) as client,
+    ):
         yield client
 
 
 @pytest.fixture(scope="module")
-def reference(reference_table: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, list[D.Partition]]:
+def reference(
+    reference_table: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[pd.DataFrame, list[D.Partition]]:
     frame = read_table(reference_table, "ID", FEATURES)
     folder = write_dataset(frame, tmp_path_factory.mktemp("reference") / "dataset", 2_000, 700)
     return frame, D.plan_partitions(D.dataset_files(folder), ["ID", *FEATURES], 1_500)
@@ -154,10 +162,22 @@ def test_out_of_range_values_stop_cleaning(tmp_path: Path) -> None:
 
 
 def test_merged_summaries_add_every_total() -> None:
-    a = ScoreSummary(k=2, n_rows=3, distance_sum=1.5, outliers=1, segment_counts=np.array([2, 1]),
-                     feature_counts={"Age": np.array([1.0, 2.0])})
-    b = ScoreSummary(k=2, n_rows=2, distance_sum=0.5, topographic_errors_8=1, segment_counts=np.array([0, 2]),
-                     feature_counts={"Age": np.array([1.0, 0.0])})
+    a = ScoreSummary(
+        k=2,
+        n_rows=3,
+        distance_sum=1.5,
+        outliers=1,
+        segment_counts=np.array([2, 1]),
+        feature_counts={"Age": np.array([1.0, 2.0])},
+    )
+    b = ScoreSummary(
+        k=2,
+        n_rows=2,
+        distance_sum=0.5,
+        topographic_errors_8=1,
+        segment_counts=np.array([0, 2]),
+        feature_counts={"Age": np.array([1.0, 0.0])},
+    )
     merged = D.merge_summaries(a, b)
     assert (merged.n_rows, merged.distance_sum, merged.outliers, merged.topographic_errors_8) == (5, 2.0, 1, 1)
     assert merged.segment_counts.tolist() == [2, 3] and merged.feature_counts["Age"].tolist() == [2.0, 2.0]
