@@ -12,6 +12,7 @@ from somseg.config import ExecutionConfig, ScoringConfig
 from somseg.io import prepare_run_folder
 from tasks import distributed as dask_tasks
 from tasks.caching import default_work_dir
+from tasks.publish import publish_scores
 from tasks.quality import enforce_expectations
 from tasks.scoring import check_drift, load_model
 
@@ -60,7 +61,7 @@ def score_segments_dask_flow(
             "drift_warnings": drifted,
             "durations_seconds": run.durations,
         }
-        dask_tasks.publish_scores(run.out_dir, scored.segments, quality.report, metrics)
+        publish_scores(run.out_dir, scored.segments, quality.report, metrics)
     return str(run.out_dir)
 
 

@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,8 @@ from tasks.publish import (
     PROFILES_FILE,
     SEGMENTS_FILE,
     VALIDATION_FILE,
+    link_or_copy,
+    utc_now,
 )
 from tasks.quality import REPORT_FILE, QualityOutcome
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
@@ -578,11 +579,11 @@ def publish_run(
     """Assemble the run folder beside ``out_dir`` and swap it in; ``segments.parquet`` is a folder of part files."""
     staging = new_staging_folder(out_dir)
     try:
-        link_or_copy_tree(segments, staging / SEGMENTS_FILE)
+        link_or_copy(segments, staging / SEGMENTS_FILE)
         shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
         shutil.copyfile(validation, staging / VALIDATION_FILE)
         shutil.copytree(model_dir, staging / MODEL_DIR)
-        write_json(staging / METRICS_FILE, {**metrics, "finished_at": _now()})
+        write_json(staging / METRICS_FILE, {**metrics, "finished_at": utc_now()})
         (staging / CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
         )
@@ -593,39 +594,3 @@ def publish_run(
     return out_dir
 
 
-@task(
-    name="publish-scores-dask",
-    cache_policy=NO_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_on_io_error,
-)
-def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dict[str, Any]) -> Path:
-    """Swap the scored dataset, the validation result and the metrics into the output folder."""
-    staging = new_staging_folder(out_dir)
-    try:
-        link_or_copy_tree(segments, staging / SEGMENTS_FILE)
-        shutil.copyfile(validation, staging / VALIDATION_FILE)
-        write_json(staging / METRICS_FILE, {**metrics, "finished_at": _now()})
-        publish_run_folder(staging, out_dir)
-    finally:
-        discard(staging)
-    get_run_logger().info("wrote the scored segments to %s", out_dir)
-    return out_dir
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def link_or_copy_tree(source: Path, target: Path) -> Path:
-    """Hard-link a folder's files (instant, no second copy of a large dataset); copy across filesystems."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            Path(dst).hardlink_to(src)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link)
-    return target

@@ -147,13 +147,13 @@ def publish_run(
     """
     staging = new_staging_folder(out_dir)
     try:
-        shutil.copyfile(segments, staging / SEGMENTS_FILE)
+        link_or_copy(segments, staging / SEGMENTS_FILE)
         shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
         shutil.copyfile(validation, staging / VALIDATION_FILE)
         shutil.copytree(model_dir, staging / MODEL_DIR)
         outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
         metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
-        metrics["finished_at"] = _now()
+        metrics["finished_at"] = utc_now()
         write_json(staging / METRICS_FILE, metrics)
         (staging / CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
@@ -174,12 +174,12 @@ def publish_run(
     retry_condition_fn=retry_on_io_error,
 )
 def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dict[str, Any]) -> Path:
-    """Swap the scored rows, the validation result and the metrics into the output folder."""
+    """Swap the scored rows (a file, or a folder of part files), the validation result and the metrics into place."""
     staging = new_staging_folder(out_dir)
     try:
-        shutil.copyfile(segments, staging / SEGMENTS_FILE)
+        link_or_copy(segments, staging / SEGMENTS_FILE)
         shutil.copyfile(validation, staging / VALIDATION_FILE)
-        write_json(staging / METRICS_FILE, {**metrics, "finished_at": _now()})
+        write_json(staging / METRICS_FILE, {**metrics, "finished_at": utc_now()})
         publish_run_folder(staging, out_dir)
     finally:
         discard(staging)
@@ -187,7 +187,23 @@ def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dic
     return out_dir
 
 
-def _now() -> str:
+def link_or_copy(source: Path, target: Path) -> Path:
+    """Hard-link a file or a folder's files (no second copy of a large output); copy across filesystems."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            Path(dst).hardlink_to(src)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link)
+    else:
+        link(str(source), str(target))
+    return target
+
+
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
