@@ -15,7 +15,6 @@ on storage the workers share with the flow.
 """
 
 import json
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ from typing import Any
 
 import dask
 import pandas as pd
-import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -55,17 +53,14 @@ from somseg.segments import cluster_neurons
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.expectations import failed_expectations, load_suite, run_suite
 from tasks.publish import (
-    CONFIG_FILE,
-    METRICS_FILE,
     MODEL_DIR,
     PROFILES_FILE,
     SEGMENTS_FILE,
-    VALIDATION_FILE,
-    link_or_copy,
-    utc_now,
+    stage_training_outputs,
 )
 from tasks.quality import REPORT_FILE, QualityOutcome
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
+from tasks.scoring import ScoredTable
 from tasks.segments import LabelledSegments
 
 _GX_LOCK = threading.Lock()  # GX's ephemeral contexts are not known to be thread-safe; workers may be threads
@@ -519,14 +514,6 @@ def build_model(
     return folder / MODEL_DIR
 
 
-@dataclass(frozen=True)
-class ScoredDataset:
-    """The segments as a partitioned Parquet dataset (a folder), and the figures of all its rows."""
-
-    segments: Path
-    figures: dict[str, Any]
-
-
 @task(
     name="write-segments-dask",
     cache_policy=CONTENT_CACHE,
@@ -534,7 +521,7 @@ class ScoredDataset:
     retry_delay_seconds=IO_RETRY_DELAYS,
     retry_condition_fn=retry_on_io_error,
 )
-def write_segments(partitions: list[Partition], model_dir: Path, work_dir: str) -> ScoredDataset:
+def write_segments(partitions: list[Partition], model_dir: Path, work_dir: str) -> ScoredTable:
     """Score every partition with the model and write one Parquet file per partition."""
     model = SegmentationModel.load(model_dir)
     folder = stage_dir(work_dir, "write-segments-dask", partitions=partitions, model_dir=model_dir)
@@ -548,7 +535,7 @@ def write_segments(partitions: list[Partition], model_dir: Path, work_dir: str) 
         figures["quantization_error"],
         figures["outlier_share"],
     )
-    return ScoredDataset(segments=folder / SEGMENTS_FILE, figures=figures)
+    return ScoredTable(segments=folder / SEGMENTS_FILE, figures=figures)
 
 
 def _cleaner(path: Path) -> Any:
@@ -579,14 +566,7 @@ def publish_run(
     """Assemble the run folder beside ``out_dir`` and swap it in; ``segments.parquet`` is a folder of part files."""
     staging = new_staging_folder(out_dir)
     try:
-        link_or_copy(segments, staging / SEGMENTS_FILE)
-        shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
-        shutil.copyfile(validation, staging / VALIDATION_FILE)
-        shutil.copytree(model_dir, staging / MODEL_DIR)
-        write_json(staging / METRICS_FILE, {**metrics, "finished_at": utc_now()})
-        (staging / CONFIG_FILE).write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-        )
+        stage_training_outputs(staging, segments, labelled, validation, model_dir, metrics, config)
         publish_run_folder(staging, out_dir)
     finally:
         discard(staging)

@@ -145,19 +145,11 @@ def publish_run(
     Never cached: the run folder is the product, and it must be rewritten
     even when every step before it came from the cache.
     """
+    outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
+    metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
     staging = new_staging_folder(out_dir)
     try:
-        link_or_copy(segments, staging / SEGMENTS_FILE)
-        shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
-        shutil.copyfile(validation, staging / VALIDATION_FILE)
-        shutil.copytree(model_dir, staging / MODEL_DIR)
-        outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
-        metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
-        metrics["finished_at"] = utc_now()
-        write_json(staging / METRICS_FILE, metrics)
-        (staging / CONFIG_FILE).write_text(
-            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-        )
+        stage_training_outputs(staging, segments, labelled, validation, model_dir, metrics, config)
         build_report(staging, figures)
         publish_run_folder(staging, out_dir)
     finally:
@@ -185,6 +177,24 @@ def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dic
         discard(staging)
     get_run_logger().info("wrote the scored segments to %s", out_dir)
     return out_dir
+
+
+def stage_training_outputs(
+    staging: Path,
+    segments: Path,
+    labelled: LabelledSegments,
+    validation: Path,
+    model_dir: Path,
+    metrics: dict[str, Any],
+    config: SegmentationConfig,
+) -> None:
+    """Put a training run's outputs (all but the report) into ``staging``; local and Dask runs share it."""
+    link_or_copy(segments, staging / SEGMENTS_FILE)
+    shutil.copyfile(labelled.profiles, staging / PROFILES_FILE)
+    shutil.copyfile(validation, staging / VALIDATION_FILE)
+    shutil.copytree(model_dir, staging / MODEL_DIR)
+    write_json(staging / METRICS_FILE, {**metrics, "finished_at": utc_now()})
+    (staging / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
 
 
 def link_or_copy(source: Path, target: Path) -> Path:
