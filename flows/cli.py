@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 EXIT_UNEXPECTED = 70
@@ -67,15 +66,30 @@ def _run(args: argparse.Namespace) -> int:
 
         print(f"report written to {build_report(args.run_dir)}")
         return 0
-    from tasks.caching import default_work_dir
+    from flows.server import launch_unless_configured, prefect_api
 
-    work_dir = args.work_dir or default_work_dir()
-    if args.command == "train":
-        out = _train(args, work_dir)
-    else:
-        out = _score(args, work_dir)
+    server = launch_unless_configured()
+    try:
+        from tasks.caching import default_work_dir
+
+        work_dir = args.work_dir or default_work_dir()
+        _preload_libraries()
+        with prefect_api(server):
+            out = _train(args, work_dir) if args.command == "train" else _score(args, work_dir)
+    finally:
+        if server is not None:
+            server.stop()
     print(f"segments written to {out}")
     return 0
+
+
+def _preload_libraries() -> None:
+    # Imported now, while the temporary server starts on the other core, not
+    # later in the middle of a step (GX alone takes about 4 s to import).
+    import great_expectations  # noqa: F401
+
+    import flows.score  # noqa: F401
+    import flows.train  # noqa: F401
 
 
 def _train(args: argparse.Namespace, work_dir: str) -> str:
@@ -86,8 +100,7 @@ def _train(args: argparse.Namespace, work_dir: str) -> str:
     config = load_config(args.config)
     _hide_tracebacks(args.debug)
     source = Path(args.input) if args.input else SAMPLE_TABLE
-    with _run_tags("train-segments", source):
-        return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
+    return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
 
 
 def _score(args: argparse.Namespace, work_dir: str) -> str:
@@ -96,17 +109,9 @@ def _score(args: argparse.Namespace, work_dir: str) -> str:
 
     config = load_scoring_config(args.config)
     _hide_tracebacks(args.debug)
-    with _run_tags("score-segments", Path(args.input)):
-        return score_segments_flow(
-            input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
-        )
-
-
-def _run_tags(flow_name: str, source: Path) -> AbstractContextManager[set[str]]:
-    # The UI filters runs by tag: which flow, and which dataset (the input's file name).
-    from prefect import tags
-
-    return tags("somseg", flow_name, f"dataset:{source.stem}")
+    return score_segments_flow(
+        input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
+    )
 
 
 def _quiet_environment() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.support import SAMPLE_TABLE, RunLog
+from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import ScoringConfig
 from somseg.io import prepare_run_folder
 from tasks.caching import default_work_dir
@@ -26,6 +26,7 @@ def score_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Assign new customers to the segments of a trained model and measure drift."""
+    tag_run("score-segments", Path(input_path))
     if config.execution.mode == "dask":
         from flows.score_dask import run_score_dask
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.support import SAMPLE_TABLE, RunLog
+from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import SegmentationConfig
 from somseg.io import prepare_run_folder
 from tasks.artifacts import report_map, report_segments, training_summary
@@ -32,6 +32,7 @@ def train_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Train a segmentation on a customer table and write segments, profiles, metrics and model."""
+    tag_run("train-segments", Path(input_path))
     if config.execution.mode == "dask":
         from flows.train_dask import run_train_dask
 
@@ -58,7 +59,8 @@ def train_segments_flow(
             neuron_segment = cluster_segments(weights, assessment.bmu, config.segments, work_dir)
         with run.step("evaluate"):
             run.figures["evaluation"] = evaluate_run(
-                cleaned.matrix, weights, neuron_segment, config.som, config.segments, config.evaluation, work_dir
+                cleaned.matrix, weights, neuron_segment, config.som, config.segments, config.evaluation, work_dir,
+                assessment,
             )
             enforce_stability(run.figures["evaluation"], config.evaluation)
         with run.step("label"):

@@ -12,6 +12,7 @@ from somseg.io import read_npy, write_json
 from somseg.plots import draw_figures as draw_map_figures
 from somseg.plots import load_map_view
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
+from tasks.som import MapAssessment, load_match
 
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_TIMEOUT_SECONDS = 3600
@@ -26,13 +27,21 @@ def evaluate_run(
     segments: SegmentsConfig,
     evaluation: EvaluationConfig,
     work_dir: str,
+    assessment: MapAssessment | None = None,
 ) -> dict[str, Any]:
-    """Cluster validity, map quality, bootstrap stability and the recommended k (metrics.json's 'evaluation')."""
-    result = evaluate_segmentation(read_npy(matrix), read_npy(weights), read_npy(neuron_segment), som, segments, evaluation)
+    """Cluster validity, map quality, bootstrap stability and the recommended k (metrics.json's 'evaluation').
+
+    With the gate's ``assessment``, its best and second-best units are reused
+    rather than matched again.
+    """
+    match = None if assessment is None else load_match(assessment)
+    result = evaluate_segmentation(
+        read_npy(matrix), read_npy(weights), read_npy(neuron_segment), som, segments, evaluation, match=match
+    )
     figures = result.to_dict()
     folder = stage_dir(
         work_dir, "evaluate-run", matrix=matrix, weights=weights, neuron_segment=neuron_segment,
-        som=som, segments=segments, evaluation=evaluation,
+        som=som, segments=segments, evaluation=evaluation, assessment=assessment,
     )
     with writing(folder) as tmp:
         write_json(tmp / EVALUATION_FILE, figures)

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from somseg.config import GateConfig, OutliersConfig, SomConfig
 from somseg.errors import QualityGateError
 from somseg.io import read_npy, write_npy
-from somseg.metrics import match_units, outlier_threshold, topographic_errors
+from somseg.metrics import UnitMatch, match_units, outlier_threshold, topographic_errors
 from somseg.som import SomEngine, build_engine
 from tasks.artifacts import training_progress
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
@@ -43,7 +43,11 @@ def _fit(engine: SomEngine, X: np.ndarray, progress: Callable[[float], None]) ->
 
 @dataclass(frozen=True)
 class MapAssessment:
-    """Every row's best and second-best unit, and the map's quality figures."""
+    """Every row's best and second-best unit, and the map's quality figures.
+
+    ``second`` (the second-best units) lets later steps reuse the matching
+    instead of repeating it over the whole table.
+    """
 
     bmu: Path
     distance: Path
@@ -52,6 +56,14 @@ class MapAssessment:
     topographic_error_4: float
     outlier_threshold: float
     n_rows: int
+    second: Path | None = None
+
+
+def load_match(assessment: MapAssessment) -> UnitMatch | None:
+    """The matching ``assess_map`` saved, or None when it saved no second-best units."""
+    if assessment.second is None:
+        return None
+    return UnitMatch(read_npy(assessment.bmu), read_npy(assessment.second), read_npy(assessment.distance))
 
 
 @task(name="assess-map", cache_policy=CONTENT_CACHE, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
@@ -64,6 +76,7 @@ def assess_map(matrix: Path, weights: Path, outliers: OutliersConfig, work_dir: 
     with writing(folder) as tmp:
         write_npy(tmp / "bmu.npy", match.bmu)
         write_npy(tmp / "distance.npy", match.distance)
+        write_npy(tmp / "second.npy", match.second)
     single_neuron = codebook.shape[0] * codebook.shape[1] == 1
     assessment = MapAssessment(
         bmu=folder / "bmu.npy",
@@ -73,6 +86,7 @@ def assess_map(matrix: Path, weights: Path, outliers: OutliersConfig, work_dir: 
         topographic_error_4=float("nan") if single_neuron else float(topographic_errors(match, cols, 4).mean()),
         outlier_threshold=outlier_threshold(match.distance, outliers.percentile),
         n_rows=len(match.bmu),
+        second=folder / "second.npy",
     )
     get_run_logger().info(
         "quantization error %.5f, topographic error %.5f", assessment.quantization_error, assessment.topographic_error
