@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.memory import reuse_freed_memory
 from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import ScoringConfig
 from somseg.io import prepare_run_folder
@@ -26,6 +27,7 @@ def score_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Assign new customers to the segments of a trained model and measure drift."""
+    reuse_freed_memory()
     tag_run("score-segments", Path(input_path))
     if config.execution.mode == "dask":
         from flows.score_dask import run_score_dask

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.memory import reuse_freed_memory
 from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import SegmentationConfig
 from somseg.io import prepare_run_folder
@@ -32,6 +33,7 @@ def train_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Train a segmentation on a customer table and write segments, profiles, metrics and model."""
+    reuse_freed_memory()
     tag_run("train-segments", Path(input_path))
     if config.execution.mode == "dask":
         from flows.train_dask import run_train_dask

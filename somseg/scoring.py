@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from somseg.drift import bin_counts, population_stability_index
-from somseg.io import atomic_path
+from somseg.io import ARROW_SUFFIX, atomic_path
+from somseg.layout import SEGMENTS_DICTIONARY_COLUMNS
 from somseg.metrics import topographic_errors
 from somseg.model import SegmentationModel
 
@@ -97,7 +98,14 @@ def score_frame(model: SegmentationModel, frame: pd.DataFrame) -> tuple[pd.DataF
 
 
 def iter_chunks(path: str | Path, columns: list[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Read a Parquet file ``chunk_rows`` rows at a time, only ``columns``."""
+    """Read an Arrow IPC (``.arrow``) or Parquet file ``chunk_rows`` rows at a time, only ``columns``."""
+    if Path(path).suffix == ARROW_SUFFIX:
+        # Memory-mapped: a chunk's pages are read when it is converted, not before.
+        with pa.memory_map(str(path)) as mapped:
+            table = pa.ipc.open_file(mapped).read_all().select(columns)
+            for start in range(0, table.num_rows, chunk_rows):
+                yield table.slice(start, chunk_rows).to_pandas()
+        return
     source = pq.ParquetFile(path)
     for batch in source.iter_batches(batch_size=chunk_rows, columns=columns):
         yield batch.to_pandas()
@@ -106,13 +114,13 @@ def iter_chunks(path: str | Path, columns: list[str], chunk_rows: int = DEFAULT_
 def score_table(
     model: SegmentationModel, source: str | Path, destination: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> ScoreSummary:
-    """Score a Parquet table chunk by chunk into ``destination`` (written atomically).
+    """Score a table chunk by chunk into ``destination`` (written atomically).
 
     Parameters
     ----------
     model : SegmentationModel
     source : path
-        Parquet with the model's id column and features.
+        Arrow IPC or Parquet table with the model's id column and features.
     destination : path
         Parquet file of the same schema as the training run's ``segments.parquet``.
     chunk_rows : int
@@ -133,7 +141,7 @@ def score_table(
                 summary.add(scored, te8, te4)
                 summary.add_features(chunk, reference)
                 table = pa.Table.from_pandas(scored, preserve_index=False)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer = writer or pq.ParquetWriter(tmp, table.schema, use_dictionary=SEGMENTS_DICTIONARY_COLUMNS)
                 writer.write_table(table)
             if writer is None:
                 _empty_segments(model).to_parquet(tmp, index=False)

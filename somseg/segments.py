@@ -4,7 +4,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
 
 from somseg.config import SegmentsConfig
 from somseg.ward import SomWard
@@ -32,6 +31,9 @@ def cluster_neurons(weights: np.ndarray, config: SegmentsConfig, hits: np.ndarra
     flat = np.asarray(weights, dtype=np.float64).reshape(-1, weights.shape[-1])
     if config.method != "kmeans":
         raise ValueError(f"unknown clustering method {config.method!r}")
+    # Imported here: scoring loads this module but never clusters.
+    from sklearn.cluster import KMeans
+
     model = KMeans(n_clusters=config.k, n_init=config.n_init, random_state=config.random_state)
     weight = np.asarray(hits, dtype=np.float64) if config.weight_by_hits and hits is not None else None
     # Dead neurons weigh 0: they do not pull the centres, yet still take a segment.
@@ -69,15 +71,27 @@ def profile_segments(
     profile = pd.DataFrame({"size": size.astype("int64"), "share": size / max(len(raw), 1)}, index=index)
     means = grouped.mean().reindex(index)
     sds = grouped.std(ddof=1).reindex(index)
-    missing = raw[list(features)].isna().groupby(np.asarray(segment)).sum().reindex(index, fill_value=0)
+    codes = np.asarray(segment, dtype=np.int64)
     for name in features:
         profile[f"{name}_mean"] = means[name]
         profile[f"{name}_sd"] = sds[name]
-        profile[f"{name}_imputed"] = missing[name].astype("int64")
+        # A bincount per column: pandas' groupby of the isna() frame took 2.5 s at 10 M rows.
+        missing = np.isnan(raw[name].to_numpy(dtype=np.float64))
+        profile[f"{name}_imputed"] = np.bincount(codes[missing], minlength=k)[:k].astype(np.int64)
     return profile.reset_index()
 
 
 def population_stats(raw: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     """Mean and sample sd of each feature over all observed rows (index: feature)."""
-    values = raw[list(features)]
-    return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1)})
+    # numpy over each column's observed values: pandas' NaN-skipping std made
+    # masked copies and took 2 s on 10 M rows.
+    stats = {name: _observed_mean_sd(raw[name].to_numpy(dtype=np.float64)) for name in features}
+    return pd.DataFrame.from_dict(stats, orient="index", columns=["mean", "sd"])
+
+
+def _observed_mean_sd(values: np.ndarray) -> tuple[float, float]:
+    observed = values[~np.isnan(values)]
+    if len(observed) == 0:
+        return float("nan"), float("nan")
+    sd = float(observed.std(ddof=1)) if len(observed) > 1 else float("nan")
+    return float(observed.mean()), sd

@@ -51,7 +51,7 @@ from somseg.labels import SegmentLabeller
 from somseg.model import SegmentationModel
 from somseg.segments import cluster_neurons
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
-from tasks.expectations import failed_expectations, load_suite, run_suite
+from tasks.expectations import expectation_key, failed_expectations, load_suite, report_statistics, run_suite
 from tasks.publish import (
     MODEL_DIR,
     PROFILES_FILE,
@@ -229,21 +229,14 @@ def combine_reports(
         key = _expectation_key(template)
         parts = [_result_for(report, key, position) for report in reports]
         results.append(_combine_result(template, parts, duplicates, n_rows))
-    met = sum(bool(r["success"]) for r in results)
-    statistics = {
-        "evaluated_expectations": len(results),
-        "successful_expectations": met,
-        "unsuccessful_expectations": len(results) - met,
-        "success_percent": 100.0 * met / len(results) if results else 100.0,
-    }
+    statistics = report_statistics(results)
     meta = {**first.get("meta", {}), "partitions": len(reports), "combined_by": "somseg.tasks.distributed"}
-    return {**first, "success": met == len(results), "statistics": statistics, "results": results, "meta": meta}
+    success = statistics["unsuccessful_expectations"] == 0
+    return {**first, "success": success, "statistics": statistics, "results": results, "meta": meta}
 
 
 def _expectation_key(result: dict[str, Any]) -> str:
-    config = result["expectation_config"]
-    kwargs = {k: v for k, v in config.get("kwargs", {}).items() if k != "batch_id"}
-    return json.dumps([config["type"], kwargs], sort_keys=True, default=str)
+    return expectation_key(result["expectation_config"])
 
 
 def _result_for(report: dict[str, Any], key: str, position: int) -> dict[str, Any]:

@@ -41,20 +41,92 @@ def load_suite(path: Path) -> dict[str, Any]:
 
 
 def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``frame`` against ``suite``; the full result as a JSON-ready dict."""
+    """Validate ``frame`` against ``suite``; the full result as a JSON-ready dict.
+
+    Expectations on a single column present in ``frame`` are validated
+    against that column alone, the others against the whole frame, and the
+    results are put back in the suite's order in one report of GX's shape.
+    GX filters the frame it is given for each column expectation; given all
+    the columns, every filter copied them all (5 s of a 10 M-row validation).
+    """
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     _silence_gx_logs()
     _skip_frame_fingerprint()
     context = gx.get_context(mode="ephemeral")
+    try:
+        return _validate(gx, context, frame, suite)
+    finally:
+        # GX keeps the last context as its global project, and with it every
+        # frame validated; on 10 M rows that pinned 0.5 GB for the rest of the run.
+        from great_expectations.data_context.data_context.context_factory import project_manager
+
+        project_manager.set_project(None)
+
+
+def _validate(gx: Any, context: Any, frame: pd.DataFrame, suite: dict[str, Any]) -> dict[str, Any]:
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    gx_suite = context.suites.add(gx.ExpectationSuite(**_suite_fields(suite)))
-    asset = context.data_sources.add_pandas("somseg").add_dataframe_asset("table")
-    batch = asset.add_batch_definition_whole_dataframe("whole-table")
-    validation = gx.ValidationDefinition(name="somseg-validation", data=batch, suite=gx_suite)
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT)
-    return result.to_json_dict()
+    source = context.data_sources.add_pandas("somseg")
+    expectations = suite["expectations"]
+    reports, positions, configs = [], [], {}
+    for number, (column, members) in enumerate(_group_by_column(expectations, frame.columns).items()):
+        part = frame if column is None else frame[[column]]
+        fields = {**_suite_fields(suite), "name": f"{suite.get('name', 'suite')}-{number}",
+                  "expectations": [expectations[i] for i in members]}
+        gx_suite = context.suites.add(gx.ExpectationSuite(**fields))
+        # As GX normalised them (18 -> 18.0), to find their results again.
+        configs.update(zip(members, (e.configuration.to_json_dict() for e in gx_suite.expectations), strict=True))
+        batch = source.add_dataframe_asset(f"table-{number}").add_batch_definition_whole_dataframe("whole-table")
+        validation = gx.ValidationDefinition(name=f"somseg-validation-{number}", data=batch, suite=gx_suite)
+        reports.append(validation.run(batch_parameters={"dataframe": part}, result_format=_RESULT_FORMAT).to_json_dict())
+        positions.append(members)
+    return _in_suite_order(reports, positions, configs, suite.get("name", "suite"))
+
+
+def _group_by_column(expectations: list[dict[str, Any]], columns: pd.Index) -> dict[str | None, list[int]]:
+    """Positions of the expectations per single column they test (None: the whole frame)."""
+    groups: dict[str | None, list[int]] = {}
+    for position, expectation in enumerate(expectations):
+        column = expectation.get("kwargs", {}).get("column")
+        groups.setdefault(column if column in columns else None, []).append(position)
+    return groups
+
+
+def _in_suite_order(
+    reports: list[dict[str, Any]], positions: list[list[int]], configs: dict[int, dict[str, Any]], suite_name: str
+) -> dict[str, Any]:
+    ordered: dict[int, dict[str, Any]] = {}
+    for report, members in zip(reports, positions, strict=True):
+        # GX lists expectations that raised (a missing column) first, so
+        # results are matched to the suite by what they test, not by position.
+        keys: list[str | None] = [expectation_key(r["expectation_config"]) for r in report["results"]]
+        for position in members:
+            index = keys.index(expectation_key(configs[position]))
+            keys[index] = None  # a repeated expectation takes the next result
+            ordered[position] = report["results"][index]
+    results = [ordered[position] for position in sorted(ordered)]
+    meta = {**reports[0].get("meta", {}), "column_groups": len(reports)}
+    return {**reports[0], "suite_name": suite_name, "success": all(r["success"] for r in results),
+            "statistics": report_statistics(results), "results": results, "meta": meta}
+
+
+def expectation_key(config: dict[str, Any]) -> str:
+    """What an expectation tests: its type and arguments (without GX's batch id)."""
+    kwargs = {k: v for k, v in config.get("kwargs", {}).items() if k != "batch_id"}
+    return json.dumps([config["type"], kwargs], sort_keys=True, default=str)
+
+
+def report_statistics(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """GX's ``statistics`` block for a list of expectation results."""
+    met = sum(bool(r["success"]) for r in results)
+    return {
+        "evaluated_expectations": len(results),
+        "successful_expectations": met,
+        "unsuccessful_expectations": len(results) - met,
+        "success_percent": 100.0 * met / len(results) if results else 100.0,
+    }
 
 
 # SUMMARY's counts and sample values, without the pandas query string that

@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from prefect import task
 
 from somseg.cleaning import FeatureCleaner
 from somseg.config import FeatureSpec
-from somseg.io import check_ranges, write_json, write_npy
+from somseg.io import check_ranges, read_frame, write_json, write_npy
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 
 MATRIX_FILE = "X.npy"
@@ -26,7 +25,7 @@ class CleanedData:
 @task(name="clean-features", cache_policy=CONTENT_CACHE)
 def clean_features(table: Path, features: list[FeatureSpec], work_dir: str) -> CleanedData:
     """Check ranges, impute with training medians, standardise."""
-    frame = pd.read_parquet(table)
+    frame = read_frame(table)
     check_ranges(frame, {f.name: (f.min, f.max) for f in features}, source=f"ingested table {table}")
     cleaner = FeatureCleaner([f.name for f in features])
     matrix = cleaner.fit_transform(frame)

@@ -20,6 +20,7 @@ from somseg.io import (
     discard,
     new_staging_folder,
     publish_run_folder,
+    read_frame,
     read_npy,
     write_json,
     write_parquet,
@@ -30,11 +31,11 @@ from somseg.layout import (
     METRICS_FILE,
     MODEL_DIR,
     PROFILES_FILE,
+    SEGMENTS_DICTIONARY_COLUMNS,
     SEGMENTS_FILE,
     VALIDATION_FILE,
 )
 from somseg.model import SegmentationModel
-from somseg.report import build_report
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
 from tasks.segments import LabelledSegments
@@ -54,7 +55,7 @@ def build_model(
     work_dir: str,
 ) -> Path:
     """Bundle all that scoring new customers needs into a model folder."""
-    raw = pd.read_parquet(table, columns=config.feature_names)
+    raw = read_frame(table, config.feature_names)
     profiles = pd.read_parquet(segments.profiles)
     model = SegmentationModel(
         id_column=config.id_column,
@@ -87,11 +88,11 @@ def build_model(
 def assign_segments(table: Path, assessment: MapAssessment, model_dir: Path, work_dir: str) -> Path:
     """Each customer's best unit, segment, label, distance and outlier flag."""
     model = SegmentationModel.load(model_dir)
-    ids = pd.read_parquet(table, columns=[model.id_column])[model.id_column]
+    ids = read_frame(table, [model.id_column])[model.id_column]
     assigned = model.assign(ids, read_npy(assessment.bmu), read_npy(assessment.distance))
     folder = stage_dir(work_dir, "assign-segments", table=table, assessment=assessment, model_dir=model_dir)
     with writing(folder) as tmp:
-        write_parquet(tmp / SEGMENTS_FILE, assigned)
+        write_parquet(tmp / SEGMENTS_FILE, assigned, SEGMENTS_DICTIONARY_COLUMNS)
     return folder / SEGMENTS_FILE
 
 
@@ -145,6 +146,9 @@ def publish_run(
     Never cached: the run folder is the product, and it must be rewritten
     even when every step before it came from the cache.
     """
+    # Imported here: the report draws with matplotlib, which scoring never loads.
+    from somseg.report import build_report
+
     outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
     metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
     staging = new_staging_folder(out_dir)

@@ -3,11 +3,10 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from prefect import get_run_logger, task
 
 from somseg.errors import DataQualityError
-from somseg.io import write_json
+from somseg.io import read_frame, write_json
 from tasks.artifacts import publish_data_quality
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.expectations import failed_expectations, load_suite, run_suite
@@ -35,7 +34,7 @@ class QualityOutcome:
 )
 def validate_table(table: Path, suite_path: Path, work_dir: str) -> QualityOutcome:
     """Run the expectation suite and save its full result as JSON."""
-    report = run_suite(pd.read_parquet(table), load_suite(suite_path))
+    report = run_suite(read_frame(table), load_suite(suite_path))
     folder = stage_dir(work_dir, "validate-table", table=table, suite_path=suite_path)
     with writing(folder) as tmp:
         write_json(tmp / REPORT_FILE, report)

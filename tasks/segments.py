@@ -4,11 +4,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from prefect import get_run_logger, task
 
 from somseg.config import LabelsConfig, SegmentsConfig
-from somseg.io import read_npy, write_json, write_npy, write_parquet
+from somseg.io import read_frame, read_npy, write_json, write_npy, write_parquet
 from somseg.labels import SegmentLabeller
 from somseg.segments import cluster_neurons, population_stats, profile_segments
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
@@ -41,7 +40,7 @@ def label_segments(
     table: Path, bmu: Path, neuron_segment: Path, features: list[str], k: int, labels: LabelsConfig, work_dir: str
 ) -> LabelledSegments:
     """Profile each segment over observed raw values and name it by the rules."""
-    raw = pd.read_parquet(table, columns=features)
+    raw = read_frame(table, features)
     segment = read_npy(neuron_segment)[read_npy(bmu)]
     profiles = profile_segments(raw, segment, features, k)
     labeller = SegmentLabeller(labels.rules, labels.fallback_min_z).fit(profiles, population_stats(raw, features))

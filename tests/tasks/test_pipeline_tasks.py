@@ -8,6 +8,7 @@ from prefect.logging import disable_run_logger
 
 from somseg.config import GateConfig, SegmentationConfig
 from somseg.errors import DataError, DataQualityError, QualityGateError
+from somseg.io import read_frame
 from tasks.expectations import resolve_suite
 from tasks.ingest import ingest_table
 from tasks.preprocess import clean_features
@@ -23,7 +24,7 @@ def _ingest(source: Path, work: Path) -> Path:
 
 
 def test_ingest_keeps_only_the_id_and_features(sample_table: Path, tmp_path: Path) -> None:
-    table = pd.read_parquet(_ingest(sample_table, tmp_path))
+    table = read_frame(_ingest(sample_table, tmp_path))
 
     assert list(table.columns) == ["ID", "Age", "Work_Experience", "Family_Size"]
     assert table["ID"].dtype == "int64"
@@ -34,9 +35,9 @@ def test_ingest_reads_semicolon_csv_with_bom(sample_table: Path, tmp_path: Path)
     source = tmp_path / "excel-export.csv"
     pd.read_csv(sample_table).to_csv(source, sep=";", index=False, encoding="utf-8-sig")
 
-    table = pd.read_parquet(_ingest(source, tmp_path / "work"))
+    table = read_frame(_ingest(source, tmp_path / "work"))
 
-    expected = pd.read_parquet(_ingest(sample_table, tmp_path / "work2"))
+    expected = read_frame(_ingest(sample_table, tmp_path / "work2"))
     pd.testing.assert_frame_equal(table, expected)
 
 

@@ -1,0 +1,31 @@
+"""A tiny run of benchmarks/cli_scale.py: the installed ``segment`` command, end to end.
+
+This is also the one test of the command as users run it: a fresh process
+with no ``PREFECT_API_URL``, so ``segment`` starts its own temporary Prefect
+server (flows/server.py), delivers its logs before stopping it, and ends
+through the fast exit of ``flows.cli.run``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cli_scale.py"
+
+
+def test_cli_benchmark_trains_and_scores_a_generated_table(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", "20000", "--keep", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=600, env=env,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "| segment train |" in done.stdout and "| segment score |" in done.stdout
+    trained = json.loads((tmp_path / "trained" / "metrics.json").read_text())
+    scored = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert trained["n_rows"] == scored["n_rows"] == 20_000
+    assert set(trained["durations_seconds"]) >= {"ingest", "validate", "train", "write"}
+    assert (tmp_path / "scored" / "segments.parquet").is_file()
