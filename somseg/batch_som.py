@@ -17,6 +17,7 @@ Rows that repeat (integer demographics do) are trained on once, weighted by
 their count, which gives the same map for a fraction of the work.
 """
 
+from collections.abc import Callable
 from functools import reduce
 
 import numpy as np
@@ -97,7 +98,12 @@ class BatchSom:
         self.n_threads = n_threads
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> "BatchSom":
+    def fit(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> "BatchSom":
         """Train on standardised data.
 
         Parameters
@@ -106,6 +112,9 @@ class BatchSom:
         sample_weight : ndarray of shape (n_rows,), optional
             Non-negative weight of each row (e.g. how many customers a
             distinct row stands for); by default 1 each.
+        progress : callable, optional
+            Called with the fraction of epochs done after each epoch (1.0
+            after the last); the weights do not depend on it.
 
         Returns
         -------
@@ -121,9 +130,11 @@ class BatchSom:
         if weights is None:
             weights = pca_init(X, self.rows, self.cols, weight)
         self.sigmas_ = sigma_schedule(self.sigma, self.sigma_end, self.epochs)
-        for sigma in self.sigmas_:
+        for epoch, sigma in enumerate(self.sigmas_, start=1):
             sums, counts = self._epoch_sums(X, weights, weight)
             weights = weights_from_sums(sums, counts, weights, sigma)
+            if progress is not None:
+                progress(epoch / len(self.sigmas_))
         self.weights_ = weights
         self.n_features_in_ = X.shape[1]
         self.n_train_rows_ = len(X)

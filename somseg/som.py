@@ -26,7 +26,9 @@ class SomEngine(Protocol):
     cols: int
     weights_: np.ndarray
 
-    def fit(self, X: np.ndarray) -> "SomEngine": ...
+    def fit(self, X: np.ndarray, progress: Callable[[float], None] | None = None) -> "SomEngine":
+        """Train on ``X``; ``progress`` gets the fraction done as training goes."""
+        ...
 
 
 class MiniSomEngine:

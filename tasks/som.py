@@ -1,7 +1,5 @@
 """The map: training, its quality on the training data, and the quality gate."""
 
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +10,7 @@ from somseg.config import GateConfig, OutliersConfig, SomConfig
 from somseg.errors import QualityGateError
 from somseg.io import read_npy, write_npy
 from somseg.metrics import UnitMatch, match_units, outlier_threshold, topographic_errors
-from somseg.som import SomEngine, build_engine
+from somseg.som import build_engine
 from tasks.artifacts import training_progress
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 
@@ -24,21 +22,12 @@ TRAIN_TIMEOUT_SECONDS = 3600
 def train_som(matrix: Path, som: SomConfig, work_dir: str) -> Path:
     """Fit the Self-Organizing Map on the standardised data."""
     with training_progress(f"Training the {som.rows}x{som.cols} map ({som.engine})") as progress:
-        engine = _fit(build_engine(som), read_npy(matrix), progress)
+        engine = build_engine(som).fit(read_npy(matrix), progress=progress)
     folder = stage_dir(work_dir, "train-som", matrix=matrix, som=som)
     with writing(folder) as tmp:
         write_npy(tmp / WEIGHTS_FILE, engine.weights_)
     get_run_logger().info("trained a %dx%d map with the %s engine", som.rows, som.cols, som.engine)
     return folder / WEIGHTS_FILE
-
-
-def _fit(engine: SomEngine, X: np.ndarray, progress: Callable[[float], None]) -> SomEngine:
-    # Engines that can report progress take a ``progress`` callback; the others just train.
-    if "progress" in inspect.signature(engine.fit).parameters:
-        return engine.fit(X, progress=progress)
-    engine = engine.fit(X)
-    progress(1.0)
-    return engine
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,14 @@ def test_training_is_deterministic_and_thread_independent(X):
     np.testing.assert_array_equal(first, small(n_threads=2, chunk_rows=64).fit(X).weights_)
 
 
+def test_progress_reports_each_epoch_without_changing_the_map(X):
+    reported: list[float] = []
+    watched = small().fit(X, progress=reported.append).weights_
+
+    assert reported == [epoch / 8 for epoch in range(1, 9)]
+    np.testing.assert_array_equal(watched, small().fit(X).weights_)
+
+
 def test_random_state_drives_random_init(X):
     a = small(init="random", random_state=1).fit(X).weights_
     np.testing.assert_array_equal(a, small(init="random", random_state=1).fit(X).weights_)
