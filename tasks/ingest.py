@@ -4,7 +4,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from somseg.io import read_table, write_arrow
+from somseg.io import copy_table
 from tasks.caching import CONTENT_CACHE, stage_dir, writing
 from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
 
@@ -20,9 +20,8 @@ RAW_FILE = "raw.arrow"
 )
 def ingest_table(source: Path, id_column: str, features: list[str], work_dir: str) -> Path:
     """Read a CSV or Parquet table, keeping only the id and feature columns (as an Arrow IPC file)."""
-    frame = read_table(source, id_column, features)
     folder = stage_dir(work_dir, "ingest-table", source=source, id_column=id_column, features=features)
     with writing(folder) as tmp:
-        write_arrow(tmp / RAW_FILE, frame)
-    get_run_logger().info("read %d rows and %d features from %s", len(frame), len(features), source)
+        rows = copy_table(source, id_column, features, tmp / RAW_FILE)
+    get_run_logger().info("read %d rows and %d features from %s", rows, len(features), source)
     return folder / RAW_FILE

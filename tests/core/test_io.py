@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,11 @@ from somseg.io import (
     RUN_MARKER,
     atomic_path,
     check_ranges,
+    copy_table,
     new_staging_folder,
     prepare_run_folder,
     publish_run_folder,
+    read_frame,
     read_npy,
     read_table,
     write_json,
@@ -277,3 +280,35 @@ def test_publish_run_folder_to_new_location(tmp_path) -> None:
     publish_run_folder(staging, target)
     assert sorted(p.name for p in target.iterdir()) == [RUN_MARKER, "a.txt"]
     assert not staging.exists()
+
+
+def test_copy_table_from_parquet_matches_read_table(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "customers.parquet"
+    pq.write_table(
+        pa.table({
+            "Other": ["x", "y", "z", "w"],
+            "Family_Size": pa.array([2, None, 4, 1], type=pa.int64()),
+            "ID": pa.array([7, 3, 9, 1], type=pa.int64()),
+            "Age": pa.array([30.0, float("nan"), 41.5, 22.0]),
+            "Work_Experience": pa.array([1.0, 2.0, None, 0.0], type=pa.float32()),
+        }),
+        source,
+    )
+    features = ["Age", "Work_Experience", "Family_Size"]
+
+    rows = copy_table(source, "ID", features, tmp_path / "raw.arrow")
+
+    assert rows == 4
+    pd.testing.assert_frame_equal(read_frame(tmp_path / "raw.arrow"), read_table(source, "ID", features))
+
+
+def test_copy_table_parses_through_read_table_when_a_feature_is_text(tmp_path: Path) -> None:
+    source = tmp_path / "customers.parquet"
+    pd.DataFrame({"ID": [1, 2], "Age": ["30", "forty"], "Work_Experience": [1.0, 2.0], "Family_Size": [1, 2]}).to_parquet(source)
+
+    with pytest.raises(DataError, match="column 'Age'.*'forty'"):
+        copy_table(source, "ID", ["Age", "Work_Experience", "Family_Size"], tmp_path / "raw.arrow")
+    assert not (tmp_path / "raw.arrow").exists()
