@@ -8,6 +8,7 @@ partial results, so they are exact whatever the chunk size.
 """
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,13 +137,22 @@ def score_table(
     writer = None
     with atomic_path(destination) as tmp:
         try:
-            for chunk in iter_chunks(source, columns, chunk_rows):
-                scored, te8, te4 = score_frame(model, chunk)
-                summary.add(scored, te8, te4)
-                summary.add_features(chunk, reference)
-                table = pa.Table.from_pandas(scored, preserve_index=False)
-                writer = writer or pq.ParquetWriter(tmp, table.schema, use_dictionary=SEGMENTS_DICTIONARY_COLUMNS)
-                writer.write_table(table)
+            # Parquet encoding releases the GIL, so a chunk is written on a
+            # second thread while the next one is scored; at most one write
+            # is pending, which bounds memory to two chunks.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="somseg-parquet") as pool:
+                pending: Future[None] | None = None
+                for chunk in iter_chunks(source, columns, chunk_rows):
+                    scored, te8, te4 = score_frame(model, chunk)
+                    summary.add(scored, te8, te4)
+                    summary.add_features(chunk, reference)
+                    table = pa.Table.from_pandas(scored, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema, use_dictionary=SEGMENTS_DICTIONARY_COLUMNS)
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(writer.write_table, table)
+                if pending is not None:
+                    pending.result()
             if writer is None:
                 _empty_segments(model).to_parquet(tmp, index=False)
         finally:
