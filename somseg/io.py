@@ -332,7 +332,13 @@ def read_frame(path: str | Path, columns: Sequence[str] | None = None) -> pd.Dat
     path = Path(path)
     selected = None if columns is None else list(columns)
     if path.suffix == ARROW_SUFFIX:
-        return pd.read_feather(path, columns=selected)
+        import pyarrow as pa
+
+        # Memory-mapped: the columns go from the page cache straight into the
+        # frame, with no intermediate Arrow copy of the whole file.
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+            return (table if selected is None else table.select(selected)).to_pandas()
     return pd.read_parquet(path, columns=selected)
 
 

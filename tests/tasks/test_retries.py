@@ -36,11 +36,11 @@ def _quiet_task_logs():
 
 
 class FlakyReader:
-    """``read_table`` that raises ``error`` for the first ``failures`` calls, then reads."""
+    """``copy_table`` that raises ``error`` for the first ``failures`` calls, then copies."""
 
     def __init__(self, failures: int, error: Exception) -> None:
         self.failures, self.error, self.calls = failures, error, 0
-        self.real = ingest.read_table
+        self.real = ingest.copy_table
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -69,7 +69,7 @@ def test_ingest_retries_a_transient_os_error(
     sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reader = FlakyReader(2, OSError(5, "Input/output error (share briefly unreachable)"))
-    monkeypatch.setattr(ingest, "read_table", reader)
+    monkeypatch.setattr(ingest, "copy_table", reader)
 
     state = _ingest(sample_table, tmp_path)
 
@@ -81,7 +81,7 @@ def test_ingest_retries_a_transient_os_error(
 
 def test_ingest_gives_up_after_its_retries(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reader = FlakyReader(99, OSError(5, "Input/output error"))
-    monkeypatch.setattr(ingest, "read_table", reader)
+    monkeypatch.setattr(ingest, "copy_table", reader)
 
     state = _ingest(sample_table, tmp_path)
 
@@ -93,7 +93,7 @@ def test_ingest_gives_up_after_its_retries(sample_table: Path, tmp_path: Path, m
 
 def test_a_data_error_is_not_retried(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reader = FlakyReader(99, DataError("input file customers.csv lacks column(s) Age"))
-    monkeypatch.setattr(ingest, "read_table", reader)
+    monkeypatch.setattr(ingest, "copy_table", reader)
 
     started = time.perf_counter()
     state = ingest_table(sample_table, CONFIG.id_column, CONFIG.feature_names, str(tmp_path), return_state=True)
