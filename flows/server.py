@@ -51,7 +51,7 @@ class TemporaryServer:
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until the API answers its health check; relaunch once on a port clash."""
+        """Block until the API answers its health check; on a port clash, relaunch on another port."""
         limit = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
                                                 _DEFAULT_STARTUP_TIMEOUT))
         deadline = time.monotonic() + limit
