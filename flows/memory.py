@@ -3,10 +3,11 @@
 A 10 M-row run allocates and frees dozens of arrays of 80 to 320 MB. glibc
 gives each allocation over 32 MB its own ``mmap`` and unmaps it when it is
 freed, so every one of them lands on fresh pages that the kernel must zero
-first: on this kind of virtual machine that was 17 s of system time in
-``clear_page`` per training run, on the critical path. Served from glibc's
-heap, which is then not trimmed, a freed array's pages are handed to the
-next one as they are. The cost is a resident size that stays at the run's
+first: on this kind of virtual machine a training run spent 17-19 s in the
+kernel, much of it in ``clear_page`` (16 % of all ``perf`` samples, idle
+included), on the critical path. Served from glibc's heap, which is then
+not trimmed, a freed array's pages are handed to the next one as they are:
+system time fell to 9-13 s. The cost is a resident size that stays at the run's
 high-water mark until the process ends, which a batch run does soon after.
 """
 

@@ -54,7 +54,7 @@ def train_segments_flow(
             weights = train_som(cleaned.matrix, config.som, work_dir)
         with run.step("gate"):
             assessment = assess_map(cleaned.matrix, weights, config.outliers, work_dir)
-            run.figures = training_metrics(assessment, config, source)
+            run.figures = training_metrics(assessment, config, source, assessment.outlier_share)
             report_map(weights, assessment, config.gates)
             enforce_gates(assessment, config.gates)
         with run.step("cluster"):

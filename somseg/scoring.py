@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from somseg.drift import bin_counts, population_stability_index
-from somseg.io import ARROW_SUFFIX, atomic_path
+from somseg.io import ARROW_SUFFIX, atomic_path, mapped_arrow_table
 from somseg.layout import SEGMENTS_DICTIONARY_COLUMNS
 from somseg.metrics import topographic_errors
 from somseg.model import SegmentationModel
@@ -101,9 +101,8 @@ def score_frame(model: SegmentationModel, frame: pd.DataFrame) -> tuple[pd.DataF
 def iter_chunks(path: str | Path, columns: list[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Read an Arrow IPC (``.arrow``) or Parquet file ``chunk_rows`` rows at a time, only ``columns``."""
     if Path(path).suffix == ARROW_SUFFIX:
-        # Memory-mapped: a chunk's pages are read when it is converted, not before.
-        with pa.memory_map(str(path)) as mapped:
-            table = pa.ipc.open_file(mapped).read_all().select(columns)
+        # A chunk's pages are read when it is converted, not before.
+        with mapped_arrow_table(path, columns) as table:
             for start in range(0, table.num_rows, chunk_rows):
                 yield table.slice(start, chunk_rows).to_pandas()
         return

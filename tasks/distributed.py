@@ -40,10 +40,8 @@ from somseg.config import (
 )
 from somseg.distributed import Partition
 from somseg.io import (
-    discard,
-    new_staging_folder,
-    publish_run_folder,
     read_npy,
+    staged_folder,
     write_json,
     write_npy,
 )
@@ -557,12 +555,8 @@ def publish_run(
     config: SegmentationConfig,
 ) -> Path:
     """Assemble the run folder beside ``out_dir`` and swap it in; ``segments.parquet`` is a folder of part files."""
-    staging = new_staging_folder(out_dir)
-    try:
+    with staged_folder(out_dir) as staging:
         stage_training_outputs(staging, segments, labelled, validation, model_dir, metrics, config)
-        publish_run_folder(staging, out_dir)
-    finally:
-        discard(staging)
     get_run_logger().info("wrote the run's outputs to %s", out_dir)
     return out_dir
 

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 from prefect import get_run_logger, task
@@ -17,11 +16,9 @@ from somseg.config import SegmentationConfig
 from somseg.drift import feature_reference
 from somseg.io import (
     RUN_MARKER,
-    discard,
-    new_staging_folder,
-    publish_run_folder,
     read_frame,
     read_npy,
+    staged_folder,
     write_json,
     write_parquet,
 )
@@ -149,15 +146,9 @@ def publish_run(
     # Imported here: the report draws with matplotlib, which scoring never loads.
     from somseg.report import build_report
 
-    outliers = pd.read_parquet(segments, columns=["is_outlier"])["is_outlier"].to_numpy()
-    metrics = {**metrics, "outlier_share": float(np.mean(outliers)) if len(outliers) else 0.0}
-    staging = new_staging_folder(out_dir)
-    try:
+    with staged_folder(out_dir) as staging:
         stage_training_outputs(staging, segments, labelled, validation, model_dir, metrics, config)
         build_report(staging, figures)
-        publish_run_folder(staging, out_dir)
-    finally:
-        discard(staging)
     get_run_logger().info("wrote the run's outputs to %s", out_dir)
     return out_dir
 
@@ -171,14 +162,10 @@ def publish_run(
 )
 def publish_scores(out_dir: Path, segments: Path, validation: Path, metrics: dict[str, Any]) -> Path:
     """Swap the scored rows (a file, or a folder of part files), the validation result and the metrics into place."""
-    staging = new_staging_folder(out_dir)
-    try:
+    with staged_folder(out_dir) as staging:
         link_or_copy(segments, staging / SEGMENTS_FILE)
         shutil.copyfile(validation, staging / VALIDATION_FILE)
         write_json(staging / METRICS_FILE, {**metrics, "finished_at": utc_now()})
-        publish_run_folder(staging, out_dir)
-    finally:
-        discard(staging)
     get_run_logger().info("wrote the scored segments to %s", out_dir)
     return out_dir
 
@@ -235,14 +222,10 @@ def record_failure(out_dir: Path, files: dict[str, Path], figures: dict[str, Any
     marker = out_dir / RUN_MARKER
     if not marker.exists():
         marker.write_text("written by somseg\n", encoding="utf-8")
-    staging = new_staging_folder(folder)
-    try:
+    with staged_folder(folder) as staging:
         for name, path in files.items():
             shutil.copyfile(path, staging / name)
         if figures:
             write_json(staging / METRICS_FILE, figures)
         (staging / "error.txt").write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")
-        publish_run_folder(staging, folder)
-    finally:
-        discard(staging)
     return folder

@@ -35,7 +35,8 @@ class MapAssessment:
     """Every row's best and second-best unit, and the map's quality figures.
 
     ``second`` (the second-best units) lets later steps reuse the matching
-    instead of repeating it over the whole table.
+    instead of repeating it over the whole table; ``outlier_share`` is the
+    share of rows whose distance is above ``outlier_threshold``.
     """
 
     bmu: Path
@@ -46,6 +47,7 @@ class MapAssessment:
     outlier_threshold: float
     n_rows: int
     second: Path | None = None
+    outlier_share: float = float("nan")
 
 
 def load_match(assessment: MapAssessment) -> UnitMatch | None:
@@ -67,15 +69,18 @@ def assess_map(matrix: Path, weights: Path, outliers: OutliersConfig, work_dir: 
         write_npy(tmp / "distance.npy", match.distance)
         write_npy(tmp / "second.npy", match.second)
     single_neuron = codebook.shape[0] * codebook.shape[1] == 1
+    threshold = outlier_threshold(match.distance, outliers.percentile)
     assessment = MapAssessment(
         bmu=folder / "bmu.npy",
         distance=folder / "distance.npy",
         quantization_error=float(match.distance.mean()),
         topographic_error=float("nan") if single_neuron else float(topographic_errors(match, cols, 8).mean()),
         topographic_error_4=float("nan") if single_neuron else float(topographic_errors(match, cols, 4).mean()),
-        outlier_threshold=outlier_threshold(match.distance, outliers.percentile),
+        outlier_threshold=threshold,
         n_rows=len(match.bmu),
         second=folder / "second.npy",
+        # As assign_segments flags them: distance strictly above the threshold.
+        outlier_share=float(np.mean(match.distance > threshold)) if len(match.distance) else 0.0,
     )
     get_run_logger().info(
         "quantization error %.5f, topographic error %.5f", assessment.quantization_error, assessment.topographic_error
