@@ -1,16 +1,20 @@
 # Two commands for a fresh machine:
 #   make demo   sets up .venv and trains on the sample in data/ (outputs in runs/demo)
-#   make test   sets up .venv and runs the test suite
+#   make test   sets up .venv and runs the whole test suite (what CI runs)
+# While developing:
+#   make test-fast   unit and wiring tests, under a minute (no flow runs, reference table, Dask cluster, server or browser)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test sample clean
+FAST := not slow and not server and not browser and not reference and not flow
+
+.PHONY: setup demo test test-fast sample clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,dask]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST)"
 
 sample: $(STAMP)
 	$(BIN)/python data/make_sample.py

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from som_engines import machine, make_table  # noqa: E402
+from som_engines import machine, make_table
 
 HERE = Path(__file__).resolve().parent
 SEGMENT = Path(sys.executable).with_name("segment")
@@ -67,18 +68,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", help="folder to keep the table and runs in (default: a temporary one)")
+    parser.add_argument(
+        "--keep", help="folder to keep the tables and runs in, reusing tables already there (default: a temporary one)"
+    )
     args = parser.parse_args()
 
     base = Path(args.keep or tempfile.mkdtemp(prefix="somseg-scale-"))
     base.mkdir(parents=True, exist_ok=True)
     table, new_table = base / f"customers_{args.rows}.parquet", base / f"new_customers_{args.rows}.parquet"
     for path, seed, first_id in ((table, args.seed, 10_000_000), (new_table, args.seed + 1000, 10_000_000 + args.rows)):
+        if path.is_file():  # kept from an earlier run: the same seed writes the same table
+            continue
         start = time.perf_counter()
         write_table(path, args.rows, seed, first_id)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - start:.1f} s -> {path} "
               f"({path.stat().st_size / 1e6:.0f} MB)")
 
+    # Fresh storage for every invocation, also in a kept folder: nothing may come from an earlier run's cache.
+    for name in ("prefect-storage", "prefect-home", "work", "trained", "scored"):
+        shutil.rmtree(base / name, ignore_errors=True)
     env = {**os.environ, "PREFECT_LOCAL_STORAGE_PATH": str(base / "prefect-storage"),
            "PREFECT_HOME": str(base / "prefect-home"), "SOMSEG_WORK_DIR": str(base / "work")}
     prefect = Path(sys.executable).with_name("prefect")

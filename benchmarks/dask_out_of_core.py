@@ -30,9 +30,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
 
 def generate(folder: Path, rows: int, rows_per_file: int, row_group: int, seed: int) -> Path:
     """Write ``rows`` synthetic customers as ``part-NNNNN.parquet`` files (vectorised, seeded per file)."""
@@ -63,7 +60,7 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed with the process
+    log = open(home / "server.log", "w")
     prefect = Path(sys.executable).with_name("prefect")
     server = subprocess.Popen(
         [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -174,21 +171,10 @@ def main() -> int:
 def run_flows(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
     from distributed import Client, LocalCluster
 
-    from flows.score_dask import run_score_dask
-    from flows.train_dask import run_train_dask
-    from somseg.config import (
-        ExecutionConfig,
-        GateConfig,
-        ScoringConfig,
-        SegmentationConfig,
-        SomConfig,
-    )
+    from somseg.config import ExecutionConfig, GateConfig, ScoringConfig, SegmentationConfig, SomConfig
+    from somseg.flows.score import score_segments_flow
+    from somseg.flows.train import train_segments_flow
 
-    # A performance run: the map need not pass the reference gates on synthetic data.
-    config = SegmentationConfig(
-        som=SomConfig(engine="batch", init="pca"),
-        gates=GateConfig(max_quantization_error=10.0, max_topographic_error=1.0),
-    )
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     with (
@@ -204,19 +190,21 @@ def run_flows(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
         execution = ExecutionConfig(
             mode="dask", scheduler_address=cluster.scheduler_address, partition_rows=args.partition_rows
         )
+        # A performance run: the map need not pass the reference gates on synthetic data.
+        config = SegmentationConfig(
+            som=SomConfig(engine="batch", init="pca"),
+            gates=GateConfig(max_quantization_error=10.0, max_topographic_error=1.0),
+            execution=execution,
+        )
         pids = {str(name): pid for name, pid in client.run(os.getpid).items()}
         figures = {}
         for step, call in (
-            ("train", lambda: run_train_dask(str(dataset), str(out / "train"), config, execution, str(work))),
+            ("train", lambda: train_segments_flow(str(dataset), str(out / "train"), config, str(work))),
             (
                 "score",
-                lambda: run_score_dask(
-                    str(dataset),
-                    str(out / "train" / "model"),
-                    str(out / "score"),
-                    ScoringConfig(),
-                    execution,
-                    str(work),
+                lambda: score_segments_flow(
+                    str(dataset), str(out / "train" / "model"), str(out / "score"),
+                    ScoringConfig(execution=execution), str(work),
                 ),
             ),
         ):

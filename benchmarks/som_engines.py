@@ -153,7 +153,7 @@ class RssSampler:
     def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.peak_mb = _current_rss_mb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -262,7 +262,7 @@ def machine() -> dict[str, Any]:
     import numpy
 
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "cpus": len(os.sched_getaffinity(0)),
         "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -275,7 +275,7 @@ def machine() -> dict[str, Any]:
             from importlib.metadata import version
 
             info[package] = version(package)
-        except Exception:  # noqa: BLE001 - absent package: report it as such
+        except Exception:
             info[package] = "absent"
     return info
 

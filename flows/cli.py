@@ -10,8 +10,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from prefect.states import State
 
 EXIT_UNEXPECTED = 70
 WORK_DIR_HELP = "folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)"
@@ -67,16 +69,18 @@ def _run(args: argparse.Namespace) -> int:
 
         print(f"report written to {build_report(args.run_dir)}")
         return 0
-    from flows.server import launch_unless_configured, prefect_api
+    from somseg.flows.server import launch_unless_configured, prefect_api
 
     server = launch_unless_configured()
     try:
-        from tasks.caching import default_work_dir
+        from somseg.tasks.catalog import default_work_dir
 
         work_dir = args.work_dir or default_work_dir()
         _preload_libraries(args.command)
-        with prefect_api(server):
-            out = _train(args, work_dir) if args.command == "train" else _score(args, work_dir)
+        with prefect_api(server) as session:
+            state = _train(args, work_dir) if args.command == "train" else _score(args, work_dir)
+            session.flow_run_id = state.state_details.flow_run_id
+        out = state.result()
     finally:
         if server is not None:
             server.stop()
@@ -86,34 +90,36 @@ def _run(args: argparse.Namespace) -> int:
 
 def _preload_libraries(command: str) -> None:
     # Imported now, while the temporary server starts on the other core, not
-    # later in the middle of a step (GX alone takes about 4 s to import).
+    # later in the middle of a step: Great Expectations is slow to import.
     import great_expectations  # noqa: F401
 
     if command == "train":
-        import flows.train  # noqa: F401
+        import somseg.flows.train
     else:
-        import flows.score  # noqa: F401
+        import somseg.flows.score  # noqa: F401
 
 
-def _train(args: argparse.Namespace, work_dir: str) -> str:
-    from flows.support import SAMPLE_TABLE
-    from flows.train import train_segments_flow
+def _train(args: argparse.Namespace, work_dir: str) -> "State":
     from somseg.config import load_config
+    from somseg.flows.support import SAMPLE_TABLE
+    from somseg.flows.train import train_segments_flow
 
     config = load_config(args.config)
     _hide_tracebacks(args.debug)
-    source = Path(args.input) if args.input else SAMPLE_TABLE
-    return train_segments_flow(input_path=str(source), out_dir=args.out, config=config, work_dir=work_dir)
+    return train_segments_flow(
+        input_path=args.input or SAMPLE_TABLE, out_dir=args.out, config=config, work_dir=work_dir, return_state=True
+    )
 
 
-def _score(args: argparse.Namespace, work_dir: str) -> str:
-    from flows.score import score_segments_flow
+def _score(args: argparse.Namespace, work_dir: str) -> "State":
     from somseg.config import load_scoring_config
+    from somseg.flows.score import score_segments_flow
 
     config = load_scoring_config(args.config)
     _hide_tracebacks(args.debug)
     return score_segments_flow(
-        input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir
+        input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir,
+        return_state=True,
     )
 
 
@@ -146,8 +152,8 @@ def run() -> NoReturn:
 
     When ``main`` returns, every output is written and renamed, the logs and
     events are delivered and the temporary server is stopped. What is left is
-    the interpreter's own teardown, which took about 2 s after a 10 M-row run
-    (freeing objects, no Python code), so the process ends at once instead.
+    the interpreter's own teardown (freeing every object, no Python code of
+    ours), so the process ends at once instead.
     """
     code = main()
     logging.shutdown()

@@ -1,54 +1,61 @@
 """Scoring flow: segment new customers with a saved model, without retraining.
 
 load model -> ingest -> validate (the model's own suite) -> score -> drift -> write.
+The same on threads or on a Dask cluster: ``config.execution`` chooses
+Prefect's task runner, nothing else.
 """
 
 from pathlib import Path
 
 from prefect import flow
 
-from flows.memory import reuse_freed_memory
-from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import ScoringConfig
-from somseg.io import prepare_run_folder
-from tasks.caching import default_work_dir
-from tasks.ingest import ingest_table
-from tasks.publish import publish_scores
-from tasks.quality import enforce_expectations, validate_table
-from tasks.scoring import check_drift, load_model, score_new_table
+from somseg.flows.support import SAMPLE_TABLE, RunLog
+from somseg.gates import drift_problems
+from somseg.results import ScoringMetrics
+from somseg.tasks import stages
+from somseg.tasks.artifacts import publish_data_quality, publish_drift_summary
+from somseg.tasks.catalog import default_work_dir
+from somseg.tasks.executor import Executor
+from somseg.tasks.publish import publish_scores
+from somseg.tasks.quality import enforce_expectations
+from somseg.tasks.scoring import check_drift
 
 
 @flow(name="score-segments", log_prints=True)
 def score_segments_flow(
-    input_path: str = str(SAMPLE_TABLE),
+    input_path: str = SAMPLE_TABLE,
     model_dir: str = "runs/latest/model",
     out_dir: str = "runs/scored",
     config: ScoringConfig = ScoringConfig(),
     work_dir: str = default_work_dir(),
 ) -> str:
     """Assign new customers to the segments of a trained model and measure drift."""
-    reuse_freed_memory()
-    tag_run("score-segments", Path(input_path))
-    if config.execution.mode == "dask":
-        from flows.score_dask import run_score_dask
-
-        return run_score_dask(input_path, model_dir, out_dir, config, config.execution, work_dir)
-    source, bundle = Path(input_path), Path(model_dir).resolve()
-    run = RunLog(out_dir=prepare_run_folder(out_dir))
-    with run.keep_diagnostics_on_failure():
+    run = RunLog.start("score-segments", input_path, out_dir, work_dir, config.execution)
+    store = run.store
+    with run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
         with run.step("load-model"):
-            contract = load_model(bundle)
+            model = stages.load_bundle(ex, store, model_dir)
+            contract = model.load()
         with run.step("ingest"):
-            table = ingest_table(source, contract.id_column, contract.features, work_dir)
+            table = stages.ingest(ex, store, input_path, contract.id_column, contract.feature_names,
+                                  config.execution.partition_rows)
         with run.step("validate"):
-            quality = validate_table(table, contract.suite, work_dir)
-            run.diagnostics["validation.json"] = quality.report
-            enforce_expectations(quality, str(source), contract.suite.stem)
+            validation = stages.validate(ex, store, table, contract.suite)
+            run.diagnostics["validation.json"] = validation.path
+            report = validation.load()
+            publish_data_quality(report, contract.suite.get("name", "model suite"))
+            enforce_expectations(report, input_path, contract.suite.get("name", "model suite"))
         with run.step("score"):
-            scored = score_new_table(table, bundle, config.chunk_rows, work_dir)
-            run.figures = {**scored.figures, "model": str(bundle), "input": str(source)}
+            segments, figures = stages.score(ex, store, table, model)
+            run.figures = figures.model_dump(mode="json")
         with run.step("drift"):
-            drifted = check_drift(scored.figures, config.drift)
-        metrics = {**run.figures, "drift_warnings": drifted, "durations_seconds": run.durations}
-        publish_scores(run.out_dir, scored.segments, quality.report, metrics)
+            problems = drift_problems(figures.outlier_share, figures.segment_psi, figures.feature_psi, config.drift)
+            publish_drift_summary(figures, config.drift, problems)
+            check_drift(problems, config.drift)
+        metrics = ScoringMetrics(
+            **figures.model_dump(), model=str(Path(model_dir).resolve()), input=input_path, n_partitions=len(table.parts),
+            execution=config.execution.mode, drift_warnings=problems, durations_seconds=run.durations,
+        )
+        publish_scores(run.out_dir, segments, validation, metrics)
     return str(run.out_dir)

@@ -2,9 +2,9 @@
 
 Without ``PREFECT_API_URL``, Prefect starts a temporary server the first time
 a flow needs the API: it first imports the server application in the calling
-process (about 4 s here), then starts a second Python process that imports it
-again, and waits for it. That is 10 s of a 45 s budget, spent while nothing
-else happens.
+process, then starts a second Python process that imports it again, and
+waits for it, while nothing else happens (what that costs a command is in
+``benchmarks/RESULTS.md``, "Private APIs: what each one saves").
 
 ``segment`` instead launches the same server process (Prefect's own
 application, with the settings Prefect uses for its temporary server) before
@@ -15,7 +15,7 @@ URL is configured (env, profile or ``prefect.toml``), nothing is launched.
 """
 
 import atexit
-import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -25,12 +25,30 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+from somseg.tasks.private_apis import (
+    TEMPORARY_SERVER_ENV,
+    deliver_queued_logs_and_events,
+    temporary_server_command,
+)
 
 _PORT_IN_USE_EXIT = 3  # uvicorn's exit status when it cannot bind its port
 _POLL_SECONDS = 0.1
 _DEFAULT_STARTUP_TIMEOUT = 120.0
 _DRAIN_TIMEOUT_SECONDS = 10.0
+_SETTLE_TIMEOUT_SECONDS = 10.0
+_SETTLE_POLL_SECONDS = 0.2
+_UNFINISHED_STATES = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
+# A run has a task run per partition and step: the server records their events
+# in batches rather than one database transaction each (Prefect's default),
+# so it keeps up with the run. Settings already in the environment win.
+_RECORDER_SETTINGS = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+}
 
 
 class TemporaryServer:
@@ -46,7 +64,8 @@ class TemporaryServer:
 
     def launch(self) -> "TemporaryServer":
         """Start the server process and return at once; :meth:`wait_ready` waits for it."""
-        self.process = subprocess.Popen(_uvicorn_command(self.port), env=_server_env())
+        env = {**_RECORDER_SETTINGS, **os.environ, **TEMPORARY_SERVER_ENV}
+        self.process = subprocess.Popen(temporary_server_command(self.port), env=env)
         atexit.register(self.stop)
         return self
 
@@ -69,6 +88,37 @@ class TemporaryServer:
         self.stop()
         raise RuntimeError(f"the temporary Prefect server did not answer within {limit:.0f} s; "
                            "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or set PREFECT_API_URL")
+
+    def settle(self, flow_run_id: str, timeout: float | None = None) -> bool:
+        """Wait until the server has recorded every task run of ``flow_run_id`` in a final state.
+
+        The server records task runs from the events it receives, a moment
+        after they are sent; stopping it before would leave the last ones
+        unrecorded. Returns False when ``timeout`` passes first.
+        """
+        deadline = time.monotonic() + (_SETTLE_TIMEOUT_SECONDS if timeout is None else timeout)
+        previous = -1
+        while time.monotonic() < deadline:
+            total = self._count_task_runs(flow_run_id)
+            pending = self._count_task_runs(flow_run_id, _UNFINISHED_STATES)
+            if pending == 0 and total == previous:
+                return True
+            previous = total
+            time.sleep(_SETTLE_POLL_SECONDS)
+        return False
+
+    def _count_task_runs(self, flow_run_id: str, state_types: list[str] | None = None) -> int:
+        body: dict[str, Any] = {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+        if state_types is not None:
+            body["task_runs"] = {"state": {"type": {"any_": state_types}}}
+        request = urllib.request.Request(
+            f"{self.api_url}/task_runs/count", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(json.loads(response.read()))
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+            return -1
 
     def stop(self) -> None:
         """Terminate the server, killing it if it does not stop within 5 s."""
@@ -99,20 +149,30 @@ def launch_unless_configured() -> TemporaryServer | None:
     return TemporaryServer().launch()
 
 
+@dataclass
+class ApiSession:
+    """What the block run by :func:`prefect_api` tells it: the flow run to wait for before stopping."""
+
+    flow_run_id: Any = None
+
+
 @contextmanager
-def prefect_api(server: TemporaryServer | None) -> Iterator[None]:
+def prefect_api(server: TemporaryServer | None) -> Iterator[ApiSession]:
     """Run the enclosed flow against ``server``, if it is still needed, then stop it.
 
     ``server`` is dropped at once when Prefect's settings already name an
-    API. Otherwise the block runs with ``PREFECT_API_URL`` pointing at it,
-    and the logs and events still queued are delivered before it stops.
+    API. Otherwise the block runs with ``PREFECT_API_URL`` pointing at it;
+    afterwards the logs and events still queued are delivered, and the
+    server is given the time to record every task run of the session's
+    flow run, so the run is complete in its database before it stops.
     """
+    session = ApiSession()
     if server is None:
-        yield
+        yield session
         return
     if _configured_api_url():
         server.stop()
-        yield
+        yield session
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -120,47 +180,19 @@ def prefect_api(server: TemporaryServer | None) -> Iterator[None]:
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             try:
-                yield
+                yield session
             finally:
-                _deliver_queued_logs_and_events()
+                deliver_queued_logs_and_events(_DRAIN_TIMEOUT_SECONDS)
+                if session.flow_run_id is not None:
+                    server.settle(str(session.flow_run_id))
     finally:
         server.stop()
-
-
-def _deliver_queued_logs_and_events() -> None:
-    # Prefect sends logs and events from background workers that drain at
-    # interpreter exit, which is too late: the server is gone by then.
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=_DRAIN_TIMEOUT_SECONDS)
 
 
 def _configured_api_url() -> str | None:
     from prefect.settings import get_current_settings
 
     return get_current_settings().api.url
-
-
-def _uvicorn_command(port: int) -> list[str]:
-    # The command Prefect runs for its own temporary server (SubprocessASGIServer).
-    return [sys.executable, "-m", "uvicorn", "--app-dir", str(_site_packages()),
-            "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "error", "--lifespan", "on"]
-
-
-def _server_env() -> dict[str, str]:
-    # The environment Prefect gives its temporary server: no UI, ephemeral mode.
-    return {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-            "PREFECT__SERVER_FINAL": "1"}
-
-
-def _site_packages() -> Path:
-    spec = importlib.util.find_spec("prefect")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("prefect is not installed")
-    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 def _free_port() -> int:

@@ -1,81 +1,85 @@
-"""Training flow: from a raw customer table to labelled segments and a saved model.
+"""Training flow: from a customer table to labelled segments and a saved model.
 
-The recipe of the reference analysis (REFERENCE.md), one task per step:
+The recipe of the reference analysis (REFERENCE.md), one stage per line:
 ingest -> validate -> clean -> train -> gate -> cluster -> evaluate -> label -> write
-(model, segments, figures, report).
+(model, segments, figures, report). The same on threads or on a Dask cluster:
+``config.execution`` chooses Prefect's task runner, nothing else.
 """
-
-from pathlib import Path
 
 from prefect import flow
 
-from flows.memory import reuse_freed_memory
-from flows.support import SAMPLE_TABLE, RunLog, tag_run
 from somseg.config import SegmentationConfig
-from somseg.io import prepare_run_folder
-from tasks.artifacts import report_map, report_segments, training_summary
-from tasks.caching import default_work_dir
-from tasks.expectations import resolve_suite
-from tasks.ingest import ingest_table
-from tasks.preprocess import clean_features
-from tasks.publish import assign_segments, build_model, publish_run, training_metrics
-from tasks.quality import enforce_expectations, validate_table
-from tasks.report import draw_figures, enforce_stability, evaluate_run
-from tasks.segments import cluster_segments, label_segments
-from tasks.som import assess_map, enforce_gates, train_som
+from somseg.flows.support import SAMPLE_TABLE, RunLog
+from somseg.results import training_metrics
+from somseg.tasks import stages
+from somseg.tasks.artifacts import (
+    Progress,
+    TrainingSummary,
+    publish_data_quality,
+    publish_map,
+    publish_profiles,
+)
+from somseg.tasks.assessment import enforce_gates
+from somseg.tasks.catalog import default_work_dir
+from somseg.tasks.evaluation import enforce_stability
+from somseg.tasks.executor import Executor
+from somseg.tasks.expectations import load_suite
+from somseg.tasks.publish import publish_run
+from somseg.tasks.quality import enforce_expectations
 
 
 @flow(name="train-segments", log_prints=True)
 def train_segments_flow(
-    input_path: str = str(SAMPLE_TABLE),
+    input_path: str = SAMPLE_TABLE,
     out_dir: str = "runs/latest",
     config: SegmentationConfig = SegmentationConfig(),
     work_dir: str = default_work_dir(),
 ) -> str:
-    """Train a segmentation on a customer table and write segments, profiles, metrics and model."""
-    reuse_freed_memory()
-    tag_run("train-segments", Path(input_path))
-    if config.execution.mode == "dask":
-        from flows.train_dask import run_train_dask
-
-        return run_train_dask(input_path, out_dir, config, config.execution, work_dir)
-    source, suite = Path(input_path), resolve_suite(config.quality.suite)
-    run = RunLog(out_dir=prepare_run_folder(out_dir))
-    with training_summary(run, config.gates), run.keep_diagnostics_on_failure():
+    """Train a segmentation on a customer table and write segments, profiles, metrics, model and report."""
+    suite = load_suite(config.quality.suite)
+    run = RunLog.start("train-segments", input_path, out_dir, work_dir, config.execution)
+    store, names = run.store, config.feature_names
+    summary = TrainingSummary(str(run.out_dir), input_path, config.gates, run.durations)
+    with summary.published(), run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
         with run.step("ingest"):
-            table = ingest_table(source, config.id_column, config.feature_names, work_dir)
+            cleaning = stages.cleaning_learner(config.features, input_path)
+            table = stages.ingest(ex, store, input_path, config.id_column, names, config.execution.partition_rows,
+                                  first_pass=cleaning.request())
         with run.step("validate"):
-            quality = validate_table(table, suite, work_dir)
-            run.diagnostics["validation.json"] = quality.report
-            enforce_expectations(quality, str(source), suite.stem)
+            validation = stages.validate(ex, store, table, suite)
+            run.diagnostics["validation.json"] = validation.path
+            summary.validation = validation.load()
+            publish_data_quality(summary.validation, suite.get("name", config.quality.suite))
+            enforce_expectations(summary.validation, input_path, config.quality.suite)
         with run.step("clean"):
-            cleaned = clean_features(table, config.features, work_dir)
+            cleaned = stages.clean(ex, store, table, cleaning, config.som)
         with run.step("train"):
-            weights = train_som(cleaned.matrix, config.som, work_dir)
+            progress = Progress("som-training", f"Training the {config.som.rows}x{config.som.cols} map ({config.som.engine})")
+            weights = stages.train_map(ex, store, cleaned, table.first_rows, config.som,
+                                       config.execution.partition_rows, progress)
         with run.step("gate"):
-            assessment = assess_map(cleaned.matrix, weights, config.outliers, work_dir)
-            run.figures = training_metrics(assessment, config, source, assessment.outlier_share)
-            report_map(weights, assessment, config.gates)
-            enforce_gates(assessment, config.gates)
+            assessment = stages.assess(ex, store, table, cleaned, weights, config.outliers.percentile,
+                                       config.evaluation)
+            summary.figures = assessment.figures
+            metrics = training_metrics(assessment.figures, config, source=input_path, n_partitions=len(table.parts),
+                                       execution=config.execution.mode)
+            run.figures = metrics.model_dump(mode="json")
+            publish_map(weights.load(), assessment.figures, config.gates)
+            enforce_gates(assessment.figures, config.gates)
         with run.step("cluster"):
-            neuron_segment = cluster_segments(weights, assessment.bmu, config.segments, work_dir)
+            neuron_segment = stages.cluster(ex, store, weights, assessment.figures, config)
         with run.step("evaluate"):
-            run.figures["evaluation"] = evaluate_run(
-                cleaned.matrix, weights, neuron_segment, config.som, config.segments, config.evaluation, work_dir,
-                assessment,
-            )
-            enforce_stability(run.figures["evaluation"], config.evaluation)
+            evaluation = stages.evaluate(ex, store, assessment, weights, neuron_segment, config)
+            run.figures["evaluation"] = evaluation.model_dump(mode="json")
+            enforce_stability(evaluation, config.evaluation)
         with run.step("label"):
-            labelled = label_segments(
-                table, assessment.bmu, neuron_segment, config.feature_names, config.segments.k, config.labels, work_dir
-            )
-            report_segments(labelled)
+            profiles = stages.label(ex, store, assessment.figures, neuron_segment, config)
+            publish_profiles(profiles.load())
         with run.step("write"):
-            model_dir = build_model(
-                table, cleaned.cleaner, weights, neuron_segment, labelled, assessment, suite, config, work_dir
-            )
-            segments = assign_segments(table, assessment, model_dir, work_dir)
-            figures = draw_figures(model_dir, segments, labelled.profiles, work_dir)
-        metrics = {**run.figures, "durations_seconds": run.durations}
-        publish_run(run.out_dir, segments, labelled, quality.report, model_dir, metrics, config, figures)
+            outputs = stages.write(ex, store, table, assessment, cleaned.cleaning, weights, neuron_segment, profiles, suite,
+                                   config)
+        metrics = metrics.model_copy(update={"evaluation": evaluation, "outlier_share": outputs.outlier_share,
+                                             "durations_seconds": run.durations})
+        publish_run(run.out_dir, outputs.segments, profiles, validation, outputs.model, metrics, config,
+                    outputs.figures)
     return str(run.out_dir)

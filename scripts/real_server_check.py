@@ -51,13 +51,18 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ui_check  # noqa: E402  (a sibling script)
+import ui_check
 
 POOL = "somseg-pool"
 TRAIN = "train-segments/weekly"
 SCORE = "score-segments/daily"
-BEFORE_CLUSTERING = ("ingest-table", "validate-table", "clean-features", "train-som", "assess-map")
-FROM_CLUSTERING = ("cluster-neurons", "label-segments", "build-model", "assign-segments", "publish-run")
+BEFORE_CLUSTERING = (
+    "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
+    "train-minisom", "assess-partition",
+)
+FROM_CLUSTERING = (
+    "cluster-neurons", "evaluate-run", "label-segments", "build-model", "assign-partition", "draw-figures", "publish-run",
+)
 
 
 class CheckFailed(Exception):

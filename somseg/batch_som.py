@@ -1,4 +1,4 @@
-"""Kohonen's batch SOM: a deterministic, chunked, multi-threaded engine.
+"""Kohonen's batch SOM: a deterministic learner over partitions, and an in-memory estimator.
 
 Each epoch assigns every row to its best-matching unit, sums the rows won by
 each unit, and moves every neuron to the neighbourhood-weighted mean of
@@ -7,30 +7,246 @@ those sums::
     w_k = sum_j h_kj(sigma) S_j / sum_j h_kj(sigma) N_j
 
 where ``S_j`` and ``N_j`` are the (weighted) sum and count of the rows whose
-best unit is ``j``. The per-unit sums of a table are the sums of its chunks'
-per-unit sums, so an epoch is a map-reduce: :func:`epoch_partial_sums` on
-each chunk (anywhere, e.g. on Dask workers), add the results, then
-:func:`weights_from_sums`. The neighbourhood radius shrinks geometrically
-from ``sigma`` to ``sigma_end`` over the epochs (:func:`sigma_schedule`).
+best unit is ``j``. The per-unit sums of a table are the sums of its blocks'
+per-unit sums, so an epoch is partial (:class:`EpochRequest` on each block of
+rows), combine (``+``), finish (:func:`weights_from_sums`).
+:class:`BatchSomTrainer` is that learner; :class:`BatchSom` drives it over
+one array in memory, and the pipeline drives it over the blocks of a
+partitioned table. The neighbourhood radius shrinks geometrically from
+``sigma`` to ``sigma_end`` over the epochs (:func:`sigma_schedule`).
 
 Rows that repeat (integer demographics do) are trained on once, weighted by
-their count, which gives the same map for a fraction of the work.
+their count (:func:`training_block`), which gives the same map for a
+fraction of the work.
 """
 
-from collections.abc import Callable
-from functools import reduce
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from somseg import kernels
-from somseg.kernels import DedupMode, DistinctRows
+from somseg.kernels import DedupMode
 from somseg.metrics import UnitMatch, match_units
+from somseg.stats import CoMoments, combine
 
 _EPOCH_CHUNK_ROWS = 65_536  # rows per partial sum: few partials, several per thread
 
 
+@dataclass(frozen=True)
+class TrainingBlock:
+    """Rows to train on and the weight of each (None: 1 each).
+
+    A deduplicated block holds distinct rows weighted by how many rows each
+    stands for.
+    """
+
+    rows: np.ndarray
+    weight: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+
+def training_block(X: np.ndarray, dedup: DedupMode = "auto", sample_weight: np.ndarray | None = None) -> TrainingBlock:
+    """The rows of ``X`` to train on: its distinct rows weighted by their counts when ``dedup`` says so.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+    dedup : {'auto', 'always', 'never'}
+        'auto' deduplicates when at most half the rows are distinct.
+    sample_weight : ndarray of shape (n_rows,), optional
+
+    Returns
+    -------
+    TrainingBlock
+    """
+    if dedup == "never":
+        return TrainingBlock(X, sample_weight)
+    if dedup == "auto":
+        distinct = kernels.dedup_if_worthwhile(X)
+    elif dedup == "always":
+        distinct = kernels.distinct_rows(X)
+        distinct = distinct if distinct is not None and len(distinct.rows) >= 2 else None
+    else:
+        raise ValueError(f"dedup must be 'auto', 'always' or 'never', got {dedup!r}")
+    if distinct is None:
+        return TrainingBlock(X, sample_weight)
+    weight = distinct.counts.astype(np.float64) if sample_weight is None else np.bincount(
+        distinct.inverse, weights=sample_weight, minlength=len(distinct.rows)
+    )
+    return TrainingBlock(distinct.rows, weight)
+
+
+def group_blocks(sizes: Sequence[int], max_rows: int) -> list[list[int]]:
+    """Consecutive blocks grouped while a group holds at most ``max_rows`` rows (a larger block stands alone).
+
+    The grouping depends only on the sizes, so it is the same wherever the
+    blocks were computed.
+    """
+    groups: list[list[int]] = []
+    total = 0
+    for index, size in enumerate(sizes):
+        if groups and total + size <= max_rows:
+            groups[-1].append(index)
+            total += size
+        else:
+            groups.append([index])
+            total = size
+    return groups
+
+
+def join_blocks(blocks: Sequence[TrainingBlock], dedup: DedupMode = "auto") -> TrainingBlock:
+    """One block of the rows of ``blocks``, deduplicated again (rows repeat across partitions too)."""
+    rows = np.concatenate([block.rows for block in blocks])
+    weighted = any(block.weight is not None for block in blocks)
+    weight = (
+        np.concatenate([block.weight if block.weight is not None else np.ones(block.n_rows) for block in blocks])
+        if weighted
+        else None
+    )
+    return training_block(rows, dedup, weight)
+
+
+def pack_blocks(blocks: Sequence[TrainingBlock], max_rows: int, dedup: DedupMode = "auto") -> list[TrainingBlock]:
+    """Join consecutive blocks into blocks of at most ``max_rows`` rows (:func:`group_blocks`, :func:`join_blocks`).
+
+    Partitions of repeated rows hold a few thousand distinct rows each;
+    joined, a table's epochs run over one small block instead of one per
+    partition.
+    """
+    groups = group_blocks([block.n_rows for block in blocks], max_rows)
+    return [blocks[g[0]] if len(g) == 1 else join_blocks([blocks[i] for i in g], dedup) for g in groups]
+
+
+# --- one epoch: partial, combine, finish -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochSums:
+    """Per-unit weighted sums and counts of the rows each unit won (row-major unit order)."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+
+    def __add__(self, other: "EpochSums") -> "EpochSums":
+        return EpochSums(self.sums + other.sums, self.counts + other.counts)
+
+
+@dataclass(frozen=True)
+class EpochRequest:
+    """One epoch's partial: the per-unit sums of a block of rows, for the codebook ``weights``."""
+
+    weights: np.ndarray
+    chunk_rows: int | None = None
+    n_threads: int | None = None
+
+    def partial(self, block: TrainingBlock) -> EpochSums:
+        # Partial sums in a fixed chunking, added in chunk order: the result
+        # is the same whatever the number of threads.
+        def chunk(start: int, stop: int) -> EpochSums:
+            chunk_weight = None if block.weight is None else block.weight[start:stop]
+            return EpochSums(
+                *epoch_partial_sums(block.rows[start:stop], self.weights, chunk_weight, chunk_rows=self.chunk_rows)
+            )
+
+        return combine(kernels.map_chunks(chunk, block.n_rows, _EPOCH_CHUNK_ROWS, self.n_threads))
+
+
+@dataclass(frozen=True)
+class PickRequest:
+    """The rows at sorted global indices ``picks``, from a partition whose first row is ``first_row``."""
+
+    picks: np.ndarray
+
+    def partial(self, X: np.ndarray, first_row: int = 0) -> "PickedRows":
+        picks = np.asarray(self.picks, dtype=np.int64)
+        inside = (picks >= first_row) & (picks < first_row + len(X))
+        return PickedRows(np.flatnonzero(inside), np.asarray(X)[picks[inside] - first_row])
+
+
+@dataclass(frozen=True)
+class PickedRows:
+    """Rows found for some positions of a :class:`PickRequest`."""
+
+    positions: np.ndarray
+    rows: np.ndarray
+
+    def __add__(self, other: "PickedRows") -> "PickedRows":
+        return PickedRows(np.concatenate([self.positions, other.positions]), np.concatenate([self.rows, other.rows]))
+
+
+@dataclass
+class BatchSomTrainer:
+    """The batch SOM as a learner: an initial codebook, then one :class:`EpochRequest` per epoch.
+
+    Parameters are those of :class:`BatchSom`. Start it with
+    :meth:`start_pca` (from the rows' co-moments) or with :meth:`start_random`
+    (from the rows :meth:`random_picks` asks for), then drive it:
+    ``request()`` gives the next epoch, ``update(total)`` takes the combined
+    :class:`EpochSums` of every block.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (rows, cols, n_features)
+        The codebook so far.
+    sigmas_ : ndarray of shape (epochs,)
+    epoch_ : int
+        Epochs done.
+    """
+
+    rows: int
+    cols: int
+    sigma: float
+    sigma_end: float
+    epochs: int
+    chunk_rows: int | None = None
+    n_threads: int | None = None
+    random_state: int = 42
+    epoch_: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        _check_params(self.rows, self.cols, self.sigma, self.sigma_end, self.epochs)
+        self.sigmas_ = sigma_schedule(self.sigma, self.sigma_end, self.epochs)
+
+    def random_picks(self, n_rows: int, sample_weight: np.ndarray | None = None) -> PickRequest:
+        """The global rows a 'random' initialisation starts the neurons on (seeded, with replacement)."""
+        rng = np.random.default_rng(self.random_state)
+        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        self._picks = rng.choice(n_rows, size=self.rows * self.cols, replace=True, p=p)
+        return PickRequest(np.unique(self._picks))
+
+    def start_random(self, picked: PickedRows) -> None:
+        """Start from the rows :meth:`random_picks` asked for."""
+        order = np.argsort(picked.positions)
+        found = picked.rows[order]
+        wanted = np.unique(self._picks)
+        self.weights_ = found[np.searchsorted(wanted, self._picks)].reshape(self.rows, self.cols, -1).copy()
+
+    def start_pca(self, moments: CoMoments) -> None:
+        """Start on the plane of the first two principal components of the rows (deterministic)."""
+        self.weights_ = pca_grid(moments.mean, moments.covariance(), self.rows, self.cols)
+
+    def start_from(self, weights: np.ndarray) -> None:
+        """Start from a given codebook (the start another driver computed)."""
+        self.weights_ = np.array(weights, dtype=np.float64, copy=True)
+
+    def request(self) -> EpochRequest | None:
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("start the trainer (start_pca or start_random) before asking for epochs")
+        if self.epoch_ >= self.epochs:
+            return None
+        return EpochRequest(self.weights_, self.chunk_rows, self.n_threads)
+
+    def update(self, total: EpochSums) -> None:
+        self.weights_ = weights_from_sums(total.sums, total.counts, self.weights_, float(self.sigmas_[self.epoch_]))
+        self.epoch_ += 1
+
+
 class BatchSom:
-    """Batch-rule Self-Organizing Map on a rectangular grid.
+    """Batch-rule Self-Organizing Map on a rectangular grid, trained in memory.
 
     Parameters
     ----------
@@ -98,6 +314,16 @@ class BatchSom:
         self.n_threads = n_threads
         self.random_state = random_state
 
+    def trainer(self) -> BatchSomTrainer:
+        """The learner these hyperparameters describe (what :meth:`fit` drives)."""
+        if self.neighborhood != "gaussian":
+            raise ValueError(f"the batch engine supports the 'gaussian' neighborhood only, got {self.neighborhood!r}")
+        if self.init not in ("pca", "random"):
+            raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
+        return BatchSomTrainer(
+            self.rows, self.cols, self.sigma, self.sigma_end, self.epochs, self.chunk_rows, self.n_threads, self.random_state
+        )
+
     def fit(
         self,
         X: np.ndarray,
@@ -120,54 +346,30 @@ class BatchSom:
         -------
         self
         """
-        self._check_params()
-        X = _check_training_data(X)
+        trainer = self.trainer()
+        X = check_training_data(X)
         weight = _check_sample_weight(sample_weight, len(X))
         # Random initialisation draws from the rows as given, so the map
         # does not depend on whether the rows are deduplicated below.
-        weights = None if self.init == "pca" else random_init(X, self.rows, self.cols, self.random_state, weight)
-        X, weight = _maybe_distinct(X, weight, self.dedup)
-        if weights is None:
-            weights = pca_init(X, self.rows, self.cols, weight)
-        self.sigmas_ = sigma_schedule(self.sigma, self.sigma_end, self.epochs)
-        for epoch, sigma in enumerate(self.sigmas_, start=1):
-            sums, counts = self._epoch_sums(X, weights, weight)
-            weights = weights_from_sums(sums, counts, weights, sigma)
+        if self.init == "random":
+            trainer.start_random(trainer.random_picks(len(X), weight).partial(X))
+        else:
+            trainer.start_pca(CoMoments.of(X, weight))
+        block = training_block(X, self.dedup, weight)
+        while (request := trainer.request()) is not None:
+            trainer.update(request.partial(block))
             if progress is not None:
-                progress(epoch / len(self.sigmas_))
-        self.weights_ = weights
+                progress(trainer.epoch_ / self.epochs)
+        self.weights_ = trainer.weights_
+        self.sigmas_ = trainer.sigmas_
         self.n_features_in_ = X.shape[1]
-        self.n_train_rows_ = len(X)
+        self.n_train_rows_ = block.n_rows
         return self
 
     def match(self, X: np.ndarray) -> UnitMatch:
         """Best and second-best unit of each row of ``X``."""
-        _check_fitted(self)
+        check_fitted(self)
         return match_units(X, self.weights_, self.chunk_rows, n_threads=self.n_threads)
-
-    def _epoch_sums(
-        self, X: np.ndarray, weights: np.ndarray, weight: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        # Partial sums in a fixed chunking, added in chunk order: the result
-        # is the same whatever the number of threads.
-        def partial(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-            chunk_weight = None if weight is None else weight[start:stop]
-            return epoch_partial_sums(X[start:stop], weights, chunk_weight, chunk_rows=self.chunk_rows)
-
-        parts = kernels.map_chunks(partial, len(X), _EPOCH_CHUNK_ROWS, self.n_threads)
-        return reduce(lambda a, b: (a[0] + b[0], a[1] + b[1]), parts)
-
-    def _check_params(self) -> None:
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"the grid needs at least one row and column, got {self.rows}x{self.cols}")
-        if not (self.sigma > 0 and self.sigma_end > 0):
-            raise ValueError(f"sigma and sigma_end must be positive, got {self.sigma}, {self.sigma_end}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if self.neighborhood != "gaussian":
-            raise ValueError(f"the batch engine supports the 'gaussian' neighborhood only, got {self.neighborhood!r}")
-        if self.init not in ("pca", "random"):
-            raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
 
 
 def epoch_partial_sums(
@@ -180,8 +382,7 @@ def epoch_partial_sums(
     """Per-unit sums and counts of one chunk's rows, for one batch epoch.
 
     A pure function: the sums for a whole table are the element-wise sums of
-    its chunks' results, in any grouping, so the chunks can be processed
-    anywhere and reduced with ``+``.
+    its chunks' results, in any grouping.
 
     Parameters
     ----------
@@ -203,7 +404,7 @@ def epoch_partial_sums(
     X_chunk = np.asarray(X_chunk, dtype=np.float64)
     codebook = np.asarray(weights, dtype=np.float64).reshape(-1, X_chunk.shape[1])
     n_units = len(codebook)
-    # One thread per chunk: callers parallelise over chunks (threads, Dask).
+    # One thread per chunk: callers parallelise over chunks.
     bmu = kernels.best_units(X_chunk, codebook, chunk_rows=chunk_rows, n_threads=1)
     counts = np.bincount(bmu, weights=sample_weight, minlength=n_units).astype(np.float64)
     sums = np.empty((n_units, X_chunk.shape[1]))
@@ -213,9 +414,7 @@ def epoch_partial_sums(
     return sums, counts
 
 
-def weights_from_sums(
-    sums: np.ndarray, counts: np.ndarray, weights: np.ndarray, sigma: float
-) -> np.ndarray:
+def weights_from_sums(sums: np.ndarray, counts: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
     """The codebook after one batch epoch, from the table's per-unit sums.
 
     Parameters
@@ -260,51 +459,40 @@ def sigma_schedule(sigma_start: float, sigma_end: float, epochs: int) -> np.ndar
     return np.geomspace(sigma_start, sigma_end, epochs)
 
 
-def pca_init(
-    X: np.ndarray, rows: int, cols: int, sample_weight: np.ndarray | None = None
-) -> np.ndarray:
+def pca_grid(mean: np.ndarray, cov: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """Linear initialisation: a grid on the plane of the first two principal components.
 
-    The grid is centred on the (weighted) mean and spans one standard
-    deviation each way along each component, the longer grid side along the
-    first. Each component's sign is fixed (largest entry positive), so the
-    map does not flip with the eigen-solver's arbitrary signs.
+    The grid is centred on ``mean`` and spans one standard deviation each
+    way along each component, the longer grid side along the first. Each
+    component's sign is fixed (largest entry positive), so the map does not
+    flip with the eigen-solver's arbitrary signs.
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features)
+    mean : ndarray of shape (n_features,)
+    cov : ndarray of shape (n_features, n_features)
+        The rows' covariance.
     rows, cols : int
-    sample_weight : ndarray of shape (n_rows,), optional
 
     Returns
     -------
     ndarray of shape (rows, cols, n_features)
     """
-    mean, cov = _weighted_moments(X, sample_weight)
     eigvals, eigvecs = np.linalg.eigh(cov)
     order = np.argsort(eigvals)[::-1]
-    axes = np.zeros((2, X.shape[1]))
+    axes = np.zeros((2, len(mean)))
     for slot, component in enumerate(order[:2]):
         vector = eigvecs[:, component]
         vector = vector if vector[np.argmax(np.abs(vector))] >= 0 else -vector
         axes[slot] = np.sqrt(max(eigvals[component], 0.0)) * vector
     along_rows, along_cols = (axes[0], axes[1]) if rows >= cols else (axes[1], axes[0])
-    grid = (
-        mean
-        + _span(rows)[:, None, None] * along_rows
-        + _span(cols)[None, :, None] * along_cols
-    )
-    return grid
+    return mean + _span(rows)[:, None, None] * along_rows + _span(cols)[None, :, None] * along_cols
 
 
-def random_init(
-    X: np.ndarray, rows: int, cols: int, random_state: int, sample_weight: np.ndarray | None = None
-) -> np.ndarray:
-    """Neurons on rows of ``X`` drawn with ``random_state`` (with probability proportional to weight)."""
-    rng = np.random.default_rng(random_state)
-    p = None if sample_weight is None else sample_weight / sample_weight.sum()
-    picks = rng.choice(len(X), size=rows * cols, replace=True, p=p)
-    return X[picks].reshape(rows, cols, X.shape[1]).copy()
+def pca_init(X: np.ndarray, rows: int, cols: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """:func:`pca_grid` of the (weighted) rows of ``X``."""
+    moments = CoMoments.of(X, sample_weight)
+    return pca_grid(moments.mean, moments.covariance(), rows, cols)
 
 
 # --- helpers -----------------------------------------------------------------
@@ -314,34 +502,17 @@ def _span(n: int) -> np.ndarray:
     return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
 
 
-def _weighted_moments(X: np.ndarray, weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    weight = np.ones(len(X)) if weight is None else weight
-    total = weight.sum()
-    mean = weight @ X / total
-    centred = X - mean
-    cov = (centred * weight[:, None]).T @ centred / total
-    return mean, cov
+def _check_params(rows: int, cols: int, sigma: float, sigma_end: float, epochs: int) -> None:
+    if rows < 1 or cols < 1:
+        raise ValueError(f"the grid needs at least one row and column, got {rows}x{cols}")
+    if not (sigma > 0 and sigma_end > 0):
+        raise ValueError(f"sigma and sigma_end must be positive, got {sigma}, {sigma_end}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
 
 
-def _maybe_distinct(
-    X: np.ndarray, weight: np.ndarray | None, dedup: DedupMode
-) -> tuple[np.ndarray, np.ndarray | None]:
-    if dedup == "never":
-        return X, weight
-    if dedup == "auto":
-        distinct: DistinctRows | None = kernels.dedup_if_worthwhile(X)
-    elif dedup == "always":
-        distinct = kernels.distinct_rows(X)
-    else:
-        raise ValueError(f"dedup must be 'auto', 'always' or 'never', got {dedup!r}")
-    if distinct is None:
-        return X, weight
-    if weight is None:
-        return distinct.rows, distinct.counts.astype(np.float64)
-    return distinct.rows, np.bincount(distinct.inverse, weights=weight, minlength=len(distinct.rows))
-
-
-def _check_training_data(X: np.ndarray) -> np.ndarray:
+def check_training_data(X: np.ndarray) -> np.ndarray:
+    """``X`` as a float64 2-D array with at least one row and no NaN or infinity."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) == 0:
         raise ValueError(f"training data must be a non-empty 2-D array, got shape {X.shape}")
@@ -361,6 +532,7 @@ def _check_sample_weight(sample_weight: np.ndarray | None, n_rows: int) -> np.nd
     return weight
 
 
-def _check_fitted(engine: object) -> None:
+def check_fitted(engine: object) -> None:
+    """Raise unless ``engine`` has learnt ``weights_``."""
     if not hasattr(engine, "weights_"):
         raise RuntimeError(f"{type(engine).__name__} is not fitted yet; call fit() first")

@@ -1,11 +1,319 @@
-"""Imputation and standardisation fitted on the training data only."""
+"""Imputation and standardisation fitted on the training data only.
+
+Fitting is a learner over partitions (:class:`CleaningFit`): a first pass
+summarises each feature (count, range, values out of their valid range,
+distinct values when few); refinement passes find exact medians and deciles
+where a feature has many distinct values; a last pass sums the imputed
+features' moments and the rows in each decile bin. :class:`FeatureCleaner`
+drives the same learner over one table in memory, so a table of one
+partition is cleaned to the last bit as scikit-learn's ``StandardScaler``
+cleans it.
+"""
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from somseg.batch_som import TrainingBlock, training_block
+from somseg.drift import DECILES, bin_counts
 from somseg.errors import DataError
+from somseg.kernels import DedupMode
+from somseg.stats import (
+    CoMoments,
+    Moments,
+    OrderStatistics,
+    Summaries,
+    SummaryRequest,
+    WindowRequest,
+    Windows,
+    fit_in_memory,
+    median_from,
+    median_ranks,
+    quantile_from,
+    quantile_ranks,
+)
+
+Bounds = tuple[float | None, float | None]
+_SAMPLE_VALUES = 5
+
+
+def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The features of ``frame`` as a new float64 array (n_rows, n_features), NaN where missing.
+
+    Raises
+    ------
+    DataError
+        If a feature column is absent.
+    """
+    missing = [name for name in features if name not in frame.columns]
+    if missing:
+        raise DataError(f"the table lacks feature column(s) {', '.join(missing)}")
+    return frame[list(features)].to_numpy(dtype=np.float64, copy=True)
+
+
+# --- the learner ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueProfile:
+    """First-pass partial result: column summaries, missing values and values out of range."""
+
+    summaries: Summaries
+    n_rows: int
+    missing: np.ndarray
+    outside: np.ndarray
+    samples: tuple[tuple[float, ...], ...]
+
+    def __add__(self, other: "ValueProfile") -> "ValueProfile":
+        samples = tuple((a + b)[:_SAMPLE_VALUES] for a, b in zip(self.samples, other.samples, strict=True))
+        return ValueProfile(
+            self.summaries + other.summaries,
+            self.n_rows + other.n_rows,
+            self.missing + other.missing,
+            self.outside + other.outside,
+            samples,
+        )
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """First pass: summarise each feature and count its values outside ``bounds``."""
+
+    bounds: tuple[Bounds, ...]
+
+    def partial(self, values: np.ndarray) -> ValueProfile:
+        outside = []
+        samples = []
+        for column, (low, high) in zip(np.asarray(values, dtype=np.float64).T, self.bounds, strict=True):
+            bad = np.zeros(len(column), dtype=bool)
+            if low is not None:
+                bad |= column < low
+            if high is not None:
+                bad |= column > high
+            outside.append(int(bad.sum()))
+            samples.append(tuple(float(v) for v in column[bad][:_SAMPLE_VALUES]))
+        return ValueProfile(
+            SummaryRequest().partial(values),
+            len(values),
+            np.isnan(values).sum(axis=0).astype(np.int64),
+            np.array(outside, dtype=np.int64),
+            tuple(samples),
+        )
+
+
+@dataclass(frozen=True)
+class ScalingPartial:
+    """Last-pass partial result: moments of the imputed features, rows per decile bin."""
+
+    moments: Moments
+    bins: tuple[np.ndarray, ...]
+
+    def __add__(self, other: "ScalingPartial") -> "ScalingPartial":
+        return ScalingPartial(self.moments + other.moments, tuple(a + b for a, b in zip(self.bins, other.bins, strict=True)))
+
+
+@dataclass(frozen=True)
+class ScalingRequest:
+    """Last pass: impute with the medians, take moments (as ``StandardScaler``), count rows per decile bin."""
+
+    medians: np.ndarray
+    edges: tuple[np.ndarray, ...]
+
+    def impute(self, values: np.ndarray) -> np.ndarray:
+        """A copy of ``values`` with each missing value replaced by its feature's median."""
+        imputed = np.array(values, dtype=np.float64, copy=True)
+        np.copyto(imputed, self.medians, where=np.isnan(imputed))
+        return imputed
+
+    def partial(self, values: np.ndarray) -> ScalingPartial:
+        return self.summarise(values, self.impute(values))
+
+    def summarise(self, values: np.ndarray, imputed: np.ndarray) -> ScalingPartial:
+        """The pass's partial result from the raw ``values`` and the same rows imputed."""
+        bins = tuple(bin_counts(values[:, c], edges) for c, edges in enumerate(self.edges))
+        return ScalingPartial(Moments.of_complete(imputed), bins)
+
+
+@dataclass(frozen=True)
+class ImputedPartition:
+    """One partition through the last cleaning pass: its partial result, and its rows ready to train on.
+
+    Attributes
+    ----------
+    partial : ScalingPartial
+        The partition's share of the last pass of :class:`CleaningFit`.
+    moments : CoMoments
+        Co-moments of the partition's imputed rows (every row, weight 1).
+    block : TrainingBlock
+        The imputed rows to train on, deduplicated when the ``dedup`` mode
+        says so. Standardising them needs the means and scales the whole
+        pass learns, so it happens when they are used.
+    """
+
+    partial: ScalingPartial
+    moments: CoMoments
+    block: TrainingBlock
+
+
+def impute_partition(values: np.ndarray, request: ScalingRequest, dedup: DedupMode = "auto") -> ImputedPartition:
+    """Run the last cleaning pass on one partition and keep what training needs from it.
+
+    Fusing the two spares reading every partition once more: a pass of its
+    own would only impute the same values again.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_features)
+        The partition's raw features, NaN where missing.
+    request : ScalingRequest
+        The last request of :class:`CleaningFit`.
+    dedup : {'auto', 'always', 'never'}
+        As for :func:`somseg.batch_som.training_block`.
+
+    Returns
+    -------
+    ImputedPartition
+    """
+    imputed = request.impute(values)
+    return ImputedPartition(request.summarise(values, imputed), CoMoments.of(imputed), training_block(imputed, dedup))
+
+
+@dataclass(frozen=True)
+class TrainingStatistics:
+    """What the whole training table teaches: the fitted cleaner and the drift reference.
+
+    Attributes
+    ----------
+    cleaner : FeatureCleaner
+    feature_reference : dict
+        ``{feature: {"edges": [...], "shares": [...]}}``: the training
+        deciles and the share of rows in each bin (last share: missing).
+    n_rows : int
+    """
+
+    cleaner: "FeatureCleaner"
+    feature_reference: dict[str, dict[str, list[float]]]
+    n_rows: int
+
+
+@dataclass
+class CleaningFit:
+    """Learns medians, scaling and the drift reference of features spread over partitions.
+
+    Parameters
+    ----------
+    features : sequence of str
+        Feature names, in the order of the value arrays the partitions give.
+    bounds : sequence of (float or None, float or None), optional
+        Valid range of each feature; a value outside stops the fit.
+    source : str
+        How error messages name the data (for example the input file).
+    """
+
+    features: Sequence[str]
+    bounds: Sequence[Bounds] | None = None
+    source: str = "the table"
+    _order: OrderStatistics | None = field(default=None, init=False)
+    _profile: ValueProfile | None = field(default=None, init=False)
+    _scaling: ScalingRequest | None = field(default=None, init=False)
+    _result: TrainingStatistics | None = field(default=None, init=False)
+
+    def request(self) -> ProfileRequest | WindowRequest | ScalingRequest | None:
+        if self._profile is None:
+            bounds = tuple(self.bounds) if self.bounds is not None else tuple((None, None) for _ in self.features)
+            return ProfileRequest(bounds)
+        if self._result is not None:
+            return None
+        assert self._order is not None
+        pending = self._order.request()
+        if pending is not None:
+            return pending
+        if self._scaling is None:
+            self._scaling = self._scaling_request()
+        return self._scaling
+
+    def update(self, total: Any) -> None:
+        if self._profile is None:
+            self._start(total)
+        elif isinstance(total, Windows):
+            assert self._order is not None
+            self._order.update(total)
+        else:
+            self._finish(total)
+
+    def result(self) -> TrainingStatistics:
+        if self._result is None:
+            raise RuntimeError("CleaningFit is not finished; drive it until request() is None")
+        return self._result
+
+    def _start(self, profile: ValueProfile) -> None:
+        self._check(profile)
+        self._profile = profile
+        self._order = OrderStatistics(self._ranks_of)
+        self._order.update(profile.summaries)
+
+    def _check(self, profile: ValueProfile) -> None:
+        if profile.n_rows == 0:
+            raise DataError(f"{self.source} has no rows")
+        empty = [name for name, summary in zip(self.features, profile.summaries.columns) if summary.n == 0]
+        if empty:
+            raise DataError(f"{self.source}: no observed values in column(s) {', '.join(empty)}; cannot fit cleaning")
+        bounds = self.bounds or [(None, None)] * len(self.features)
+        problems = [
+            f"column {name!r}: {int(count)} row(s) outside the valid range [{low}, {high}]; "
+            f"sample values: {', '.join(f'{v:g}' for v in samples)}"
+            for name, (low, high), count, samples in zip(self.features, bounds, profile.outside, profile.samples)
+            if count
+        ]
+        if problems:
+            raise DataError(f"{self.source}: " + "; ".join(problems))
+
+    @staticmethod
+    def _ranks_of(n_observed: np.ndarray) -> list[np.ndarray]:
+        return [np.concatenate([median_ranks(int(n)), *quantile_ranks(int(n), DECILES)[:2]]) for n in n_observed]
+
+    def _scaling_request(self) -> ScalingRequest:
+        assert self._order is not None
+        found = self._order.result()
+        medians = np.array([median_from(values[:2]) for values in found])
+        edges = []
+        for n, values in zip(self._order.n_observed_, found):
+            lower, upper = values[2 : 2 + len(DECILES)], values[2 + len(DECILES) :]
+            edges.append(np.unique(quantile_from(lower, upper, quantile_ranks(int(n), DECILES)[2])))
+        return ScalingRequest(medians, tuple(edges))
+
+    def _finish(self, total: ScalingPartial) -> None:
+        assert self._profile is not None and self._scaling is not None
+        n_rows = self._profile.n_rows
+        cleaner = FeatureCleaner(list(self.features), self.bounds)
+        cleaner.medians_ = self._scaling.medians
+        cleaner.mean_ = total.moments.mean[0].copy()
+        cleaner.scale_ = standard_scale(total.moments.m2[0] / total.moments.n[0], cleaner.mean_, total.moments.n[0])
+        cleaner.n_imputed_ = self._profile.missing.astype(np.int64)
+        reference = {
+            name: {"edges": edges.tolist(), "shares": (counts / n_rows).tolist()}
+            for name, edges, counts in zip(self.features, self._scaling.edges, total.bins)
+        }
+        self._result = TrainingStatistics(cleaner, reference, n_rows)
+
+
+def standard_scale(variance: np.ndarray, mean: np.ndarray, n_samples: np.ndarray) -> np.ndarray:
+    """``StandardScaler``'s scale: the population sd, 1 for (near-)constant features.
+
+    A feature is constant when its variance is within the error bound of the
+    two-pass algorithm (Chan, Golub and LeVeque), as scikit-learn decides.
+    """
+    eps = np.finfo(np.float64).eps
+    constant = variance <= n_samples * eps * variance + (n_samples * mean * eps) ** 2
+    scale = np.sqrt(variance)
+    scale[constant] = 1.0
+    return scale
+
+
+# --- the estimator -----------------------------------------------------------------
 
 
 class FeatureCleaner:
@@ -19,6 +327,8 @@ class FeatureCleaner:
     ----------
     features : sequence of str
         Columns to use, in the order of the output matrix.
+    bounds : sequence of (float or None, float or None), optional
+        Valid range of each feature; :meth:`fit` refuses values outside.
 
     Attributes
     ----------
@@ -33,34 +343,22 @@ class FeatureCleaner:
         How many training values of each feature were missing.
     """
 
-    def __init__(self, features: Sequence[str]) -> None:
+    def __init__(self, features: Sequence[str], bounds: Sequence[Bounds] | None = None) -> None:
         self.features = features
+        self.bounds = bounds
 
     def fit(self, frame: pd.DataFrame) -> "FeatureCleaner":
         """Learn medians and scaling from ``frame``; returns self."""
-        self._fit_imputed(self._values(frame))
+        learner = CleaningFit(list(self.features), self.bounds)
+        fit_in_memory(learner, feature_matrix(frame, self.features))
+        fitted = learner.result().cleaner
+        self.medians_, self.mean_, self.scale_, self.n_imputed_ = (
+            fitted.medians_,
+            fitted.mean_,
+            fitted.scale_,
+            fitted.n_imputed_,
+        )
         return self
-
-    def _fit_imputed(self, values: np.ndarray) -> np.ndarray:
-        """Fit on raw ``values`` and return them imputed (the scaler's input)."""
-        missing = np.isnan(values)
-        all_missing = missing.all(axis=0)
-        if len(values) == 0 or all_missing.any():
-            empty = [name for name, flag in zip(self.features, all_missing) if flag] or list(self.features)
-            raise DataError(f"cannot fit cleaning: no observed values in column(s) {', '.join(empty)}")
-        self.medians_ = np.nanmedian(values, axis=0)
-        self.n_imputed_ = missing.sum(axis=0)
-        # Imported here: scoring only transforms, and need not load scikit-learn (0.5 s).
-        from sklearn.preprocessing import StandardScaler
-
-        # In place, with the mask already at hand: no second table-sized array.
-        np.copyto(values, self.medians_, where=missing)
-        imputed = values
-        # StandardScaler itself, so the reference figures are reproduced bit for bit.
-        scaler = StandardScaler().fit(imputed)
-        self.mean_ = scaler.mean_
-        self.scale_ = scaler.scale_
-        return imputed
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Impute with the training medians and standardise.
@@ -69,17 +367,28 @@ class FeatureCleaner:
         -------
         ndarray of shape (n_rows, n_features), float64
         """
+        return self.transform_values(feature_matrix(frame, self.features))
+
+    def transform_values(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`transform` of a raw feature array (n_rows, n_features), in place."""
+        return self.standardise_values(self.impute_values(values))
+
+    def impute_values(self, values: np.ndarray) -> np.ndarray:
+        """Replace the missing values of a raw feature array with the training medians, in place."""
         self._check_fitted()
-        return self._standardise(self._impute(self._values(frame)))
+        np.copyto(values, self.medians_, where=np.isnan(values))
+        return values
 
-    def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Fit on ``frame`` and return it cleaned, as ``fit(frame).transform(frame)`` in one pass."""
-        return self._standardise(self._fit_imputed(self._values(frame)))
-
-    def _standardise(self, imputed: np.ndarray) -> np.ndarray:
+    def standardise_values(self, imputed: np.ndarray) -> np.ndarray:
+        """Standardise an imputed feature array with the training means and scales, in place."""
+        self._check_fitted()
         imputed -= self.mean_
         imputed /= self.scale_
         return imputed
+
+    def fit_transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Fit on ``frame`` and return it cleaned."""
+        return self.fit(frame).transform(frame)
 
     def inverse_transform(self, standardised: np.ndarray) -> np.ndarray:
         """Map standardised values (such as neuron weights) back to raw units."""
@@ -98,7 +407,7 @@ class FeatureCleaner:
         }
 
     @classmethod
-    def from_dict(cls, params: dict) -> "FeatureCleaner":
+    def from_dict(cls, params: dict[str, Any]) -> "FeatureCleaner":
         """Rebuild a fitted cleaner from :meth:`to_dict` output."""
         cleaner = cls(list(params["features"]))
         cleaner.medians_ = np.asarray(params["medians"], dtype=float)
@@ -106,15 +415,6 @@ class FeatureCleaner:
         cleaner.scale_ = np.asarray(params["scale"], dtype=float)
         cleaner.n_imputed_ = np.asarray(params.get("n_imputed", [0] * len(cleaner.features)), dtype=int)
         return cleaner
-
-    def _values(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [name for name in self.features if name not in frame.columns]
-        if missing:
-            raise DataError(f"the table lacks feature column(s) {', '.join(missing)}")
-        return frame[list(self.features)].to_numpy(dtype=np.float64, copy=True)
-
-    def _impute(self, values: np.ndarray) -> np.ndarray:
-        return np.where(np.isnan(values), self.medians_, values)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "medians_"):

@@ -223,23 +223,31 @@ class LocalClusterSpec(_Section):
 
 
 class ExecutionConfig(_Section):
-    """Where the pipeline runs: in this process, or on a Dask cluster."""
+    """Where the pipeline's tasks run: threads of this process, or a Dask cluster.
+
+    The same flows, tasks and partitions in both: the mode only chooses
+    Prefect's task runner, so a run gives the same results either way.
+    """
 
     mode: Literal["local", "dask"] = Field(
         "local",
-        description="'local': one process, the input a single CSV or Parquet file. 'dask': the input a "
-        "partitioned Parquet dataset (a folder or a glob of files), processed on a Dask cluster.",
+        description="'local': tasks run on threads of the flow's process (Prefect's thread-pool task runner). "
+        "'dask': tasks run on a Dask cluster (prefect-dask's task runner); needs the 'dask' extra.",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="Local mode: tasks run at once; empty for one per CPU (memory grows with it)."
     )
     scheduler_address: str | None = Field(
-        None, description="Dask scheduler of an existing cluster, e.g. 'tcp://10.0.0.5:8786'; empty to start a local one."
+        None, description="Dask mode: scheduler of an existing cluster, e.g. 'tcp://10.0.0.5:8786'; empty to start a local one."
     )
     local_cluster: LocalClusterSpec = Field(
-        default_factory=LocalClusterSpec, description="The local cluster to start when no scheduler address is given."
+        default_factory=LocalClusterSpec, description="Dask mode: the local cluster to start when no scheduler address is given."
     )
     partition_rows: int = Field(
         1_000_000,
         ge=1_000,
-        description="Dask mode: most rows per partition (whole Parquet row groups are kept together); bounds a task's memory.",
+        description="Most rows per partition, in both modes (whole Parquet row groups are kept together): "
+        "the unit of work and of a task's memory.",
     )
 
 
@@ -283,8 +291,6 @@ class SegmentationConfig(_Section):
         )
         if unknown:
             raise ValueError(f"label rules test features that are not in 'features': {unknown}")
-        if self.execution.mode == "dask" and self.som.engine != "batch":
-            raise ValueError("execution.mode 'dask' needs som.engine: batch (its epochs are sums over partitions)")
         if self.segments.k > self.som.rows * self.som.cols:
             raise ValueError(
                 f"segments.k={self.segments.k} exceeds the {self.som.rows}x{self.som.cols} map's neurons"
@@ -356,7 +362,6 @@ class ScoringConfig(_Section):
     """Settings of a scoring run; everything else comes from the model bundle."""
 
     drift: DriftGateConfig = Field(default_factory=DriftGateConfig)
-    chunk_rows: int = Field(1_000_000, ge=1, description="Rows scored at once; bounds memory.")
     execution: ExecutionConfig = Field(
         default_factory=ExecutionConfig, description="Where the run executes: in this process or on a Dask cluster."
     )

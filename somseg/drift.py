@@ -1,37 +1,19 @@
 """Distribution drift between training data and new data.
 
 The training distribution of each feature is kept in the model as shares of
-rows in quantile bins (plus a bin for missing values); new data is binned on
-the same edges and compared by the population stability index (PSI). The
-segment mix is compared the same way. Rule of thumb: PSI below 0.1 is
-stable, 0.1 to 0.25 a moderate shift, above 0.25 a major shift.
+rows in decile bins (plus a bin for missing values), learnt with the cleaner
+(:class:`somseg.cleaning.CleaningFit`); new data is binned on the same edges
+and compared by the population stability index (PSI). The segment mix is
+compared the same way. Rule of thumb: PSI below 0.1 is stable, 0.1 to 0.25
+a moderate shift, above 0.25 a major shift.
 """
 
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 _EPSILON = 1e-4  # floor for empty bins, so the logarithm stays finite
-_QUANTILES = np.linspace(0.1, 0.9, 9)
-
-
-def feature_reference(raw: pd.DataFrame, features: Sequence[str]) -> dict[str, dict[str, list[float]]]:
-    """Decile bin edges and training shares per feature (last share: missing).
-
-    Returns
-    -------
-    dict
-        ``{feature: {"edges": [...], "shares": [...]}}``; ``shares`` has
-        ``len(edges) + 2`` entries: one per bin, then the missing share.
-    """
-    reference = {}
-    for name in features:
-        values = raw[name].to_numpy(dtype=float)
-        observed = values[~np.isnan(values)]
-        edges = np.unique(np.quantile(observed, _QUANTILES)) if len(observed) else np.array([])
-        reference[name] = {"edges": edges.tolist(), "shares": bin_shares(values, edges).tolist()}
-    return reference
+DECILES = np.linspace(0.1, 0.9, 9)
 
 
 def bin_shares(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -41,7 +23,7 @@ def bin_shares(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.nd
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
-    """Counts per bin as in :func:`bin_shares`; counts of chunks add up to the whole table's."""
+    """Counts per bin as in :func:`bin_shares`; counts of partitions add up to the whole table's."""
     values = np.asarray(values, dtype=float)
     edges = np.asarray(edges, dtype=float)
     missing = np.isnan(values)
@@ -68,28 +50,7 @@ def population_stability_index(expected: Sequence[float], actual: Sequence[float
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def feature_drift(raw: pd.DataFrame, reference: dict[str, dict[str, list[float]]]) -> dict[str, float]:
-    """PSI of each referenced feature between training and ``raw``."""
-    return {
-        name: population_stability_index(ref["shares"], bin_shares(raw[name].to_numpy(dtype=float), ref["edges"]))
-        for name, ref in reference.items()
-    }
-
-
 def segment_shares(segment: np.ndarray, k: int) -> np.ndarray:
     """Share of rows in each of the ``k`` segments."""
     counts = np.bincount(np.asarray(segment, dtype=np.int64), minlength=k).astype(float)
     return counts / max(len(segment), 1)
-
-
-def drift_problems(figures: dict, max_outlier_share: float, max_segment_psi: float, max_feature_psi: float) -> list[str]:
-    """What drifted beyond its limit, and by how much, from a scoring run's figures."""
-    problems = []
-    if figures["outlier_share"] > max_outlier_share:
-        problems.append(f"outlier share {figures['outlier_share']:.3f} > max {max_outlier_share}")
-    if figures["segment_psi"] > max_segment_psi:
-        problems.append(f"segment mix PSI {figures['segment_psi']:.3f} > max {max_segment_psi}")
-    for name, psi in sorted(figures.get("feature_psi", {}).items(), key=lambda item: -item[1]):
-        if psi > max_feature_psi:
-            problems.append(f"feature {name} PSI {psi:.3f} > max {max_feature_psi}")
-    return problems

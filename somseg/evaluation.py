@@ -1,6 +1,8 @@
-"""Scientific evaluation of a run: cluster validity, map quality, stability, choice of k.
+"""Scientific evaluation of a run: cluster validity, stability, choice of k.
 
-Three families of figures, all vectorised over rows:
+Two families of figures, all vectorised over rows, computed on the run's
+evaluation sample (every row of a table up to ``evaluation.stability_rows``,
+a seeded sample of a larger one, gathered by the assessment pass):
 
 * **Separation and compactness** of the macro-segments on the standardised
   customer data (silhouette, Davies–Bouldin, Calinski–Harabasz). The
@@ -8,39 +10,43 @@ Three families of figures, all vectorised over rows:
   the neurons weighted by their hits, which equals scoring the customers
   with each one replaced by its best unit. Without weights they agree with
   scikit-learn's.
-* **Map quality** beyond QE and TE: explained variance, the Kaski–Lagus
-  combined error, dead neurons, and TE under both adjacency conventions.
 * **Stability**: the map and the clustering are retrained on bootstrap
-  resamples, each with its own seed, and every original row is assigned
-  through the resample's map; the adjusted Rand index against the main run
-  says how much of the segmentation survives a different sample.
+  resamples of the sample, each with its own seed, and every sampled row is
+  assigned through the resample's map; the adjusted Rand index against the
+  main run says how much of the segmentation survives a different sample.
 
 The same bootstrap maps also score each candidate k, so recommending k
-costs clustering runs only, never more SOM training.
+costs clustering runs only, never more SOM training. Map quality (QE, TE,
+explained variance, Kaski–Lagus error, dead neurons) is measured on every
+row by the assessment pass (:mod:`somseg.assessment`).
 """
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
 from threadpoolctl import threadpool_limits
 
+from somseg.assessment import EvaluationSample
 from somseg.config import EvaluationConfig, SegmentsConfig, SomConfig
-from somseg.metrics import UnitMatch, match_units, topographic_errors
+from somseg.gates import stability_check
+from somseg.metrics import match_units
+from somseg.results import (
+    TE_CONVENTIONS,
+    Evaluation,
+    KChoice,
+    KScore,
+    MapFigures,
+    MapQuality,
+    SegmentsEvaluation,
+    SeparationScores,
+    Stability,
+)
 from somseg.segments import cluster_neurons
 from somseg.som import build_engine
-from somseg.ward import Adjacency, grid_edges
 
 _CHUNK_CELLS = 8_000_000  # distance cells per chunk (~64 MB of float64)
-TE_CONVENTIONS = {
-    8: "8 neighbours (diagonals adjacent, as MiniSom)",
-    4: "4 neighbours (direct only, as SOM Toolbox)",
-}
 
 
 # ---------------------------------------------------------------- validity indices
@@ -209,30 +215,6 @@ class _Dispersion:
         return cls(codes, weight, centroids, cluster_weight, squared)
 
 
-@dataclass(frozen=True)
-class SeparationScores:
-    """Separation and compactness of a clustering.
-
-    Attributes
-    ----------
-    silhouette : float
-        Mean silhouette, in [-1, 1]; higher is better.
-    davies_bouldin : float
-        Mean worst-case ratio of spread to centroid distance; lower is better.
-    calinski_harabasz : float
-        Between- over within-cluster dispersion, per degree of freedom;
-        higher is better.
-    silhouette_rows : int
-        Rows the silhouette was computed on (a seeded sample if fewer than
-        the data).
-    """
-
-    silhouette: float
-    davies_bouldin: float
-    calinski_harabasz: float
-    silhouette_rows: int
-
-
 def separation_scores(
     X: np.ndarray,
     labels: np.ndarray,
@@ -298,141 +280,6 @@ def hit_counts(bmu: np.ndarray, n_neurons: int, row_weight: np.ndarray | None = 
     return np.bincount(np.asarray(bmu, dtype=np.int64), weights=row_weight, minlength=n_neurons)
 
 
-def explained_variance(X: np.ndarray, weights: np.ndarray, match: UnitMatch | None = None) -> float:
-    """Share of the data's variance the map reproduces.
-
-    ``1 - mean(|x - w_bmu|^2) / mean(|x - mean(X)|^2)``: 1 for a perfect
-    codebook, 0 for one no better than the data's mean.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_rows, n_features)
-    weights : ndarray of shape (rows, cols, n_features)
-    match : UnitMatch, optional
-        Precomputed :func:`somseg.metrics.match_units` result.
-
-    Returns
-    -------
-    float
-        NaN if the data has no variance.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    match = match or match_units(X, weights)
-    total = np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))
-    return float(1.0 - np.mean(match.distance**2) / total) if total > 0 else float("nan")
-
-
-def kaski_lagus_error(
-    X: np.ndarray, weights: np.ndarray, adjacency: Adjacency = 8, match: UnitMatch | None = None
-) -> float:
-    """Kaski and Lagus' (1996) combined quantization and topology error.
-
-    For each row: the distance to its best unit, plus the shortest path
-    from the best to the second-best unit that steps only between grid
-    neighbours, each step as long as the distance between the two units'
-    weight vectors. A map that folds (second-best unit far away on the grid)
-    pays for the whole detour, so the measure punishes what QE misses.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_rows, n_features)
-    weights : ndarray of shape (rows, cols, n_features)
-    adjacency : {8, 4}
-        Grid steps allowed; 8 (default) matches the project's TE convention.
-    match : UnitMatch, optional
-        Precomputed :func:`somseg.metrics.match_units` result.
-
-    Returns
-    -------
-    float
-        In standardised units; NaN on a one-neuron map.
-    """
-    rows, cols, n_features = np.shape(weights)
-    if rows * cols == 1 or len(X) == 0:
-        return float("nan")
-    match = match or match_units(X, weights)
-    path = _grid_path_lengths(np.reshape(weights, (-1, n_features)), rows, cols, adjacency, match)
-    return float(np.mean(match.distance + path))
-
-
-def _grid_path_lengths(flat: np.ndarray, rows: int, cols: int, adjacency: Adjacency, match: UnitMatch) -> np.ndarray:
-    """Shortest grid path, in weight-space length, from each row's best to its second unit."""
-    i, j = grid_edges(rows, cols, adjacency)
-    # Distinct units can share a weight vector; a zero-length edge would
-    # vanish from the sparse graph, so it is floored at a negligible length.
-    length = np.maximum(np.linalg.norm(flat[i] - flat[j], axis=1), 1e-300)
-    graph = coo_matrix((length, (i, j)), shape=(len(flat), len(flat))).tocsr()
-    path = np.empty(len(match.bmu))
-    chunk = max(1, _CHUNK_CELLS // len(flat))
-    # Paths from every unit at once (one block on any usual map), then one
-    # gather per row: no per-row search and no sort of the rows.
-    for start in range(0, len(flat), chunk):
-        block = dijkstra(graph, directed=False, indices=np.arange(start, min(start + chunk, len(flat))))
-        if start == 0 and len(block) == len(flat):
-            return block[match.bmu, match.second]
-        inside = (match.bmu >= start) & (match.bmu < start + chunk)
-        path[inside] = block[match.bmu[inside] - start, match.second[inside]]
-    return path
-
-
-@dataclass(frozen=True)
-class MapQuality:
-    """How well the map fits the data and keeps its topology.
-
-    Attributes
-    ----------
-    quantization_error : float
-        Mean distance of a row to its best unit (standardised units).
-    explained_variance : float
-        1 - mean squared distance to the best unit / total variance.
-    kaski_lagus_error : float
-        Mean of distance to best unit + grid path to second-best unit.
-    topographic_error_8, topographic_error_4 : float
-        Share of rows whose two best units are not neighbours, with 8
-        (MiniSom) and 4 (SOM Toolbox) neighbours.
-    dead_neurons : int
-        Neurons that win no row.
-    dead_neuron_share : float
-        ``dead_neurons`` over all neurons.
-    """
-
-    quantization_error: float
-    explained_variance: float
-    kaski_lagus_error: float
-    topographic_error_8: float
-    topographic_error_4: float
-    dead_neurons: int
-    dead_neuron_share: float
-
-
-def map_quality(X: np.ndarray, weights: np.ndarray, match: UnitMatch | None = None) -> MapQuality:
-    """Every map-quality figure from one pass of best-unit matching.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_rows, n_features)
-    weights : ndarray of shape (rows, cols, n_features)
-    match : UnitMatch, optional
-
-    Returns
-    -------
-    MapQuality
-    """
-    match = match or match_units(X, weights)
-    rows, cols = np.shape(weights)[:2]
-    hits = hit_counts(match.bmu, rows * cols)
-    one = rows * cols == 1
-    return MapQuality(
-        quantization_error=float(match.distance.mean()),
-        explained_variance=explained_variance(X, weights, match),
-        kaski_lagus_error=kaski_lagus_error(X, weights, 8, match),
-        topographic_error_8=float("nan") if one else float(topographic_errors(match, cols, 8).mean()),
-        topographic_error_4=float("nan") if one else float(topographic_errors(match, cols, 4).mean()),
-        dead_neurons=int(np.sum(hits == 0)),
-        dead_neuron_share=float(np.mean(hits == 0)),
-    )
-
-
 # ---------------------------------------------------------------- stability
 
 
@@ -490,26 +337,6 @@ def train_bootstrap_maps(X: np.ndarray, som: SomConfig, n_resamples: int, seed: 
         hits = hit_counts(bmu, n_neurons, np.bincount(rows, minlength=len(X)).astype(np.float64))
         maps.append(BootstrapMap(seed=map_seed, weights=engine.weights_, bmu=bmu, hits=hits))
     return maps
-
-
-@dataclass(frozen=True)
-class Stability:
-    """Agreement of bootstrap retrains with the main run.
-
-    Attributes
-    ----------
-    ari : list of float
-        Adjusted Rand index of each resample's assignment of the original
-        rows against the main run's.
-    seeds : list of int
-        Map seed of each resample.
-    mean_ari, min_ari : float
-    """
-
-    ari: list[float]
-    seeds: list[int]
-    mean_ari: float
-    min_ari: float
 
 
 def bootstrap_stability(
@@ -590,70 +417,11 @@ def _bootstrap_segments(bootstrap: BootstrapMap, segments: SegmentsConfig) -> np
     return cluster_neurons(bootstrap.weights, segments, hits=bootstrap.hits)[bootstrap.bmu]
 
 
-def stability_problem(mean_ari: float | None, min_mean_ari: float | None) -> str | None:
-    """Why the stability gate fails, or None when it passes or is off.
-
-    Parameters
-    ----------
-    mean_ari : float or None
-        Mean bootstrap ARI; None when no resample was run.
-    min_mean_ari : float or None
-        The gate; None turns it off.
-
-    Returns
-    -------
-    str or None
-    """
-    if min_mean_ari is None:
-        return None
-    if mean_ari is None:
-        return f"stability gate min_mean_ari={min_mean_ari} is set but no bootstrap resample was run"
-    if not mean_ari >= min_mean_ari:
-        return f"segments are unstable: mean bootstrap adjusted Rand index {mean_ari:.3f} < min {min_mean_ari}"
-    return None
-
-
 # ---------------------------------------------------------------- choice of k
 
 # The separation criteria and whether a higher value is better.
 SEPARATION_CRITERIA = {"silhouette": True, "davies_bouldin": False, "calinski_harabasz": True}
 _NAMES = {"silhouette": "silhouette", "davies_bouldin": "Davies–Bouldin", "calinski_harabasz": "Calinski–Harabasz"}
-
-
-@dataclass(frozen=True)
-class KScore:
-    """Validity of the neuron clustering into ``k`` segments (hit-weighted).
-
-    ``mean_ari`` and ``ari_se`` (standard error of the mean over resamples)
-    are None when no bootstrap maps were given.
-    """
-
-    k: int
-    silhouette: float
-    davies_bouldin: float
-    calinski_harabasz: float
-    mean_ari: float | None = None
-    ari_se: float | None = None
-
-
-@dataclass(frozen=True)
-class KChoice:
-    """Scores of each candidate k and the recommended one.
-
-    Attributes
-    ----------
-    scores : list of KScore
-    recommended_k : int
-    reason : str
-        Why, naming the stable candidates and each criterion's best k.
-    configured_k : int
-        The k the run used (kept; the recommendation is advice).
-    """
-
-    scores: list[KScore]
-    recommended_k: int
-    reason: str
-    configured_k: int
 
 
 def score_k(
@@ -737,7 +505,7 @@ def recommend_k(scores: Sequence[KScore], configured_k: int) -> KChoice:
     """
     if not scores:
         raise ValueError("no candidate k to choose from")
-    table = pd.DataFrame([asdict(s) for s in scores]).set_index("k").astype(float)
+    table = pd.DataFrame([s.model_dump() for s in scores]).set_index("k").astype(float)
     candidates, stable_text = _stable_candidates(table)
     ranks = _separation_ranks(table.loc[candidates])
     order = pd.DataFrame({"rank": ranks.mean(axis=1), "neg_silhouette": -table.loc[candidates, "silhouette"].fillna(-np.inf)})
@@ -782,107 +550,61 @@ def _best_k(values: pd.Series, higher_is_better: bool) -> int | None:
 # ---------------------------------------------------------------- the whole evaluation
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """Everything :func:`evaluate_segmentation` measures; :meth:`to_dict` is what metrics.json holds."""
-
-    method: str
-    k: int
-    segments: SeparationScores
-    map: MapQuality
-    stability: Stability | None
-    k_choice: KChoice
-    min_mean_ari: float | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (NaN written as null)."""
-        problem = stability_problem(None if self.stability is None else self.stability.mean_ari, self.min_mean_ari)
-        gate = None if self.min_mean_ari is None else problem is None
-        stability = None if self.stability is None else {**asdict(self.stability), "min_mean_ari": self.min_mean_ari, "passed": gate}
-        return _json_ready(
-            {
-                "segments": {"method": self.method, "k": self.k, **asdict(self.segments)},
-                "map": asdict(self.map),
-                "stability": stability,
-                "k_choice": asdict(self.k_choice),
-                "notes": self.notes,
-            }
-        )
-
-
 def evaluate_segmentation(
-    X: np.ndarray,
+    sample: EvaluationSample,
     weights: np.ndarray,
     neuron_segment: np.ndarray,
+    figures: MapFigures,
     som: SomConfig,
     segments: SegmentsConfig,
     evaluation: EvaluationConfig,
-    match: UnitMatch | None = None,
 ) -> Evaluation:
     """Validity, map quality, bootstrap stability and the choice of k for one run.
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features)
-        The standardised training data.
+    sample : EvaluationSample
+        The evaluation sample's standardised rows and their best units.
     weights : ndarray of shape (rows, cols, n_features)
         The run's map.
     neuron_segment : ndarray of shape (rows * cols,)
         The run's segment of each neuron.
+    figures : MapFigures
+        The map measured on every row (quality figures and hits).
     som, segments, evaluation : SomConfig, SegmentsConfig, EvaluationConfig
         How the run was trained and clustered, and how to evaluate it.
-    match : UnitMatch, optional
-        The rows' best and second-best units on ``weights``, when already known.
 
     Returns
     -------
     Evaluation
     """
-    X = np.asarray(X, dtype=np.float64)
-    match = match or match_units(X, weights)
-    hits = hit_counts(match.bmu, len(neuron_segment))
-    segment = np.asarray(neuron_segment)[match.bmu]
-    # Stability and the k scan retrain maps, so on a large table they use a seeded sample of rows.
-    sample = _row_sample(len(X), evaluation.stability_rows, evaluation.seed)
-    maps = train_bootstrap_maps(X[sample], som, evaluation.bootstrap_resamples, evaluation.seed)
+    X = np.asarray(sample.X, dtype=np.float64)
+    segment = np.asarray(neuron_segment)[sample.bmu]
+    maps = train_bootstrap_maps(X, som, evaluation.bootstrap_resamples, evaluation.seed)
     k_values = range(evaluation.k_min, evaluation.k_max + 1)
+    separation = separation_scores(X, segment, sample_size=evaluation.silhouette_sample, random_state=evaluation.seed)
+    stability = None
+    if maps:
+        measured = bootstrap_stability(segment, maps, segments)
+        check = stability_check(measured.mean_ari, evaluation.min_mean_ari)
+        stability = measured.model_copy(
+            update={"min_mean_ari": evaluation.min_mean_ari, "passed": None if check is None else check.passed}
+        )
     return Evaluation(
-        method=segments.method,
-        k=segments.k,
-        segments=separation_scores(X, segment, sample_size=evaluation.silhouette_sample, random_state=evaluation.seed),
-        map=map_quality(X, weights, match),
-        stability=bootstrap_stability(segment[sample], maps, segments) if maps else None,
-        k_choice=recommend_k(score_k(weights, hits, segments, k_values, maps, match.bmu[sample]), segments.k),
-        min_mean_ari=evaluation.min_mean_ari,
-        notes=_NOTES,
+        segments=SegmentsEvaluation(method=segments.method, k=segments.k, **separation.model_dump()),
+        map=MapQuality.of(figures),
+        stability=stability,
+        k_choice=recommend_k(score_k(weights, figures.hits, segments, k_values, maps, sample.bmu), segments.k),
+        notes=NOTES,
     )
 
 
-def _row_sample(n_rows: int, size: int, seed: int) -> np.ndarray:
-    """All row indices, or a sorted seeded sample of ``size`` of them."""
-    if n_rows <= size:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
-
-
-_NOTES = {
-    "segments": "silhouette, Davies–Bouldin and Calinski–Harabasz of the customers' segments, on the standardised data",
+NOTES = {
+    "segments": "silhouette, Davies–Bouldin and Calinski–Harabasz of the customers' segments, on the standardised "
+    "evaluation sample (every row up to evaluation.stability_rows)",
     "topographic_error_8": TE_CONVENTIONS[8],
     "topographic_error_4": TE_CONVENTIONS[4],
     "kaski_lagus_error": "distance to best unit + shortest 8-neighbour grid path to the second-best unit (weight-space length)",
-    "stability": "adjusted Rand index of all original rows assigned through each bootstrap-trained map and its clustering",
+    "stability": "adjusted Rand index of the sampled rows assigned through each bootstrap-trained map and its clustering",
     "k_choice": "validity of the neuron clustering weighted by hits; ARI per k from the same bootstrap maps",
 }
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -147,11 +147,6 @@ def topographic_errors(match: UnitMatch, cols: int, adjacency: Adjacency = 8) ->
     raise ValueError(f"adjacency must be 8 or 4, got {adjacency!r}")
 
 
-def outlier_threshold(distances: np.ndarray, percentile: float) -> float:
-    """The distance above which a row is an outlier (linear-interpolated percentile)."""
-    return float(np.percentile(distances, percentile))
-
-
 def _flat(weights: np.ndarray, n_features: int) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 3 or weights.shape[2] != n_features:

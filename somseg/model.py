@@ -18,21 +18,25 @@ A bundle is a folder of plain files, never a pickle:
     bundle whose files do not match it.
 """
 
+import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from somseg.cleaning import FeatureCleaner
+from somseg.cleaning import FeatureCleaner, TrainingStatistics
+from somseg.config import FeatureSpec, SegmentationConfig
 from somseg.errors import ModelBundleError
 from somseg.io import atomic_path, file_sha256, read_npy
 from somseg.metrics import UnitMatch, match_units
+from somseg.results import MapFigures, TrainingRecord
 
 FORMAT_NAME = "somseg-model"
 FORMAT_VERSION = 1
@@ -45,25 +49,62 @@ _LIBRARIES = ("somseg", "numpy", "pandas", "pyarrow", "scikit-learn", "minisom")
 SEGMENT_COLUMNS = ("bmu", "segment", "segment_label", "quantization_error", "is_outlier")
 
 
+class _Schema(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CleanerParams(_Schema):
+    """The fitted cleaner: training medians, means and scales, and the missing values imputed."""
+
+    features: list[str]
+    medians: list[float]
+    mean: list[float]
+    scale: list[float]
+    n_imputed: list[int]
+
+
+class GridShape(_Schema):
+    rows: int
+    cols: int
+    topology: Literal["rectangular"] = "rectangular"
+
+
+class ModelMetadata(_Schema):
+    """The schema of ``model.json``, version :data:`FORMAT_VERSION`."""
+
+    format: Literal["somseg-model"]
+    format_version: int
+    id_column: str
+    features: list[FeatureSpec]
+    cleaner: CleanerParams
+    grid: GridShape
+    neuron_segment: list[int]
+    labels: dict[str, str]
+    outlier_threshold: float
+    training: TrainingRecord
+    config: dict[str, Any]
+    libraries: dict[str, str]
+
+
 @dataclass
 class SegmentationModel:
     """A trained segmentation: cleaning, map, segments, labels and thresholds."""
 
     id_column: str
-    features: list[dict[str, Any]]
+    features: list[FeatureSpec]
     cleaner: FeatureCleaner
     weights: np.ndarray
     neuron_segment: np.ndarray
     labels: dict[int, str]
     outlier_threshold: float
     suite: dict[str, Any]
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainingRecord
     config: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=lambda: library_versions())
 
     @property
     def feature_names(self) -> list[str]:
-        return [feature["name"] for feature in self.features]
+        return [feature.name for feature in self.features]
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -83,8 +124,8 @@ class SegmentationModel:
             ``segment_label``, ``quantization_error``, ``is_outlier``.
         """
         segment = self.neuron_segment[bmu]
-        # Arrow gathers the label strings by segment number in C: building
-        # 10 M Python strings into a string array took 3 s.
+        # Arrow gathers the label strings by segment number in C, rather
+        # than building one Python string per row.
         names = pa.array([self.labels[s] for s in range(len(self.labels))], type=pa.large_string())
         return pd.DataFrame(
             {
@@ -97,12 +138,44 @@ class SegmentationModel:
             }
         )
 
+    @classmethod
+    def from_training(
+        cls,
+        config: SegmentationConfig,
+        statistics: TrainingStatistics,
+        weights: np.ndarray,
+        neuron_segment: np.ndarray,
+        labels: dict[int, str],
+        segment_shares: list[float],
+        figures: MapFigures,
+        suite: dict[str, Any],
+    ) -> "SegmentationModel":
+        """The model a training run learnt: its cleaner, map, segments, labels and thresholds."""
+        return cls(
+            id_column=config.id_column,
+            features=list(config.features),
+            cleaner=statistics.cleaner,
+            weights=np.asarray(weights, dtype=np.float64),
+            neuron_segment=np.asarray(neuron_segment, dtype=np.int64),
+            labels=dict(labels),
+            outlier_threshold=figures.outlier_threshold,
+            suite=suite,
+            training=TrainingRecord(
+                n_rows=figures.n_rows,
+                quantization_error=figures.quantization_error,
+                topographic_error=figures.topographic_error,
+                segment_shares=list(segment_shares),
+                feature_reference=statistics.feature_reference,
+            ),
+            config=config.model_dump(mode="json"),
+        )
+
     def save(self, folder: str | Path) -> Path:
         """Write the bundle atomically to ``folder`` (replacing an older one)."""
         folder = Path(folder)
         with atomic_path(folder) as tmp:
             tmp.mkdir()
-            (tmp / MODEL_FILE).write_text(json.dumps(self._metadata(), indent=2) + "\n", encoding="utf-8")
+            (tmp / MODEL_FILE).write_text(self.metadata().model_dump_json(indent=2) + "\n", encoding="utf-8")
             with open(tmp / WEIGHTS_FILE, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(self.weights, dtype=np.float64), allow_pickle=False)
             (tmp / SUITE_FILE).write_text(json.dumps(self.suite, indent=2) + "\n", encoding="utf-8")
@@ -127,21 +200,21 @@ class SegmentationModel:
         folder = Path(folder)
         manifest = _read_manifest(folder)
         _verify_checksums(folder, manifest)
-        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        meta = _read_metadata(folder)
         weights = read_npy(folder / WEIGHTS_FILE)
         suite = json.loads((folder / SUITE_FILE).read_text(encoding="utf-8"))
         return cls(
-            id_column=meta["id_column"],
-            features=meta["features"],
-            cleaner=FeatureCleaner.from_dict(meta["cleaner"]),
+            id_column=meta.id_column,
+            features=list(meta.features),
+            cleaner=FeatureCleaner.from_dict(meta.cleaner.model_dump()),
             weights=weights,
-            neuron_segment=np.asarray(meta["neuron_segment"], dtype=np.int64),
-            labels={int(k): v for k, v in meta["labels"].items()},
-            outlier_threshold=float(meta["outlier_threshold"]),
+            neuron_segment=np.asarray(meta.neuron_segment, dtype=np.int64),
+            labels={int(k): v for k, v in meta.labels.items()},
+            outlier_threshold=meta.outlier_threshold,
             suite=suite,
-            training=meta.get("training", {}),
-            config=meta.get("config", {}),
-            libraries=meta.get("libraries", {}),
+            training=meta.training,
+            config=meta.config,
+            libraries=meta.libraries,
         )
 
     def library_mismatches(self) -> dict[str, tuple[str, str]]:
@@ -153,21 +226,47 @@ class SegmentationModel:
             if name != "python" and installed.get(name) != version
         }
 
-    def _metadata(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "id_column": self.id_column,
-            "features": self.features,
-            "cleaner": self.cleaner.to_dict(),
-            "grid": {"rows": self.grid_shape[0], "cols": self.grid_shape[1], "topology": "rectangular"},
-            "neuron_segment": self.neuron_segment.tolist(),
-            "labels": {str(k): v for k, v in sorted(self.labels.items())},
-            "outlier_threshold": self.outlier_threshold,
-            "training": self.training,
-            "config": self.config,
-            "libraries": self.libraries,
-        }
+    def metadata(self) -> ModelMetadata:
+        """What ``model.json`` holds."""
+        return ModelMetadata(
+            format=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            id_column=self.id_column,
+            features=self.features,
+            cleaner=CleanerParams.model_validate(self.cleaner.to_dict()),
+            grid=GridShape(rows=self.grid_shape[0], cols=self.grid_shape[1]),
+            neuron_segment=self.neuron_segment.tolist(),
+            labels={str(k): v for k, v in sorted(self.labels.items())},
+            outlier_threshold=self.outlier_threshold,
+            training=self.training,
+            config=self.config,
+            libraries=self.libraries,
+        )
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    """A model bundle folder and the digest of its files' content (what a cache is keyed on)."""
+
+    path: str
+    digest: str
+
+    @classmethod
+    def of(cls, folder: str | Path) -> "BundleSource":
+        """Fingerprint the bundle at ``folder``.
+
+        Raises
+        ------
+        ModelBundleError
+            If ``folder`` is not a bundle of this format.
+        """
+        folder = Path(folder).resolve()
+        _read_manifest(folder)
+        digest = hashlib.sha256()
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            digest.update(path.name.encode())
+            digest.update(file_sha256(path).encode())
+        return cls(str(folder), digest.hexdigest())
 
 
 def library_versions() -> dict[str, str]:
@@ -199,6 +298,21 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"this release reads version {FORMAT_VERSION}. Retrain the model with this release."
         )
     return manifest
+
+
+def _read_metadata(folder: Path) -> ModelMetadata:
+    path = folder / MODEL_FILE
+    try:
+        meta = ModelMetadata.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise ModelBundleError(f"model bundle {folder}: {MODEL_FILE} does not match format {FORMAT_VERSION}: {problems}") from exc
+    if meta.format_version != FORMAT_VERSION:
+        raise ModelBundleError(
+            f"model bundle {folder}: {MODEL_FILE} has format version {meta.format_version}; "
+            f"this release reads version {FORMAT_VERSION}. Retrain the model with this release."
+        )
+    return meta
 
 
 def _verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:

@@ -98,6 +98,19 @@ class MapView:
     profiles: pd.DataFrame
 
 
+def map_view(model: SegmentationModel, hits: np.ndarray, profiles: pd.DataFrame) -> MapView:
+    """What the figures need, from a model, the training rows' hits per neuron and the profiles."""
+    return MapView(
+        weights=model.weights,
+        planes=model.cleaner.inverse_transform(model.weights),
+        hits=np.asarray(hits),
+        neuron_segment=model.neuron_segment,
+        labels=model.labels,
+        feature_names=model.feature_names,
+        profiles=profiles,
+    )
+
+
 def load_map_view(model_dir: str | Path, segments: str | Path, profiles: str | Path) -> MapView:
     """Read a model bundle, the per-customer segments and the profiles into a :class:`MapView`.
 
@@ -106,7 +119,8 @@ def load_map_view(model_dir: str | Path, segments: str | Path, profiles: str | P
     model_dir : str or Path
         A saved model bundle (verified against its manifest).
     segments : str or Path
-        ``segments.parquet``; only its ``bmu`` column is read.
+        ``segments.parquet`` (a file or a folder of part files); only its
+        ``bmu`` column is read.
     profiles : str or Path
         ``profiles.parquet``.
 
@@ -117,15 +131,19 @@ def load_map_view(model_dir: str | Path, segments: str | Path, profiles: str | P
     model = SegmentationModel.load(model_dir)
     bmu = pd.read_parquet(segments, columns=["bmu"])["bmu"].to_numpy()
     n_neurons = model.weights.shape[0] * model.weights.shape[1]
-    return MapView(
-        weights=model.weights,
-        planes=model.cleaner.inverse_transform(model.weights),
-        hits=np.bincount(bmu, minlength=n_neurons),
-        neuron_segment=model.neuron_segment,
-        labels=model.labels,
-        feature_names=model.feature_names,
-        profiles=pd.read_parquet(profiles),
-    )
+    return map_view(model, np.bincount(bmu, minlength=n_neurons), pd.read_parquet(profiles))
+
+
+def make_figures(view: MapView) -> dict[str, Figure]:
+    """Every figure of :data:`FIGURES`, drawn (not yet saved)."""
+    shape = view.weights.shape[:2]
+    return {
+        "segment_map": plot_segment_map(view.neuron_segment, view.labels, shape, view.hits),
+        "profiles": plot_profiles(view.profiles, view.feature_names),
+        "u_matrix": plot_u_matrix(view.weights, view.neuron_segment),
+        "hit_map": plot_hit_map(view.hits, shape),
+        "component_planes": plot_component_planes(view.planes, view.feature_names),
+    }
 
 
 def draw_figures(view: MapView, folder: str | Path) -> dict[str, Path]:
@@ -144,15 +162,7 @@ def draw_figures(view: MapView, folder: str | Path) -> dict[str, Path]:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    shape = view.weights.shape[:2]
-    figures = {
-        "segment_map": plot_segment_map(view.neuron_segment, view.labels, shape, view.hits),
-        "profiles": plot_profiles(view.profiles, view.feature_names),
-        "u_matrix": plot_u_matrix(view.weights, view.neuron_segment),
-        "hit_map": plot_hit_map(view.hits, shape),
-        "component_planes": plot_component_planes(view.planes, view.feature_names),
-    }
-    return {name: save_png(figure, folder / f"{name}.png") for name, figure in figures.items()}
+    return {name: save_png(figure, folder / f"{name}.png") for name, figure in make_figures(view).items()}
 
 
 def save_png(figure: Figure, path: str | Path, dpi: int = DPI) -> Path:

@@ -12,15 +12,18 @@ import html
 import json
 import math
 import shutil
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import yaml
+from pyarrow import ArrowException
 
+from somseg.config import GateConfig
 from somseg.errors import DataError
+from somseg.gates import map_checks
 from somseg.io import atomic_path
 from somseg.layout import (
     CONFIG_FILE,
@@ -33,8 +36,10 @@ from somseg.layout import (
     VALIDATION_FILE,
 )
 from somseg.plots import FIGURES, draw_figures, load_map_view
+from somseg.results import Evaluation, TrainingMetrics
 
 _REQUIRED = (METRICS_FILE, PROFILES_FILE, SEGMENTS_FILE, MODEL_DIR)
+T = TypeVar("T")
 _NUM_CELL = '<td class="num">'
 
 # Published rules of thumb, shown as guides (never as gates).
@@ -55,9 +60,8 @@ class RunFolder:
     Attributes
     ----------
     path : Path
-    metrics : dict
-        ``metrics.json``; its ``evaluation`` key (if present) holds
-        :meth:`somseg.evaluation.Evaluation.to_dict`.
+    metrics : TrainingMetrics
+        ``metrics.json``.
     profiles : DataFrame
     validation : dict or None
         ``validation.json``, if present.
@@ -67,7 +71,7 @@ class RunFolder:
     """
 
     path: Path
-    metrics: dict[str, Any]
+    metrics: TrainingMetrics
     profiles: pd.DataFrame
     validation: dict[str, Any] | None
     config_text: str
@@ -89,19 +93,29 @@ def read_run_folder(run_dir: str | Path) -> RunFolder:
             f"{path} is not a run folder written by 'segment train'"
             + (f": it lacks {', '.join(missing)}" if path.is_dir() else ": no such folder")
         )
-    profiles = pd.read_parquet(path / PROFILES_FILE)
+    profiles = _read(path / PROFILES_FILE, pd.read_parquet)
     config_text = _read_text(path / CONFIG_FILE)
     return RunFolder(
         path=path,
-        metrics=json.loads((path / METRICS_FILE).read_text(encoding="utf-8")),
+        metrics=_read(path / METRICS_FILE, lambda p: TrainingMetrics.model_validate_json(p.read_bytes())),
         profiles=profiles,
-        validation=json.loads(_read_text(path / VALIDATION_FILE) or "null"),
+        validation=_read(path / VALIDATION_FILE, lambda p: json.loads(p.read_text(encoding="utf-8")))
+        if (path / VALIDATION_FILE).is_file()
+        else None,
         config_text=config_text,
         feature_names=_feature_names(config_text, profiles),
     )
 
 
-def build_report(run_dir: str | Path, figures_dir: str | Path | None = None) -> Path:
+def _read(path: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, or a DataError naming the file when it is unreadable or not what a run writes."""
+    try:
+        return reader(path)
+    except (OSError, ValueError, ArrowException) as exc:
+        raise DataError(f"{path} cannot be read as a run writes it: {exc}") from exc
+
+
+def build_report(run_dir: str | Path, figures_dir: str | Path | None = None, published_as: str | Path | None = None) -> Path:
     """Draw the figures into ``<run>/figures/`` and write ``<run>/report.html``.
 
     Parameters
@@ -111,6 +125,9 @@ def build_report(run_dir: str | Path, figures_dir: str | Path | None = None) -> 
     figures_dir : str or Path, optional
         Figures already drawn (PNG files named as :data:`somseg.plots.FIGURES`)
         to copy instead of drawing them again from the run folder.
+    published_as : str or Path, optional
+        The folder the report will be read in, when ``run_dir`` is a staging
+        folder swapped into place later (the title and the rebuild command name it).
 
     Returns
     -------
@@ -130,11 +147,11 @@ def build_report(run_dir: str | Path, figures_dir: str | Path | None = None) -> 
                     shutil.copyfile(Path(figures_dir) / f"{name}.png", tmp / f"{name}.png")
     figures = {name: target / f"{name}.png" for name in FIGURES if (target / f"{name}.png").is_file()}
     with atomic_path(run.path / REPORT_FILE) as tmp:
-        tmp.write_text(render_report(run, figures), encoding="utf-8")
+        tmp.write_text(render_report(run, figures, Path(published_as or run.path).resolve()), encoding="utf-8")
     return run.path / REPORT_FILE
 
 
-def render_report(run: RunFolder, figures: Mapping[str, Path]) -> str:
+def render_report(run: RunFolder, figures: Mapping[str, Path], location: Path | None = None) -> str:
     """The report as one HTML document, figures inlined.
 
     Parameters
@@ -148,7 +165,7 @@ def render_report(run: RunFolder, figures: Mapping[str, Path]) -> str:
     -------
     str
     """
-    evaluation = run.metrics.get("evaluation")
+    evaluation = run.metrics.evaluation
     sections = [
         _summary_section(run, evaluation),
         _segments_section(run, figures),
@@ -160,37 +177,37 @@ def render_report(run: RunFolder, figures: Mapping[str, Path]) -> str:
         f"<h2>Configuration</h2><p>As used by the run (<code>{CONFIG_FILE}</code>).</p>"
         f"<pre>{_esc(run.config_text or 'config.yaml not found in the run folder')}</pre>",
     ]
-    title = f"Segmentation report: {run.path.name}"
+    location = location or run.path
+    title = f"Segmentation report: {location.name}"
     return (
         f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n<h1>{_esc(title)}</h1>\n"
         + "\n".join(f"<section>{section}</section>" for section in sections if section)
-        + f"\n<footer>Rebuild with <code>segment report {_esc(str(run.path))}</code>.</footer>\n</body></html>\n"
+        + f"\n<footer>Rebuild with <code>segment report {_esc(str(location))}</code>.</footer>\n</body></html>\n"
     )
 
 
 # ---------------------------------------------------------------- sections
 
 
-def _summary_section(run: RunFolder, evaluation: dict[str, Any] | None) -> str:
+def _summary_section(run: RunFolder, evaluation: Evaluation | None) -> str:
     metrics = run.metrics
-    grid = metrics.get("grid", {})
     facts = [  # (name, HTML value)
-        ("Input", _esc(metrics.get("input", "?"))),
-        ("Customers", _fmt_int(metrics.get("n_rows"))),
+        ("Input", _esc(metrics.input)),
+        ("Customers", _fmt_int(metrics.n_rows)),
         ("Features", _esc(", ".join(run.feature_names))),
-        ("Map", _esc(f"{grid.get('rows', '?')} × {grid.get('cols', '?')}, engine {metrics.get('engine', '?')}")),
-        ("Finished", _esc(metrics.get("finished_at", "?"))),
-        ("Quality gates", _verdict(metrics.get("gates_passed"))),
+        ("Map", _esc(f"{metrics.grid.rows} × {metrics.grid.cols}, engine {metrics.engine}")),
+        ("Execution", _esc(f"{metrics.execution}, {metrics.n_partitions} partition(s)")),
+        ("Finished", _esc(metrics.finished_at or "?")),
+        ("Quality gates", _verdict(metrics.gates_passed)),
         ("Data quality", _verdict(None if run.validation is None else bool(run.validation.get("success")))),
     ]
     if evaluation:
-        segments, choice = evaluation["segments"], evaluation["k_choice"]
-        text = f"k = {segments['k']} ({segments['method']}); recommended k = {choice['recommended_k']}"
+        text = f"k = {evaluation.segments.k} ({evaluation.segments.method}); recommended k = {evaluation.k_choice.recommended_k}"
         facts.append(("Segments", _esc(text)))
-        if (evaluation.get("stability") or {}).get("passed") is not None:
-            facts.append(("Stability gate", _verdict(evaluation["stability"]["passed"])))
+        if evaluation.stability is not None and evaluation.stability.passed is not None:
+            facts.append(("Stability gate", _verdict(evaluation.stability.passed)))
     rows = "".join(f"<tr><th>{_esc(name)}</th><td>{value}</td></tr>" for name, value in facts)
     return f"<h2>Summary</h2><table class=\"facts\">{rows}</table>"
 
@@ -216,15 +233,11 @@ def _segments_section(run: RunFolder, figures: Mapping[str, Path]) -> str:
     )
 
 
-def _metrics_section(metrics: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
-    limits = metrics.get("thresholds", {})
-    rows = [
-        _gate_row("Quantization error", metrics.get("quantization_error"), limits.get("max_quantization_error")),
-        _gate_row(
-            "Topographic error, 8 neighbours (MiniSom)", metrics.get("topographic_error"), limits.get("max_topographic_error")
-        ),
-        ["Topographic error, 4 neighbours (SOM Toolbox)", _fmt(metrics.get("topographic_error_4")), "reported only", _info()],
-    ]
+def _metrics_section(metrics: TrainingMetrics, evaluation: Evaluation | None) -> str:
+    checks = map_checks(metrics.quantization_error, metrics.topographic_error, GateConfig(**metrics.thresholds.model_dump()))
+    rows = [[check.name.capitalize() + (" (8 neighbours, MiniSom)" if "topographic" in check.name else ""),
+             _fmt(check.value), f"≤ {check.limit} (gate)", _verdict(check.passed)] for check in checks]
+    rows.append(["Topographic error (4 neighbours, SOM Toolbox)", _fmt(metrics.topographic_error_4), "reported only", _info()])
     if evaluation:
         rows += _evaluation_rows(evaluation)
     table = _table(["Measure", "Value", "Threshold or guide", "Verdict"], rows, numeric={1}, raw={3})
@@ -232,41 +245,40 @@ def _metrics_section(metrics: dict[str, Any], evaluation: dict[str, Any] | None)
     return "<h2>Metrics against thresholds</h2>" + table + missing
 
 
-def _evaluation_rows(evaluation: dict[str, Any]) -> list[list[Any]]:
-    quality, segments = evaluation["map"], evaluation["segments"]
-    stability = evaluation.get("stability")
-    dead = f"{quality['dead_neurons']} ({quality['dead_neuron_share']:.1%})"
+def _evaluation_rows(evaluation: Evaluation) -> list[list[Any]]:
+    quality, segments, stability = evaluation.map, evaluation.segments, evaluation.stability
+    dead = f"{quality.dead_neurons} ({quality.dead_neuron_share:.1%})"
     silhouette_guide = "Kaufman & Rousseeuw: > 0.70 strong, > 0.50 reasonable, > 0.25 weak"
     rows = [
-        ["Explained variance", _fmt(quality["explained_variance"]), "higher is better (1 = perfect codebook)", _info()],
-        ["Kaski–Lagus error", _fmt(quality["kaski_lagus_error"]), "lower is better; compare maps of the same data", _info()],
+        ["Explained variance", _fmt(quality.explained_variance), "higher is better (1 = perfect codebook)", _info()],
+        ["Kaski–Lagus error", _fmt(quality.kaski_lagus_error), "lower is better; compare maps of the same data", _info()],
         ["Dead neurons (no hits)", dead, "lower is better; many suggest an oversized map", _info()],
         [
-            "Silhouette (customers, standardised)", _fmt(segments["silhouette"]), silhouette_guide,
-            _band(segments["silhouette"], SILHOUETTE_BANDS),
+            "Silhouette (customers, standardised)", _fmt(segments.silhouette), silhouette_guide,
+            _band(segments.silhouette, SILHOUETTE_BANDS),
         ],
-        ["Davies–Bouldin", _fmt(segments["davies_bouldin"]), "lower is better (0 = fully separated)", _info()],
-        ["Calinski–Harabasz", _fmt(segments["calinski_harabasz"], 1), "higher is better; compare k on the same data", _info()],
+        ["Davies–Bouldin", _fmt(segments.davies_bouldin), "lower is better (0 = fully separated)", _info()],
+        ["Calinski–Harabasz", _fmt(segments.calinski_harabasz, 1), "higher is better; compare k on the same data", _info()],
     ]
     if stability:
-        gate = stability.get("min_mean_ari")
+        gate = stability.min_mean_ari
         guide = f"≥ {gate} (gate)" if gate is not None else "Steinley: ≥ 0.90 excellent, ≥ 0.80 good, ≥ 0.65 moderate"
-        verdict = _verdict(stability.get("passed")) if gate is not None else _band(stability["mean_ari"], ARI_BANDS)
-        rows.append([f"Bootstrap ARI, mean of {len(stability['ari'])}", _fmt(stability["mean_ari"]), guide, verdict])
-        rows.append(["Bootstrap ARI, minimum", _fmt(stability["min_ari"]), "reported only", _info()])
+        verdict = _verdict(stability.passed) if gate is not None else _band(stability.mean_ari, ARI_BANDS)
+        rows.append([f"Bootstrap ARI, mean of {len(stability.ari)}", _fmt(stability.mean_ari), guide, verdict])
+        rows.append(["Bootstrap ARI, minimum", _fmt(stability.min_ari), "reported only", _info()])
     return rows
 
 
-def _k_section(evaluation: dict[str, Any] | None) -> str:
+def _k_section(evaluation: Evaluation | None) -> str:
     if not evaluation:
         return ""
-    choice = evaluation["k_choice"]
+    choice = evaluation.k_choice
     rows = []
-    for score in choice["scores"]:
-        marks = {"used": score["k"] == choice["configured_k"], "recommended": score["k"] == choice["recommended_k"]}
-        ari = "—" if score.get("mean_ari") is None else f"{score['mean_ari']:.3f} ± {score['ari_se']:.3f}"
+    for score in choice.scores:
+        marks = {"used": score.k == choice.configured_k, "recommended": score.k == choice.recommended_k}
+        ari = "—" if score.mean_ari is None else f"{score.mean_ari:.3f} ± {score.ari_se or 0.0:.3f}"
         rows.append([
-            score["k"], _fmt(score["silhouette"]), _fmt(score["davies_bouldin"]), _fmt(score["calinski_harabasz"], 1), ari,
+            score.k, _fmt(score.silhouette), _fmt(score.davies_bouldin), _fmt(score.calinski_harabasz, 1), ari,
             " / ".join(name for name, on in marks.items() if on),
         ])
     headers = ["k", "Silhouette ↑", "Davies–Bouldin ↓", "Calinski–Harabasz ↑", "Bootstrap ARI ± SE ↑", ""]
@@ -276,18 +288,18 @@ def _k_section(evaluation: dict[str, Any] | None) -> str:
         "the neuron weight vectors weighted by their hits, the ARI on the customers through the bootstrap maps. "
         "The run keeps the configured k; the recommendation is advice.</p>"
         + table
-        + f"<p class=\"reason\"><strong>Recommended k = {choice['recommended_k']}.</strong> {_esc(choice['reason'])}</p>"
+        + f"<p class=\"reason\"><strong>Recommended k = {choice.recommended_k}.</strong> {_esc(choice.reason)}</p>"
     )
 
 
-def _stability_section(evaluation: dict[str, Any] | None) -> str:
-    stability = (evaluation or {}).get("stability")
+def _stability_section(evaluation: Evaluation | None) -> str:
+    stability = None if evaluation is None else evaluation.stability
     if not stability:
         return ""
-    rows = [[i + 1, seed, _fmt(ari)] for i, (seed, ari) in enumerate(zip(stability["seeds"], stability["ari"]))]
+    rows = [[i + 1, seed, _fmt(ari)] for i, (seed, ari) in enumerate(zip(stability.seeds, stability.ari))]
     return (
         "<h2>Stability</h2><p>The map and the clustering were retrained on bootstrap resamples of the training "
-        "customers, each with its own seed; every original customer was then assigned through the resample's map. "
+        "customers, each with its own seed; every sampled customer was then assigned through the resample's map. "
         "The adjusted Rand index compares those assignments with this run's (1 = identical, 0 = chance).</p>"
         + _table(["Resample", "Map seed", "Adjusted Rand index"], rows, numeric=range(3))
     )
@@ -352,14 +364,6 @@ def _table(
         )
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _gate_row(name: str, value: float | None, limit: float | None) -> list[Any]:
-    """A measure whose gate is a maximum; NaN or missing never passes."""
-    if limit is None:
-        return [name, _fmt(value), "no gate", _info()]
-    passed = value is not None and not math.isnan(value) and value <= limit
-    return [name, _fmt(value), f"≤ {limit} (gate)", _verdict(passed)]
 
 
 def _verdict(passed: bool | None) -> str:

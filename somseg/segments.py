@@ -5,7 +5,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from somseg.config import SegmentsConfig
+from somseg.config import LabelsConfig, SegmentsConfig
+from somseg.labels import SegmentLabeller
+from somseg.results import MapFigures
 from somseg.ward import SomWard
 
 
@@ -40,21 +42,21 @@ def cluster_neurons(weights: np.ndarray, config: SegmentsConfig, hits: np.ndarra
     return model.fit(flat, sample_weight=weight).labels_.astype(np.int64)
 
 
-def profile_segments(
-    raw: pd.DataFrame, segment: np.ndarray, features: Sequence[str], k: int
-) -> pd.DataFrame:
-    """Size, share and per-feature statistics of each segment.
+def profile_segments(figures: MapFigures, neuron_segment: np.ndarray, features: Sequence[str], k: int) -> pd.DataFrame:
+    """Size, share and per-feature statistics of each segment, from the per-neuron statistics.
 
-    Means and standard deviations (pandas' sample sd, ddof=1) are over the
-    *observed* raw values: missing values are skipped, not imputed, as in the
-    reference analysis. ``<feature>_imputed`` counts the skipped ones.
+    Means and standard deviations (sample sd, ddof=1) are over the
+    *observed* raw values: missing values are skipped, not imputed, as in
+    the reference analysis. ``<feature>_imputed`` counts the skipped ones.
+    Each segment's statistics merge those of its neurons, so profiles cost
+    nothing more than the assessment pass, for any clustering.
 
     Parameters
     ----------
-    raw : DataFrame
-        The unscaled input features, NaN where missing.
-    segment : ndarray of shape (n_rows,)
-        Segment of each row.
+    figures : MapFigures
+        Hits, and moments and missing counts of the raw features per neuron.
+    neuron_segment : ndarray of shape (rows * cols,)
+        Segment of each neuron.
     features : sequence of str
     k : int
         Number of segments; a segment with no rows still gets a row (size 0).
@@ -65,33 +67,42 @@ def profile_segments(
         One row per segment ``0..k-1``: ``segment``, ``size``, ``share``,
         then ``<f>_mean``, ``<f>_sd``, ``<f>_imputed`` for each feature.
     """
-    grouped = raw[list(features)].groupby(np.asarray(segment))
-    index = pd.RangeIndex(k, name="segment")
-    size = grouped.size().reindex(index, fill_value=0)
-    profile = pd.DataFrame({"size": size.astype("int64"), "share": size / max(len(raw), 1)}, index=index)
-    means = grouped.mean().reindex(index)
-    sds = grouped.std(ddof=1).reindex(index)
-    codes = np.asarray(segment, dtype=np.int64)
-    for name in features:
-        profile[f"{name}_mean"] = means[name]
-        profile[f"{name}_sd"] = sds[name]
-        # A bincount per column: pandas' groupby of the isna() frame took 2.5 s at 10 M rows.
-        missing = np.isnan(raw[name].to_numpy(dtype=np.float64))
-        profile[f"{name}_imputed"] = np.bincount(codes[missing], minlength=k)[:k].astype(np.int64)
-    return profile.reset_index()
+    segment_of = np.asarray(neuron_segment, dtype=np.int64)
+    size = np.bincount(segment_of, weights=figures.hits, minlength=k).astype(np.int64)
+    moments = figures.neuron_moments.grouped(segment_of, k)
+    sd = moments.sample_sd()
+    missing = np.stack([np.bincount(segment_of, figures.neuron_missing[:, c], k) for c in range(len(features))], axis=1)
+    profile = pd.DataFrame(
+        {"segment": np.arange(k, dtype=np.int64), "size": size, "share": size / max(figures.n_rows, 1)}
+    )
+    for c, name in enumerate(features):
+        profile[f"{name}_mean"] = np.where(moments.n[:, c] > 0, moments.mean[:, c], np.nan)
+        profile[f"{name}_sd"] = sd[:, c]
+        profile[f"{name}_imputed"] = missing[:, c].astype(np.int64)
+    return profile
 
 
-def population_stats(raw: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+def population_stats(figures: MapFigures, features: Sequence[str]) -> pd.DataFrame:
     """Mean and sample sd of each feature over all observed rows (index: feature)."""
-    # numpy over each column's observed values: pandas' NaN-skipping std made
-    # masked copies and took 2 s on 10 M rows.
-    stats = {name: _observed_mean_sd(raw[name].to_numpy(dtype=np.float64)) for name in features}
-    return pd.DataFrame.from_dict(stats, orient="index", columns=["mean", "sd"])
+    whole = figures.neuron_moments.grouped(np.zeros(len(figures.hits), dtype=np.int64), 1)
+    mean = np.where(whole.n[0] > 0, whole.mean[0], np.nan)
+    return pd.DataFrame({"mean": mean, "sd": whole.sample_sd()[0]}, index=list(features))
 
 
-def _observed_mean_sd(values: np.ndarray) -> tuple[float, float]:
-    observed = values[~np.isnan(values)]
-    if len(observed) == 0:
-        return float("nan"), float("nan")
-    sd = float(observed.std(ddof=1)) if len(observed) > 1 else float("nan")
-    return float(observed.mean()), sd
+def labelled_profiles(
+    figures: MapFigures, neuron_segment: np.ndarray, features: Sequence[str], k: int, labels: LabelsConfig
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The segment profiles, each named by the label rules (``label`` and ``named_by_rule`` columns).
+
+    Returns
+    -------
+    profiles : DataFrame
+        :func:`profile_segments` with ``label`` and ``named_by_rule`` after ``segment``.
+    labels : dict of int to str
+        The name of each segment.
+    """
+    profiles = profile_segments(figures, neuron_segment, features, k)
+    labeller = SegmentLabeller(labels.rules, labels.fallback_min_z).fit(profiles, population_stats(figures, features))
+    profiles.insert(1, "label", profiles["segment"].map(labeller.labels_))
+    profiles.insert(2, "named_by_rule", profiles["segment"].map(lambda s: labeller.rule_of_[s] is not None))
+    return profiles, labeller.labels_

@@ -5,15 +5,18 @@ hyperparameters, :meth:`fit` learns ``weights_`` of shape (rows, cols,
 n_features) and returns ``self``, and ``random_state`` makes training
 repeatable. Assignment and quality measures are functions of the weights
 (:mod:`somseg.metrics`), so they are the same for every engine.
+
+MiniSom's online rule updates the map one row at a time, in a random order
+over the whole table, so it trains on one partition: the table gathered in
+memory. The batch engine (:mod:`somseg.batch_som`) trains over partitions.
 """
 
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from minisom import MiniSom
 
-from somseg.batch_som import BatchSom
+from somseg.batch_som import BatchSom, check_fitted, check_training_data
 from somseg.config import SomConfig
 from somseg.metrics import UnitMatch, match_units
 
@@ -26,8 +29,8 @@ class SomEngine(Protocol):
     cols: int
     weights_: np.ndarray
 
-    def fit(self, X: np.ndarray, progress: Callable[[float], None] | None = None) -> "SomEngine":
-        """Train on ``X``; ``progress`` gets the fraction done as training goes."""
+    def fit(self, X: np.ndarray) -> "SomEngine":
+        """Train on ``X`` (n_rows, n_features); returns self."""
         ...
 
 
@@ -79,14 +82,11 @@ class MiniSomEngine:
         self.init = init
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, progress: Callable[[float], None] | None = None) -> "MiniSomEngine":
-        """Train on standardised data ``X`` of shape (n_rows, n_features); returns self.
-
-        ``progress``, if given, is called with the fraction of iterations done
-        (about every 5 %, and 1.0 at the end). The weights are bit-identical
-        with or without it.
-        """
-        X = _check_training_data(X)
+    def fit(self, X: np.ndarray) -> "MiniSomEngine":
+        """Train on standardised data ``X`` of shape (n_rows, n_features); returns self."""
+        X = check_training_data(X)
+        if self.init not in ("random", "pca"):
+            raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")
         som = MiniSom(
             self.rows,
             self.cols,
@@ -98,39 +98,17 @@ class MiniSomEngine:
         )
         if self.init == "pca":
             som.pca_weights_init(X)
-        elif self.init == "random":
+        else:
             som.random_weights_init(X)
-        else:
-            raise ValueError(f"init must be 'random' or 'pca', got {self.init!r}")
-        if progress is None:
-            som.train_random(X, self.iterations)
-        else:
-            self._train_random_reporting(som, X, progress)
+        som.train_random(X, self.iterations)
         self.weights_ = np.array(som.get_weights(), dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self
 
     def match(self, X: np.ndarray) -> UnitMatch:
         """Best and second-best unit of each row of ``X``."""
-        _check_fitted(self)
+        check_fitted(self)
         return match_units(X, self.weights_)
-
-    def _train_random_reporting(self, som: MiniSom, X: np.ndarray, progress: Callable[[float], None]) -> None:
-        # MiniSom.train(random_order=True), which train_random is, unrolled so
-        # that progress can be reported: the same checks, the same shuffle of
-        # the same index array by the som's own generator, the same
-        # update(x, winner(x), t, iterations) calls, in the same order.
-        # minisom is pinned exactly, so its private helper is stable.
-        from minisom import _build_iteration_indexes
-
-        som._check_iteration_number(self.iterations)
-        som._check_input_len(X)
-        order = _build_iteration_indexes(len(X), self.iterations, False, som._random_generator, False)
-        every = max(1, self.iterations // 20)
-        for t, row in enumerate(order):
-            som.update(X[row], som.winner(X[row]), t, self.iterations)
-            if (t + 1) % every == 0 or t + 1 == self.iterations:
-                progress((t + 1) / self.iterations)
 
 
 def build_engine(config: SomConfig) -> SomEngine:
@@ -160,17 +138,3 @@ def build_engine(config: SomConfig) -> SomEngine:
             random_state=config.seed,
         )
     raise ValueError(f"unknown SOM engine {config.engine!r}")
-
-
-def _check_training_data(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"training data must be a non-empty 2-D array, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("training data contains NaN or infinite values; clean it first")
-    return X
-
-
-def _check_fitted(engine: object) -> None:
-    if not hasattr(engine, "weights_"):
-        raise RuntimeError(f"{type(engine).__name__} is not fitted yet; call fit() first")

@@ -1,238 +1,216 @@
 """What a run shows on its page in the Prefect UI: summaries, tables, pictures, progress.
 
-Every artifact task here is ``NO_CACHE``: the steps it reports on may come
-from the cache, but each run's page must still show its own figures. The
-pictures are PNGs inlined as ``data:`` URLs in a markdown artifact, so they
-need no web server of their own and the UI shows them on the run's page.
+The flows call these functions themselves, never a compute task, so a step
+served from the cache still shows its figures on the new run's page. The
+pictures are PNGs inlined as ``data:`` URLs in markdown artifacts: the UI
+shows them with no web server of their own. Outside a flow run (a test
+calling a function directly) nothing is published.
 """
 
 import base64
 import io
-import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.context import FlowRunContext
 
 from somseg.config import DriftGateConfig, GateConfig
-from somseg.io import read_npy
+from somseg.gates import Check, drift_checks, map_checks
+from somseg.layout import CONFIG_FILE, METRICS_FILE, MODEL_DIR, PROFILES_FILE, SEGMENTS_FILE, VALIDATION_FILE
+from somseg.quality import expectation_rows
+from somseg.results import MapFigures, ScoringFigures
 
-if TYPE_CHECKING:  # tasks.quality, .som and .scoring import this module: types only, no cycle
+if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from tasks.quality import QualityOutcome
-    from tasks.segments import LabelledSegments
-    from tasks.som import MapAssessment
-
-OUTPUT_FILES = ("segments.parquet", "profiles.parquet", "metrics.json", "validation.json", "config.yaml", "model/")
+OUTPUT_FILES = (SEGMENTS_FILE, PROFILES_FILE, METRICS_FILE, VALIDATION_FILE, CONFIG_FILE, f"{MODEL_DIR}/")
 
 
 def in_a_run() -> bool:
-    """Artifacts belong to a run; a task called through ``.fn()`` publishes none."""
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    """Artifacts belong to a flow run."""
+    return FlowRunContext.get() is not None
 
 
-@contextmanager
-def training_progress(description: str) -> Iterator[Callable[[float], None]]:
-    """A progress artifact, and the callback (fraction done, 0..1) that moves it."""
-    if not in_a_run():
-        yield lambda fraction: None
-        return
-    artifact_id = create_progress_artifact(0.0, key="som-training", description=description)
+class Progress:
+    """A progress artifact (0 to 100 %), moved by the flow as the map trains."""
 
-    def report(fraction: float) -> None:
-        update_progress_artifact(artifact_id, round(100.0 * fraction, 1))
+    def __init__(self, key: str, description: str) -> None:
+        self._id = create_progress_artifact(0.0, key=key, description=description) if in_a_run() else None
 
-    yield report
+    def __call__(self, fraction: float) -> None:
+        if self._id is not None:
+            update_progress_artifact(self._id, round(100.0 * fraction, 1))
 
 
-def publish_data_quality(quality: "QualityOutcome", suite_name: str) -> None:
-    """Show each expectation's outcome as a table on the run's page."""
+def publish_data_quality(report: dict[str, Any], suite_name: str) -> None:
+    """Each expectation's outcome as a table on the run's page."""
     if not in_a_run():
         return
-    report = json.loads(quality.report.read_text(encoding="utf-8"))
+    rows = [{key: _rounded(value) for key, value in row.items()} for row in expectation_rows(report)]
+    statistics = report["statistics"]
     create_table_artifact(
-        expectation_rows(report),
+        rows,
         key="data-quality",
-        description=f"Great Expectations suite {suite_name!r}: {quality.evaluated - len(quality.failures)} of "
-        f"{quality.evaluated} expectations met",
+        description=f"Great Expectations suite {suite_name!r}: {statistics['successful_expectations']} of "
+        f"{statistics['evaluated_expectations']} expectations met",
     )
 
 
-def expectation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per expectation of a GX validation result (JSON form)."""
-    rows = []
-    for result in report.get("results", []):
-        config = result.get("expectation_config", {})
-        outcome = result.get("result", {})
-        kwargs = config.get("kwargs", {})
-        rows.append({
-            "expectation": config.get("type", "?"),
-            "column": kwargs.get("column", "(table)"),
-            "success": bool(result.get("success")),
-            "unexpected_count": outcome.get("unexpected_count"),
-            "unexpected_percent": _rounded(outcome.get("unexpected_percent")),
-            "observed_value": _short(outcome.get("observed_value")),
-        })
-    return rows
-
-
-@task(name="report-map", cache_policy=NO_CACHE)
-def report_map(weights: Path, assessment: "MapAssessment", gates: GateConfig) -> None:
-    """Show the map's quality against the gates, its U-matrix and its hit map."""
+def publish_map(weights: np.ndarray, figures: MapFigures, gates: GateConfig) -> None:
+    """The map's quality against the gates, its U-matrix and its hit map."""
+    if not in_a_run():
+        return
     from somseg.plots import plot_hit_map, plot_u_matrix
 
-    codebook = read_npy(weights)
-    rows, cols = codebook.shape[:2]
-    hits = np.bincount(read_npy(assessment.bmu), minlength=rows * cols)
+    rows, cols = weights.shape[:2]
+    checks = map_checks(figures.quantization_error, figures.topographic_error, gates)
     markdown = "\n\n".join([
-        f"# SOM map quality: {'PASS' if gates_passed(assessment, gates) else 'FAIL'}",
-        gate_table(assessment, gates),
+        f"# SOM map quality: {'PASS' if all(c.passed for c in checks) else 'FAIL'}",
+        gate_table(checks, figures.topographic_error_4),
         "## U-matrix\n\nMean distance from each neuron to its neighbours: light valleys are groups of similar "
         "customers, dark ridges the borders between them.",
-        f"![U-matrix]({png_data_url(figure_png(plot_u_matrix(codebook)))})",
+        f"![U-matrix]({png_data_url(figure_png(plot_u_matrix(weights)))})",
         "## Hit map\n\nTraining customers per neuron; a cross marks a neuron no customer is closest to.",
-        f"![Hit map]({png_data_url(figure_png(plot_hit_map(hits, (rows, cols))))})",
+        f"![Hit map]({png_data_url(figure_png(plot_hit_map(figures.hits, (rows, cols))))})",
     ])
     create_markdown_artifact(markdown, key="som-map", description=f"{rows}x{cols} map: U-matrix and hit map")
 
 
-@task(name="report-segments", cache_policy=NO_CACHE)
-def report_segments(labelled: "LabelledSegments") -> None:
-    """Show the segment profiles (size, share, feature means and sds) as a table."""
-    profiles = pd.read_parquet(labelled.profiles)
+def publish_profiles(profiles: pd.DataFrame) -> None:
+    """The segment profiles (size, share, feature means and sds) as a table."""
+    if not in_a_run():
+        return
     rows = [{key: _rounded(value) for key, value in row.items()} for row in profiles.to_dict(orient="records")]
     create_table_artifact(rows, key="segment-profiles", description=f"{len(rows)} segments, named by the label rules")
 
 
-class _RunRecord(Protocol):
-    out_dir: Path
-    durations: dict[str, float]
-    diagnostics: dict[str, Path]
-    figures: dict[str, Any]
+def gate_table(checks: Sequence[Check], topographic_error_4: float | None = None) -> str:
+    """Markdown table of checks against their limits."""
+    lines = ["| measure | value | limit | result |", "|---|---|---|---|"]
+    for check in checks:
+        relation = ">=" if check.at_least else "<="
+        lines.append(
+            f"| {check.name} | {_value(check.value)} | {relation} {check.limit} | {'pass' if check.passed else '**FAIL**'} |"
+        )
+    if topographic_error_4 is not None:
+        lines.append(f"| topographic error (4 neighbours) | {_value(topographic_error_4)} | - | info |")
+    return "\n".join(lines)
 
 
-@contextmanager
-def training_summary(run: _RunRecord, gates: GateConfig) -> Iterator[None]:
-    """On leaving, pass or fail, publish the run's summary as a markdown artifact."""
-    try:
-        yield
-    except Exception as error:
-        _publish_summary(run, gates, error)
-        raise
-    _publish_summary(run, gates, None)
-
-
-def _publish_summary(run: _RunRecord, gates: GateConfig, error: Exception | None) -> None:
-    if not in_a_run():
-        return
-    try:
-        create_markdown_artifact(summary_markdown(run, gates, error), key="training-summary",
-                                 description=f"Training run summary: {'passed' if error is None else 'FAILED'}")
-    except Exception as problem:  # never hide the run's own error behind a reporting one
-        if error is None:
-            raise
-        get_run_logger().warning("could not publish the run summary: %s", problem)
-
-
-def summary_markdown(run: _RunRecord, gates: GateConfig, error: BaseException | None) -> str:
+def training_summary_markdown(
+    out_dir: str,
+    figures: MapFigures | None,
+    validation: dict[str, Any] | None,
+    gates: GateConfig,
+    durations: dict[str, float],
+    source: str,
+    error: BaseException | None,
+) -> str:
     """Data quality, map quality against the gates, the verdict, and where the outputs are."""
-    from tasks.publish import FAILURE_DIR
+    from somseg.layout import FAILURE_DIR
 
-    figures = run.figures
     verdict = "PASSED" if error is None else f"FAILED ({type(error).__name__})"
     lines = [f"# Training run {verdict}", "", "| check | value | limit | result |", "|---|---|---|---|"]
-    lines.append(_quality_line(run.diagnostics.get("validation.json")))
-    for label, name, limit in (
-        ("quantization error", "quantization_error", gates.max_quantization_error),
-        ("topographic error (8 neighbours)", "topographic_error", gates.max_topographic_error),
-    ):
-        value = figures.get(name)
-        if value is None:
-            lines.append(f"| {label} | not measured | <= {limit} | - |")
-        else:
-            lines.append(f"| {label} | {value:.5f} | <= {limit} | {'pass' if value <= limit else '**FAIL**'} |")
+    lines.append(_quality_line(validation))
+    if figures is None:
+        lines += [
+            f"| {check.name} | not measured | <= {check.limit} | - |" for check in map_checks(None, None, gates)
+        ]
+    else:
+        lines += gate_table(map_checks(figures.quantization_error, figures.topographic_error, gates)).splitlines()[2:]
     lines.append("")
     if error is None:
         listed = ", ".join(f"`{name}`" for name in OUTPUT_FILES)
-        lines.append(f"**Outputs** written to `{run.out_dir}`: {listed}.")
+        lines.append(f"**Outputs** written to `{out_dir}`: {listed}.")
     else:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        lines += [f"**Error:** {first_line}", "",
-                  f"**Outputs:** nothing was replaced in `{run.out_dir}`; diagnostics in "
-                  f"`{run.out_dir / FAILURE_DIR}` (when a check had run)."]
-    if figures.get("input"):
-        lines += ["", f"Input: `{figures['input']}`, {figures.get('n_rows', '?')} rows."]
-    if run.durations:
-        timings = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in run.durations.items())
+        lines += ["**Error:**", "", "```", str(error) or type(error).__name__, "```", "",
+                  f"**Outputs:** nothing was replaced in `{out_dir}`; diagnostics in `{out_dir}/{FAILURE_DIR}` "
+                  "(when a check had run)."]
+    rows = "?" if figures is None else f"{figures.n_rows:,}"
+    lines += ["", f"Input: `{source}`, {rows} rows."]
+    if durations:
+        timings = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in durations.items())
         lines += ["", f"Step timings: {timings} (a cached step takes about 0 s)."]
     return "\n".join(lines)
 
 
-def _quality_line(report_path: Path | None) -> str:
-    if report_path is None or not report_path.is_file():
+class TrainingSummary:
+    """The run's summary artifact (:func:`training_summary_markdown`), published as the run ends, passed or failed.
+
+    The flow fills in ``validation`` and ``figures`` as it learns them.
+    """
+
+    def __init__(self, out_dir: str, source: str, gates: GateConfig, durations: dict[str, float]) -> None:
+        self.out_dir, self.source, self.gates, self.durations = out_dir, source, gates, durations
+        self.validation: dict[str, Any] | None = None
+        self.figures: MapFigures | None = None
+
+    @contextmanager
+    def published(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as error:
+            self._publish(error)
+            raise
+        self._publish(None)
+
+    def _publish(self, error: BaseException | None) -> None:
+        if not in_a_run():
+            return
+        markdown = training_summary_markdown(
+            self.out_dir, self.figures, self.validation, self.gates, self.durations, self.source, error
+        )
+        try:
+            create_markdown_artifact(
+                markdown, key="training-summary",
+                description=f"Training run summary: {'passed' if error is None else 'FAILED'}",
+            )
+        except Exception:  # never hide the run's own error behind a reporting one
+            if error is None:
+                raise
+
+
+def _quality_line(report: dict[str, Any] | None) -> str:
+    if report is None:
         return "| data quality | not checked | all expectations | - |"
-    report = json.loads(report_path.read_text(encoding="utf-8"))
     stats = report.get("statistics", {})
     met, evaluated = stats.get("successful_expectations", 0), stats.get("evaluated_expectations", 0)
     result = "pass" if report.get("success") else "**FAIL**"
     return f"| data quality | {met} of {evaluated} expectations met | all | {result} |"
 
 
-def gates_passed(assessment: "MapAssessment", gates: GateConfig) -> bool:
-    return (assessment.quantization_error <= gates.max_quantization_error
-            and assessment.topographic_error <= gates.max_topographic_error)
-
-
-def gate_table(assessment: "MapAssessment", gates: GateConfig) -> str:
-    lines = ["| measure | value | limit | result |", "|---|---|---|---|"]
-    for label, value, limit in (
-        ("quantization error", assessment.quantization_error, gates.max_quantization_error),
-        ("topographic error (8 neighbours)", assessment.topographic_error, gates.max_topographic_error),
-    ):
-        lines.append(f"| {label} | {value:.5f} | <= {limit} | {'pass' if value <= limit else '**FAIL**'} |")
-    lines.append(f"| topographic error (4 neighbours) | {assessment.topographic_error_4:.5f} | - | info |")
-    return "\n".join(lines)
-
-
-def drift_markdown(figures: dict[str, Any], drift: DriftGateConfig, problems: list[str]) -> str:
+def drift_markdown(figures: ScoringFigures, drift: DriftGateConfig, problems: list[str]) -> str:
     """A scoring run's drift figures against the configured limits."""
     verdict = "not checked (drift.action = off)" if drift.action == "off" else (
         "no drift beyond the limits" if not problems else f"{len(problems)} limit(s) crossed (action: {drift.action})"
     )
-    lines = [f"# Drift: {verdict}", "", f"{figures.get('n_rows', '?')} rows scored.", "",
-             "| measure | value | limit |", "|---|---|---|",
-             f"| outlier share | {figures['outlier_share']:.3f} | {drift.max_outlier_share} |",
-             f"| segment mix PSI | {figures['segment_psi']:.3f} | {drift.max_segment_psi} |"]
-    for name, psi in figures.get("feature_psi", {}).items():
-        lines.append(f"| feature {name} PSI | {psi:.3f} | {drift.max_feature_psi} |")
+    checks = drift_checks(figures.outlier_share, figures.segment_psi, figures.feature_psi, drift)
+    lines = [f"# Drift: {verdict}", "", f"{figures.n_rows:,} rows scored.", "", "| measure | value | limit |", "|---|---|---|"]
+    lines += [f"| {check.name} | {_value(check.value, 3)} | {check.limit} |" for check in checks]
     lines += ["", "| segment | label | share | training share |", "|---|---|---|---|"]
-    for segment in figures.get("segments", []):
-        lines.append(f"| {segment['segment']} | {segment['label']} | {segment['share']:.3f} | "
-                     f"{segment['training_share']:.3f} |")
+    for share in figures.segments:
+        lines.append(f"| {share.segment} | {share.label} | {_value(share.share, 3)} | {_value(share.training_share, 3)} |")
     if problems:
         lines += [""] + [f"- {problem}" for problem in problems]
     return "\n".join(lines)
 
 
-def publish_drift_summary(figures: dict[str, Any], drift: DriftGateConfig, problems: list[str]) -> None:
-    if not in_a_run():
-        return
-    create_markdown_artifact(drift_markdown(figures, drift, problems), key="drift-summary",
-                             description="Scoring run: drift against the training data")
+def publish_drift_summary(figures: ScoringFigures, drift: DriftGateConfig, problems: list[str]) -> None:
+    if in_a_run():
+        create_markdown_artifact(
+            drift_markdown(figures, drift, problems), key="drift-summary",
+            description="Scoring run: drift against the training data",
+        )
 
 
 def figure_png(figure: "Figure", dpi: int = 80) -> bytes:
@@ -249,6 +227,12 @@ def png_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _value(value: float | None, digits: int = 5) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "not measured"
+    return f"{value:.{digits}f}"
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return None if math.isnan(value) else round(float(value), 4)
@@ -256,11 +240,9 @@ def _rounded(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.bool_):
         return bool(value)
-    return value
-
-
-def _short(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        text = json.dumps(value)
+        import json
+
+        text = json.dumps(value, default=str)
         return text if len(text) <= 80 else text[:77] + "..."
-    return _rounded(value)
+    return value

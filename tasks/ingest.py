@@ -1,27 +1,19 @@
-"""Ingest: the input table, reduced to the id and the features, as Parquet."""
+"""Ingest: the input planned as source parts, each read into partitions of the id and the features."""
 
-from pathlib import Path
-
-from prefect import get_run_logger, task
-
-from somseg.io import copy_table
-from tasks.caching import CONTENT_CACHE, stage_dir, writing
-from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
-
-RAW_FILE = "raw.arrow"
+from somseg.dataset import Partition, SourcePart, plan_input, read_partitions
+from somseg.stats import Request
+from somseg.tasks.catalog import Store, TablePart, step
 
 
-@task(
-    name="ingest-table",
-    cache_policy=CONTENT_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_on_io_error,
-)
-def ingest_table(source: Path, id_column: str, features: list[str], work_dir: str) -> Path:
-    """Read a CSV or Parquet table, keeping only the id and feature columns (as an Arrow IPC file)."""
-    folder = stage_dir(work_dir, "ingest-table", source=source, id_column=id_column, features=features)
-    with writing(folder) as tmp:
-        rows = copy_table(source, id_column, features, tmp / RAW_FILE)
-    get_run_logger().info("read %d rows and %d features from %s", rows, len(features), source)
-    return folder / RAW_FILE
+@step("plan-input", cache=False, retry_io=True)
+def plan(source: str, columns: list[str], partition_rows: int) -> list[SourcePart]:
+    """List the input's files and row groups, and fingerprint each file's content."""
+    return plan_input(source, columns, partition_rows)
+
+
+@step("ingest-partition", saves=TablePart, retry_io=True)
+def ingest_partition(
+    store: Store, part: SourcePart, id_column: str, features: list[str], partition_rows: int, first_pass: Request | None
+) -> list[Partition]:
+    """Read one source part (the id column unchanged, the features as float64), and a learner's first pass on it."""
+    return read_partitions(part, id_column, features, partition_rows, first_pass)

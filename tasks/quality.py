@@ -1,64 +1,61 @@
-"""Data quality: Great Expectations before anything is learned from the data."""
+"""Data quality: Great Expectations on every partition, uniqueness across partitions, one verdict."""
 
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from prefect import get_run_logger, task
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from somseg.errors import DataQualityError
-from somseg.io import read_frame, write_json
-from tasks.artifacts import publish_data_quality
-from tasks.caching import CONTENT_CACHE, stage_dir, writing
-from tasks.expectations import failed_expectations, load_suite, run_suite
-from tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
-
-REPORT_FILE = "validation.json"
-
-
-@dataclass(frozen=True)
-class QualityOutcome:
-    """Where the full validation result is, and whether every expectation held."""
-
-    report: Path
-    success: bool
-    failures: tuple[str, ...]
-    evaluated: int
-
-
-@task(
-    name="validate-table",
-    cache_policy=CONTENT_CACHE,
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_on_io_error,
+from somseg.quality import (
+    BucketedValues,
+    DuplicateCount,
+    bucket_values,
+    combine_reports,
+    count_duplicates,
+    failed_expectations,
 )
-def validate_table(table: Path, suite_path: Path, work_dir: str) -> QualityOutcome:
-    """Run the expectation suite and save its full result as JSON."""
-    report = run_suite(read_frame(table), load_suite(suite_path))
-    folder = stage_dir(work_dir, "validate-table", table=table, suite_path=suite_path)
-    with writing(folder) as tmp:
-        write_json(tmp / REPORT_FILE, report)
-    statistics = report.get("statistics", {})
-    outcome = QualityOutcome(
-        report=folder / REPORT_FILE,
-        success=bool(report.get("success")),
-        failures=tuple(failed_expectations(report)),
-        evaluated=int(statistics.get("evaluated_expectations", 0)),
-    )
-    get_run_logger().info(
-        "expectations: %d evaluated, %d failed", outcome.evaluated, len(outcome.failures)
-    )
-    return outcome
+from somseg.tasks.catalog import JsonDocument, Store, TablePart, ValidatedPart, step
+from somseg.tasks.expectations import run_suite
 
 
-@task(name="enforce-expectations")
-def enforce_expectations(outcome: QualityOutcome, source: str, suite_name: str) -> None:
-    """Stop the run before training if any expectation failed."""
-    publish_data_quality(outcome, suite_name)
-    if outcome.success:
+@step("validate-partition", saves=ValidatedPart, retry_io=True)
+def validate_partition(
+    store: Store, part: TablePart, suite: dict[str, Any], unique: list[str], n_buckets: int
+) -> tuple[dict[str, Any], dict[str, BucketedValues]]:
+    """Run the expectation suite (uniqueness aside) on one partition; bucket its values of the unique columns."""
+    frame = part.load()
+    buckets = {column: bucket_values(frame[column], n_buckets) for column in unique}
+    return run_suite(frame, suite), buckets
+
+
+@step("count-duplicates")
+def count_bucket(parts: list[ValidatedPart], column: str, index: int) -> DuplicateCount:
+    """Duplicated values of ``column`` in one bucket of every partition."""
+    return count_duplicates(pa.chunked_array([part.bucket(column, index) for part in parts]))
+
+
+@step("combine-validation", saves=JsonDocument)
+def combine_validation(
+    store: Store,
+    suite: dict[str, Any],
+    parts: list[ValidatedPart],
+    duplicates: dict[str, DuplicateCount],
+    n_rows: int,
+) -> dict[str, Any]:
+    """One validation result for the whole table, in the suite's order."""
+    return combine_reports(suite, [part.report() for part in parts], duplicates, n_rows)
+
+
+@task(name="enforce-expectations", cache_policy=NO_CACHE)
+def enforce_expectations(report: dict[str, Any], source: str, suite_name: str) -> None:
+    """Stop the run before anything is learnt if any expectation failed."""
+    if report["success"]:
         return
-    details = "\n".join(f"  - {line}" for line in outcome.failures)
+    details = "\n".join(f"  - {line}" for line in failed_expectations(report))
+    statistics = report["statistics"]
     raise DataQualityError(
-        f"data quality check failed for {source}: {len(outcome.failures)} of {outcome.evaluated} "
-        f"expectation(s) of suite {suite_name!r} failed:\n{details}"
+        f"data quality check failed for {source}: {statistics['unsuccessful_expectations']} of "
+        f"{statistics['evaluated_expectations']} expectation(s) of suite {suite_name!r} failed "
+        f"(quality.suite):\n{details}"
     )

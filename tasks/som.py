@@ -1,102 +1,67 @@
-"""The map: training, its quality on the training data, and the quality gate."""
-
-from dataclasses import dataclass
-from pathlib import Path
+"""The map: MiniSom on the gathered table, or the batch engine's epochs over blocks of partitions."""
 
 import numpy as np
-from prefect import get_run_logger, task
 
-from somseg.config import GateConfig, OutliersConfig, SomConfig
-from somseg.errors import QualityGateError
-from somseg.io import read_npy, write_npy
-from somseg.metrics import UnitMatch, match_units, outlier_threshold, topographic_errors
-from somseg.som import build_engine
-from tasks.artifacts import training_progress
-from tasks.caching import CONTENT_CACHE, stage_dir, writing
-
-WEIGHTS_FILE = "weights.npy"
-TRAIN_TIMEOUT_SECONDS = 3600
-
-
-@task(name="train-som", cache_policy=CONTENT_CACHE, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
-def train_som(matrix: Path, som: SomConfig, work_dir: str) -> Path:
-    """Fit the Self-Organizing Map on the standardised data."""
-    with training_progress(f"Training the {som.rows}x{som.cols} map ({som.engine})") as progress:
-        engine = build_engine(som).fit(read_npy(matrix), progress=progress)
-    folder = stage_dir(work_dir, "train-som", matrix=matrix, som=som)
-    with writing(folder) as tmp:
-        write_npy(tmp / WEIGHTS_FILE, engine.weights_)
-    get_run_logger().info("trained a %dx%d map with the %s engine", som.rows, som.cols, som.engine)
-    return folder / WEIGHTS_FILE
+from somseg.batch_som import (
+    EpochRequest,
+    EpochSums,
+    PickedRows,
+    PickRequest,
+    TrainingBlock,
+    group_blocks,
+    join_blocks,
+)
+from somseg.config import SomConfig
+from somseg.kernels import DedupMode
+from somseg.som import MiniSomEngine, build_engine
+from somseg.stats import fit_in_memory
+from somseg.tasks.catalog import BlockSource, Cleaning, ImputedPart, PackedBlocks, Store, Weights, step
 
 
-@dataclass(frozen=True)
-class MapAssessment:
-    """Every row's best and second-best unit, and the map's quality figures.
-
-    ``second`` (the second-best units) lets later steps reuse the matching
-    instead of repeating it over the whole table; ``outlier_share`` is the
-    share of rows whose distance is above ``outlier_threshold``.
-    """
-
-    bmu: Path
-    distance: Path
-    quantization_error: float
-    topographic_error: float
-    topographic_error_4: float
-    outlier_threshold: float
-    n_rows: int
-    second: Path | None = None
-    outlier_share: float = float("nan")
+@step("train-minisom", saves=Weights)
+def train_minisom(store: Store, parts: list[ImputedPart], cleaning: Cleaning, som: SomConfig) -> np.ndarray:
+    """MiniSom's online rule on every standardised row, gathered in partition order."""
+    engine = build_engine(som)
+    assert isinstance(engine, MiniSomEngine)
+    cleaner = cleaning.load().cleaner
+    return engine.fit(np.concatenate([part.matrix(cleaner) for part in parts])).weights_
 
 
-def load_match(assessment: MapAssessment) -> UnitMatch | None:
-    """The matching ``assess_map`` saved, or None when it saved no second-best units."""
-    if assessment.second is None:
-        return None
-    return UnitMatch(read_npy(assessment.bmu), read_npy(assessment.second), read_npy(assessment.distance))
+@step("pack-training-blocks", saves=PackedBlocks)
+def pack_training_blocks(
+    store: Store, parts: list[ImputedPart], cleaning: Cleaning, max_rows: int, dedup: DedupMode
+) -> list[ImputedPart | TrainingBlock]:
+    """Join the partitions' small training blocks, so that an epoch runs over few blocks."""
+    cleaner = cleaning.load().cleaner
+    groups = group_blocks([part.block_rows for part in parts], max_rows)
+    return [
+        parts[g[0]] if len(g) == 1 else join_blocks([parts[i].imputed_block(cleaner) for i in g], dedup)
+        for g in groups
+    ]
 
 
-@task(name="assess-map", cache_policy=CONTENT_CACHE, timeout_seconds=TRAIN_TIMEOUT_SECONDS)
-def assess_map(matrix: Path, weights: Path, outliers: OutliersConfig, work_dir: str) -> MapAssessment:
-    """Best units, quantization and topographic error, and the outlier threshold."""
-    codebook = read_npy(weights)
-    match = match_units(read_npy(matrix), codebook)
-    cols = codebook.shape[1]
-    folder = stage_dir(work_dir, "assess-map", matrix=matrix, weights=weights, outliers=outliers)
-    with writing(folder) as tmp:
-        write_npy(tmp / "bmu.npy", match.bmu)
-        write_npy(tmp / "distance.npy", match.distance)
-        write_npy(tmp / "second.npy", match.second)
-    single_neuron = codebook.shape[0] * codebook.shape[1] == 1
-    threshold = outlier_threshold(match.distance, outliers.percentile)
-    assessment = MapAssessment(
-        bmu=folder / "bmu.npy",
-        distance=folder / "distance.npy",
-        quantization_error=float(match.distance.mean()),
-        topographic_error=float("nan") if single_neuron else float(topographic_errors(match, cols, 8).mean()),
-        topographic_error_4=float("nan") if single_neuron else float(topographic_errors(match, cols, 4).mean()),
-        outlier_threshold=threshold,
-        n_rows=len(match.bmu),
-        second=folder / "second.npy",
-        # As assign_segments flags them: distance strictly above the threshold.
-        outlier_share=float(np.mean(match.distance > threshold)) if len(match.distance) else 0.0,
-    )
-    get_run_logger().info(
-        "quantization error %.5f, topographic error %.5f", assessment.quantization_error, assessment.topographic_error
-    )
-    return assessment
+@step("pick-rows")
+def pick_rows(request: PickRequest, part: ImputedPart, cleaning: Cleaning, first_row: int) -> PickedRows:
+    """The rows a random initialisation starts the neurons on, from one partition."""
+    return request.partial(part.matrix(cleaning.load().cleaner), first_row)
 
 
-@task(name="enforce-quality-gates")
-def enforce_gates(assessment: MapAssessment, gates: GateConfig) -> None:
-    """Fail the run when the map's quantization or topographic error is too high."""
-    problems = []
-    if not assessment.quantization_error <= gates.max_quantization_error:
-        problems.append(
-            f"quantization error {assessment.quantization_error:.5f} > max {gates.max_quantization_error}"
-        )
-    if not assessment.topographic_error <= gates.max_topographic_error:
-        problems.append(f"topographic error {assessment.topographic_error:.5f} > max {gates.max_topographic_error}")
-    if problems:
-        raise QualityGateError("quality gate failed: " + "; ".join(problems))
+@step("som-epoch")
+def som_epoch(request: EpochRequest, block: BlockSource, cleaning: Cleaning) -> EpochSums:
+    """One epoch's per-unit sums over one training block."""
+    return request.partial(block.block(cleaning.load().cleaner))
+
+
+@step("train-batch-som", saves=Weights)
+def train_on_block(store: Store, som: SomConfig, start: np.ndarray, block: BlockSource, cleaning: Cleaning) -> np.ndarray:
+    """Every epoch of the batch engine over the one training block of the table, from ``start``."""
+    trainer = build_engine(som).trainer()
+    trainer.start_from(start)
+    fit_in_memory(trainer, block.block(cleaning.load().cleaner))
+    return trainer.weights_
+
+
+@step("save-weights", saves=Weights)
+def save_weights(store: Store, weights: np.ndarray) -> np.ndarray:
+    """Keep the trained codebook."""
+    return weights

@@ -1,10 +1,15 @@
-"""Shared fixtures: the Prefect test harness, isolated storage, the reference table."""
+"""Shared fixtures: the Prefect test harness, isolated storage, the reference table, a fast config."""
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_TABLE = REPO_ROOT.parent / "shared" / "data" / "customers_train.csv"
@@ -24,7 +29,7 @@ def _isolated_prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 
 @pytest.fixture(scope="session")
 def prefect_harness(_isolated_prefect: None) -> Iterator[None]:
-    """A temporary Prefect API for flow tests (about 7 s to start, once)."""
+    """A temporary Prefect API for the tests marked ``flow`` (started once per session)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
@@ -46,9 +51,56 @@ def sample_table() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fast_config() -> "object":
+    """A small fast config for wiring tests: batch engine, a 4x4 map, few epochs, no bootstrap.
+
+    A 4x4 map quantizes the sample more coarsely than the reference's 8x8
+    (QE about 0.63), so its gates are wider; the gate tests set their own.
+    """
+    from somseg.config import EvaluationConfig, GateConfig, SegmentationConfig, SomConfig
+
+    return SegmentationConfig(
+        som=SomConfig(engine="batch", init="pca", rows=4, cols=4, epochs=5, sigma=1.5),
+        gates=GateConfig(max_quantization_error=1.0, max_topographic_error=0.5),
+        evaluation=EvaluationConfig(bootstrap_resamples=0, k_max=5, silhouette_sample=1000, stability_rows=2000),
+    )
+
+
+@pytest.fixture(scope="session")
 def reference_run(prefect_harness: None, reference_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One training run on the reference table, shared by the tests that read it."""
-    from flows.train import train_segments_flow
+    from somseg.flows.train import train_segments_flow
 
     base = tmp_path_factory.mktemp("reference")
     return Path(train_segments_flow(str(reference_table), str(base / "run"), work_dir=str(base / "work")))
+
+
+def profiles_of(raw: "pd.DataFrame", segment: "np.ndarray", features: list[str], k: int) -> "pd.DataFrame":
+    """Segment profiles of rows whose segment is ``segment``, as the pipeline computes them.
+
+    Each segment stands for one neuron: its rows' statistics are what the
+    assessment pass gathers per neuron, and the profile merges them.
+    """
+    import numpy as np
+
+    from somseg.results import MapFigures
+    from somseg.segments import profile_segments
+    from somseg.stats import Moments
+
+    values = raw[list(features)].to_numpy(dtype=float)
+    segment = np.asarray(segment, dtype=np.int64)
+    missing = np.stack([np.bincount(segment, np.isnan(values[:, c]), k) for c in range(len(features))], axis=1)
+    nan = float("nan")
+    figures = MapFigures(
+        n_rows=len(raw), quantization_error=nan, topographic_error=nan, topographic_error_4=nan,
+        explained_variance=nan, kaski_lagus_error=nan, outlier_threshold=nan, outlier_percentile=95.0,
+        hits=np.bincount(segment, minlength=k), neuron_moments=Moments.of(values, segment, k),
+        neuron_missing=missing.astype(np.int64),
+    )
+    return profile_segments(figures, np.arange(k), features, k)
+
+
+@pytest.fixture(scope="session")
+def profiles() -> "object":
+    """:func:`profiles_of`, for tests that build profiles from raw rows."""
+    return profiles_of

@@ -8,6 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "som_engines.py"
 

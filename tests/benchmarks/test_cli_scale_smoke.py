@@ -3,7 +3,7 @@
 This is also the one test of the command as users run it: a fresh process
 with no ``PREFECT_API_URL``, so ``segment`` starts its own temporary Prefect
 server (flows/server.py), delivers its logs before stopping it, and ends
-through the fast exit of ``flows.cli.run``.
+through the fast exit of ``somseg.flows.cli.run``.
 """
 
 import json
@@ -11,6 +11,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cli_scale.py"
 

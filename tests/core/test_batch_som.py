@@ -10,15 +10,21 @@ from pydantic import ValidationError
 from somseg import kernels
 from somseg.batch_som import (
     BatchSom,
+    TrainingBlock,
     epoch_partial_sums,
+    group_blocks,
+    join_blocks,
     neighbourhood_kernel,
+    pack_blocks,
     pca_init,
     sigma_schedule,
+    training_block,
     weights_from_sums,
 )
 from somseg.config import SomConfig
 from somseg.metrics import match_units, quantization_error, topographic_error
 from somseg.som import build_engine
+from somseg.stats import CoMoments, combine
 
 
 @pytest.fixture
@@ -118,7 +124,11 @@ def test_neighbourhood_kernel_and_schedule():
 def test_pca_init_spans_the_principal_plane(X):
     grid = pca_init(X, 4, 5)
     np.testing.assert_allclose(grid.mean(axis=(0, 1)), X.mean(axis=0), atol=1e-12)
-    np.testing.assert_array_equal(grid, pca_init(-(-X), 4, 5))  # sign convention is fixed
+    # The sign convention is fixed: the last neuron of the longer side lies on the side of the first
+    # component whose largest entry is positive, whatever sign the eigen-solver returns.
+    first = np.linalg.eigh(np.cov(X, rowvar=False, ddof=0))[1][:, -1]
+    first = first if first[np.argmax(np.abs(first))] > 0 else -first
+    assert (grid[0, -1] - grid[0, 0]) @ first > 0
     # The longer side (5 columns) lies along the first component: +-1 sd of it.
     eigvals = np.sort(np.linalg.eigvalsh(np.cov(X, rowvar=False, ddof=0)))[::-1]
     assert np.linalg.norm(grid[0, -1] - grid[0, 0]) == pytest.approx(2 * np.sqrt(eigvals[0]))
@@ -156,3 +166,58 @@ def test_engine_core_stays_free_of_orchestration():
         "sys.exit(any(m in sys.modules for m in ('prefect', 'great_expectations')))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- the learner over partitions ---------------------------------------------------------------
+
+
+def _drive_over_blocks(trainer, blocks: list[TrainingBlock]) -> np.ndarray:
+    """What the pipeline does: each epoch's partial on every block, added in block order, then the update."""
+    while (request := trainer.request()) is not None:
+        trainer.update(combine([request.partial(block) for block in blocks]))
+    return trainer.weights_
+
+
+def test_the_learner_on_one_block_is_the_estimator(X):
+    som = small()
+    trainer = som.trainer()
+    trainer.start_pca(CoMoments.of(X))
+    weights = _drive_over_blocks(trainer, [training_block(X)])
+    np.testing.assert_array_equal(weights, som.fit(X).weights_)
+
+
+def test_the_learner_over_partitions_matches_one_table_up_to_rounding(X):
+    parts = np.array_split(X, 4)
+    trainer = small().trainer()
+    trainer.start_pca(combine([CoMoments.of(part) for part in parts]))
+    weights = _drive_over_blocks(trainer, [training_block(part) for part in parts])
+    np.testing.assert_allclose(weights, small().fit(X).weights_, atol=1e-9)
+
+
+def test_random_start_gathered_from_partitions_is_the_in_memory_one(X):
+    parts, firsts = np.array_split(X, 3), [0]
+    for part in parts[:-1]:
+        firsts.append(firsts[-1] + len(part))
+    trainer = small(init="random", random_state=5).trainer()
+    request = trainer.random_picks(len(X))
+    trainer.start_random(combine([request.partial(part, first) for part, first in zip(parts, firsts)]))
+    in_memory = small(init="random", random_state=5).trainer()
+    in_memory.start_random(in_memory.random_picks(len(X)).partial(X))
+    np.testing.assert_array_equal(trainer.weights_, in_memory.weights_)
+
+
+def test_blocks_are_grouped_by_size_only():
+    assert group_blocks([400, 300, 500, 900, 100, 100], 1000) == [[0, 1], [2], [3, 4], [5]]
+    assert group_blocks([2000, 10], 1000) == [[0], [1]]
+    assert group_blocks([], 1000) == []
+
+
+def test_joined_blocks_are_deduplicated_again_with_summed_weights(X):
+    a, b = training_block(X[:1000], "always"), training_block(X[1000:], "always")
+    joined = join_blocks([a, b], "always")
+    whole = training_block(X, "always")
+    assert joined.n_rows == whole.n_rows and joined.weight.sum() == len(X)
+    order_joined, order_whole = np.lexsort(joined.rows.T), np.lexsort(whole.rows.T)
+    np.testing.assert_array_equal(joined.rows[order_joined], whole.rows[order_whole])
+    np.testing.assert_array_equal(joined.weight[order_joined], whole.weight[order_whole])
+    assert [block.n_rows for block in pack_blocks([a, b], max_rows=10)] == [a.n_rows, b.n_rows]

@@ -203,7 +203,21 @@ def test_load_scoring_config(tmp_path) -> None:
     path.write_text("drift:\n  action: fail\n", encoding="utf-8")
     cfg = load_scoring_config(path)
     assert cfg.drift.action == "fail"
-    assert cfg.drift.max_feature_psi == 0.25 and cfg.chunk_rows == 1_000_000
+    assert cfg.drift.max_feature_psi == 0.25 and cfg.execution.partition_rows == 1_000_000
     path.write_text("drift:\n  actoin: fail\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"drift\.actoin"):
         load_scoring_config(path)
+
+
+def test_the_execution_mode_chooses_nothing_but_where_tasks_run() -> None:
+    from somseg.config import ExecutionConfig
+
+    # Any engine runs in either mode: MiniSom gathers the table into one task in both.
+    local = SegmentationConfig()
+    on_dask = SegmentationConfig(execution=ExecutionConfig(mode="dask"))
+    assert local.model_dump(exclude={"execution"}) == on_dask.model_dump(exclude={"execution"})
+    assert ExecutionConfig().partition_rows == ExecutionConfig(mode="dask").partition_rows
+    with pytest.raises(ValidationError):
+        ExecutionConfig(mode="spark")
+    with pytest.raises(ValidationError):
+        ExecutionConfig(threads=0)

@@ -1,4 +1,4 @@
-"""The core package imports neither Prefect nor Great Expectations."""
+"""The core package imports neither Prefect, Great Expectations nor Dask; the flows need no Dask unless asked."""
 
 import json
 import subprocess
@@ -7,13 +7,17 @@ import textwrap
 
 import pytest
 
-FORBIDDEN = ("prefect", "great_expectations")
+ORCHESTRATION = ("prefect", "great_expectations")
+DASK = ("dask", "distributed", "prefect_dask")
 
-_SCRIPT = textwrap.dedent(
+_CORE = textwrap.dedent(
     """
-    import importlib, json, pkgutil, sys
+    import importlib, json, pathlib, pkgutil, sys
     import somseg
-    names = sorted(m.name for m in pkgutil.walk_packages(somseg.__path__, "somseg."))
+    # The core is the somseg/ folder: somseg.tasks, somseg.flows and the
+    # package data install under the same name from other folders.
+    folder = pathlib.Path(somseg.__file__).parent
+    names = sorted(f"somseg.{m.name}" for m in pkgutil.iter_modules([str(folder)]) if not m.ispkg)
     failed = {}
     for name in names:
         try:
@@ -26,18 +30,29 @@ _SCRIPT = textwrap.dedent(
     """
 )
 
+_FLOWS = textwrap.dedent(
+    """
+    import json, sys
+    import somseg.flows.train, somseg.flows.score, somseg.flows.cli
+    print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in set(sys.argv[1:]))))
+    """
+)
 
-@pytest.fixture(scope="module")
-def report() -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, *FORBIDDEN], capture_output=True, text=True, timeout=120, check=False
-    )
+
+def _run(script: str, *forbidden: str) -> object:
+    result = subprocess.run([sys.executable, "-c", script, *forbidden], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return _run(_CORE, *ORCHESTRATION, *DASK)
+
+
 def test_core_modules_found(report) -> None:
-    expected = {"config", "io", "cleaning", "metrics", "som", "segments", "labels", "model", "drift", "errors"}
+    expected = {"config", "io", "dataset", "stats", "cleaning", "metrics", "som", "batch_som", "assessment",
+                "segments", "labels", "model", "drift", "scoring", "quality", "results", "gates", "errors"}
     assert {f"somseg.{name}" for name in expected} <= set(report["modules"])
 
 
@@ -45,5 +60,9 @@ def test_every_core_module_imports(report) -> None:
     assert report["failed"] == {}
 
 
-def test_core_imports_no_orchestration(report) -> None:
+def test_core_imports_no_orchestration_and_no_dask(report) -> None:
     assert report["forbidden"] == []
+
+
+def test_the_flows_load_dask_only_when_a_run_asks_for_it() -> None:
+    assert _run(_FLOWS, *DASK) == []

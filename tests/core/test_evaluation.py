@@ -1,4 +1,4 @@
-"""Evaluation: validity indices against scikit-learn, map quality by brute force, stability, choice of k."""
+"""Evaluation: validity indices against scikit-learn, stability, choice of k."""
 
 import json
 import time
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from somseg.assessment import assess_in_memory, sample_positions
 from somseg.config import (
     EvaluationConfig,
     SegmentationConfig,
@@ -16,21 +17,17 @@ from somseg.config import (
     SomConfig,
 )
 from somseg.evaluation import (
-    KScore,
     bootstrap_stability,
     calinski_harabasz,
     davies_bouldin,
     evaluate_segmentation,
-    explained_variance,
-    kaski_lagus_error,
-    map_quality,
     recommend_k,
     score_k,
     silhouette,
-    stability_problem,
     train_bootstrap_maps,
 )
 from somseg.metrics import match_units
+from somseg.results import KScore
 from somseg.segments import cluster_neurons
 
 TINY_SOM = SomConfig(rows=3, cols=3, sigma=1.0, learning_rate=0.5, iterations=300, seed=1)
@@ -113,64 +110,6 @@ def test_zero_weights_drop_rows(mixed: tuple[np.ndarray, np.ndarray]) -> None:
         silhouette(X, labels, -weight)
 
 
-# ---------------------------------------------------------------- map quality
-
-
-@pytest.fixture(scope="module")
-def small_map() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(11)
-    return rng.normal(size=(50, 2)), rng.normal(size=(3, 3, 2))
-
-
-def _floyd_warshall(flat: np.ndarray, cols: int) -> np.ndarray:
-    """All-pairs shortest 8-neighbour paths, the slow obvious way (tiny maps only)."""
-    n = len(flat)
-    r, c = np.divmod(np.arange(n), cols)
-    touching = np.maximum(np.abs(r[:, None] - r), np.abs(c[:, None] - c)) == 1
-    dist = np.where(touching, np.linalg.norm(flat[:, None] - flat[None], axis=2), np.inf)
-    np.fill_diagonal(dist, 0.0)
-    for k in range(n):
-        dist = np.minimum(dist, dist[:, [k]] + dist[[k], :])
-    return dist
-
-
-def test_kaski_lagus_equals_brute_force(small_map: tuple[np.ndarray, np.ndarray]) -> None:
-    X, weights = small_map
-    flat = weights.reshape(-1, 2)
-    sq = ((X[:, None, :] - flat[None]) ** 2).sum(axis=2)
-    order = np.argsort(sq, axis=1, kind="stable")
-    paths = _floyd_warshall(flat, 3)[order[:, 0], order[:, 1]]
-
-    expected = np.mean(np.sqrt(sq[np.arange(len(X)), order[:, 0]]) + paths)
-
-    assert kaski_lagus_error(X, weights) == pytest.approx(expected, rel=1e-12)
-
-
-def test_explained_variance_equals_brute_force(small_map: tuple[np.ndarray, np.ndarray]) -> None:
-    X, weights = small_map
-    nearest = ((X[:, None, :] - weights.reshape(1, -1, 2)) ** 2).sum(axis=2).min(axis=1)
-
-    expected = 1 - nearest.mean() / X.var(axis=0).sum()
-
-    assert explained_variance(X, weights) == pytest.approx(expected, rel=1e-12)
-    assert explained_variance(X, X.reshape(5, 10, 2)) == pytest.approx(1.0)
-
-
-def test_map_quality_counts_dead_neurons_and_both_te_conventions(small_map: tuple[np.ndarray, np.ndarray]) -> None:
-    X, weights = small_map
-    weights = weights.copy()
-    weights[0, 0] = [100.0, 100.0]  # far from every row: no hits
-
-    quality = map_quality(X, weights)
-    match = match_units(X, weights)
-
-    assert quality.dead_neurons >= 1 and quality.dead_neuron_share == pytest.approx(quality.dead_neurons / 9)
-    assert quality.dead_neurons == 9 - len(np.unique(match.bmu))
-    assert quality.topographic_error_8 <= quality.topographic_error_4
-    assert quality.quantization_error == pytest.approx(match.distance.mean())
-    assert quality.kaski_lagus_error >= quality.quantization_error
-
-
 # ---------------------------------------------------------------- stability
 
 
@@ -204,15 +143,6 @@ def test_bootstrap_maps_are_reproducible() -> None:
     np.testing.assert_array_equal(first[1].weights, second[1].weights)
     assert first[0].hits.sum() == len(X)  # resample hits count every drawn row
     assert first[0].bmu.shape == (len(X),)
-
-
-def test_stability_gate() -> None:
-    assert stability_problem(0.5, None) is None
-    assert stability_problem(0.95, 0.9) is None
-    assert "0.500 < min 0.9" in stability_problem(0.5, 0.9)
-    assert "no bootstrap" in stability_problem(None, 0.9)
-    with pytest.raises(ValueError, match="bootstrap_resamples"):
-        EvaluationConfig(min_mean_ari=0.9, bootstrap_resamples=0)
 
 
 # ---------------------------------------------------------------- choice of k
@@ -268,6 +198,13 @@ def test_score_k_weights_the_neurons_by_hits() -> None:
 # ---------------------------------------------------------------- the whole evaluation
 
 
+def _evaluate(X: np.ndarray, weights: np.ndarray, som: SomConfig, segments: SegmentsConfig, config: EvaluationConfig):
+    """The evaluation as the pipeline runs it: the assessment pass gathers the sample, then the evaluation."""
+    sample = sample_positions(len(X), config.stability_rows, config.seed)
+    _, figures, partial = assess_in_memory(X, weights, sample=sample)
+    return evaluate_segmentation(partial.sample, weights, cluster_neurons(weights, segments), figures, som, segments, config)
+
+
 def test_evaluation_is_json_ready_and_reports_every_figure() -> None:
     X, _ = _blobs(n_per=20)
     from somseg.som import build_engine
@@ -276,7 +213,7 @@ def test_evaluation_is_json_ready_and_reports_every_figure() -> None:
     segments = SegmentsConfig(k=3, n_init=3)
     config = EvaluationConfig(bootstrap_resamples=2, k_min=2, k_max=4, silhouette_sample=100, min_mean_ari=0.5)
 
-    figures = evaluate_segmentation(X, weights, cluster_neurons(weights, segments), TINY_SOM, segments, config).to_dict()
+    figures = _evaluate(X, weights, TINY_SOM, segments, config).model_dump(mode="json")
 
     json.dumps(figures, allow_nan=False)
     assert set(figures) == {"segments", "map", "stability", "k_choice", "notes"}
@@ -287,6 +224,21 @@ def test_evaluation_is_json_ready_and_reports_every_figure() -> None:
     assert set(figures["map"]) >= {"explained_variance", "kaski_lagus_error", "dead_neuron_share", "topographic_error_4"}
 
 
+def test_a_large_table_is_evaluated_on_its_seeded_sample() -> None:
+    X, _ = _blobs(n_per=400)
+    from somseg.som import build_engine
+
+    weights = build_engine(TINY_SOM).fit(X).weights_
+    segments = SegmentsConfig(k=3, n_init=3)
+    config = EvaluationConfig(bootstrap_resamples=0, stability_rows=1000, silhouette_sample=500, seed=3)
+
+    evaluation = _evaluate(X, weights, TINY_SOM, segments, config)
+
+    assert evaluation.segments.silhouette_rows == 500
+    assert evaluation.stability is None
+    assert evaluation == _evaluate(X, weights, TINY_SOM, segments, config)  # the sample is seeded
+
+
 # ---------------------------------------------------------------- the reference table
 
 
@@ -294,16 +246,14 @@ def test_evaluation_is_json_ready_and_reports_every_figure() -> None:
 def test_reference_figures(reference_table: Path) -> None:
     """Prints the evaluation of the reference recipe (run with -s to see it)."""
     from somseg.cleaning import FeatureCleaner
-    from somseg.io import read_table
+    from somseg.dataset import read_table
     from somseg.som import build_engine
 
     config = SegmentationConfig()
     X = FeatureCleaner(config.feature_names).fit_transform(read_table(reference_table, config.id_column, config.feature_names))
     weights = build_engine(config.som).fit(X).weights_
     start = time.perf_counter()
-    figures = evaluate_segmentation(
-        X, weights, cluster_neurons(weights, config.segments), config.som, config.segments, EvaluationConfig()
-    ).to_dict()
+    figures = _evaluate(X, weights, config.som, config.segments, EvaluationConfig()).model_dump(mode="json")
     elapsed = time.perf_counter() - start
 
     seg, quality, stability, choice = figures["segments"], figures["map"], figures["stability"], figures["k_choice"]
@@ -322,3 +272,14 @@ def test_reference_figures(reference_table: Path) -> None:
     # The online MiniSom recipe is only moderately stable (about 0.7 over 10 resamples).
     assert 0.6 < stability["mean_ari"] < 0.85
     assert choice["recommended_k"] in range(2, 9)
+
+
+def test_own_adjusted_rand_index_is_scikit_learns_to_the_last_bit() -> None:
+    from somseg.evaluation import adjusted_rand_index
+
+    rng = np.random.default_rng(3)
+    for n in (2, 17, 5_000):
+        a, b = rng.integers(0, 4, n), rng.integers(0, 6, n)
+        assert adjusted_rand_index(a, b) == skm.adjusted_rand_score(a, b)
+    same = rng.integers(0, 3, 50)
+    assert adjusted_rand_index(same, (same + 1) % 3) == 1.0

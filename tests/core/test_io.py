@@ -1,8 +1,6 @@
-"""somseg.io: reading tables, range checks, atomic writes, run folders."""
+"""somseg.io: atomic writes, run folders."""
 
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,142 +10,14 @@ from somseg.errors import DataError
 from somseg.io import (
     RUN_MARKER,
     atomic_path,
-    check_ranges,
-    copy_table,
     new_staging_folder,
     prepare_run_folder,
     publish_run_folder,
-    read_frame,
     read_npy,
-    read_table,
     write_json,
     write_npy,
     write_parquet,
 )
-
-FEATURES = ["Age", "Family_Size"]
-
-
-def _write_csv(path, sep: str, bom: bool = False) -> None:
-    rows = [
-        ["ID", "Extra", "Family_Size", "Age"],
-        ["1", "x", "3", "30"],
-        ["2", "y", "", "41.5"],
-        ["3", "z", "1", ""],
-    ]
-    text = "\n".join(sep.join(row) for row in rows) + "\n"
-    path.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
-
-
-@pytest.mark.parametrize(
-    "name, sep, bom",
-    [
-        ("comma.csv", ",", False),
-        ("semicolon.csv", ";", False),
-        ("tab.tsv", "\t", False),
-        ("tab.txt", "\t", False),
-        ("bom.csv", ",", True),
-        ("bom_semicolon.csv", ";", True),
-    ],
-)
-def test_read_csv_delimiters_and_bom(tmp_path, name, sep, bom) -> None:
-    path = tmp_path / name
-    _write_csv(path, sep, bom)
-    frame = read_table(path, "ID", FEATURES)
-    assert list(frame.columns) == ["ID", "Age", "Family_Size"]
-    assert frame["ID"].dtype == np.int64
-    assert frame["ID"].tolist() == [1, 2, 3]
-    assert frame["Age"].dtype == np.float64 and frame["Family_Size"].dtype == np.float64
-    np.testing.assert_array_equal(frame["Age"].to_numpy(), [30.0, 41.5, np.nan])
-    np.testing.assert_array_equal(frame["Family_Size"].to_numpy(), [3.0, np.nan, 1.0])
-
-
-def test_read_parquet_selects_columns_in_order(tmp_path) -> None:
-    path = tmp_path / "t.parquet"
-    pd.DataFrame(
-        {"Family_Size": [3, 2], "Other": ["a", "b"], "ID": [10, 20], "Age": [30.0, None]}
-    ).to_parquet(path, index=False)
-    frame = read_table(path, "ID", FEATURES)
-    assert list(frame.columns) == ["ID", "Age", "Family_Size"]
-    assert frame["ID"].dtype == np.int64 and frame["ID"].tolist() == [10, 20]
-    assert frame["Family_Size"].dtype == np.float64
-    np.testing.assert_array_equal(frame["Age"].to_numpy(), [30.0, np.nan])
-
-
-def test_ids_with_leading_zeros_stay_strings(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("ID,Age,Family_Size\n007,30,1\n123,40,2\n", encoding="utf-8")
-    frame = read_table(path, "ID", FEATURES)
-    assert frame["ID"].tolist() == ["007", "123"]
-    assert not pd.api.types.is_integer_dtype(frame["ID"])
-
-
-def test_ids_with_leading_zeros_survive_padded_header(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("ID ,Age,Family_Size\n007,30,1\n010,40,2\n", encoding="utf-8")
-    frame = read_table(path, "ID", FEATURES)
-    assert list(frame.columns) == ["ID", "Age", "Family_Size"]  # header stripping itself works
-    assert frame["ID"].tolist() == ["007", "010"]
-
-
-def test_missing_column_names_file_and_column(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("ID,Age\n1,30\n", encoding="utf-8")
-    with pytest.raises(DataError, match="lacks column") as info:
-        read_table(path, "ID", FEATURES)
-    message = str(info.value)
-    assert str(path) in message and "Family_Size" in message
-    assert "Age" not in message.split("lacks column(s)")[1].split(";")[0]
-
-
-def test_missing_parquet_column_names_file_and_column(tmp_path) -> None:
-    path = tmp_path / "t.parquet"
-    pd.DataFrame({"ID": [1], "Age": [30.0]}).to_parquet(path, index=False)
-    with pytest.raises(DataError, match=r"lacks column\(s\) Family_Size") as info:
-        read_table(path, "ID", FEATURES)
-    assert str(path) in str(info.value)
-
-
-def test_non_numeric_feature_values(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("ID,Age,Family_Size\n1,30,1\n2,abc,2\n3,,3\n4,x y,4\n", encoding="utf-8")
-    with pytest.raises(DataError) as info:
-        read_table(path, "ID", FEATURES)
-    message = str(info.value)
-    assert str(path) in message
-    assert "'Age'" in message
-    assert "2 row(s) are not numbers" in message
-    assert "first at data row 2" in message
-    assert "'abc'" in message and "'x y'" in message
-
-
-@pytest.mark.parametrize("name", ["t.xlsx", "t.json"])
-def test_unsupported_extension(tmp_path, name) -> None:
-    path = tmp_path / name
-    path.write_text("ID,Age\n1,2\n", encoding="utf-8")
-    with pytest.raises(DataError, match=re.escape(f"unsupported extension '{path.suffix}'")):
-        read_table(path, "ID", FEATURES)
-
-
-def test_missing_file(tmp_path) -> None:
-    path = tmp_path / "absent.csv"
-    with pytest.raises(DataError, match="does not exist") as info:
-        read_table(path, "ID", FEATURES)
-    assert str(path) in str(info.value)
-
-
-def test_check_ranges_message() -> None:
-    frame = pd.DataFrame({"Age": [17.0, 30.0, np.nan, 101.0, 150.0], "Family_Size": [1.0] * 5})
-    with pytest.raises(DataError) as info:
-        check_ranges(frame, {"Family_Size": (1, 20), "Age": (18, 100)}, "input.csv")
-    message = str(info.value)
-    assert message.startswith("input.csv, column 'Age': 3 row(s) outside the valid range [18, 100]")
-    assert message.endswith("sample values: 17, 101, 150")
-
-
-def test_check_ranges_allows_nan_and_open_bounds() -> None:
-    frame = pd.DataFrame({"Age": [18.0, np.nan, 100.0], "Work_Experience": [-5.0, 0.0, 1e9]})
-    check_ranges(frame, {"Age": (18, 100), "Work_Experience": (None, None)}, "src")
 
 
 def test_atomic_path_exception_keeps_original(tmp_path) -> None:
@@ -280,35 +150,3 @@ def test_publish_run_folder_to_new_location(tmp_path) -> None:
     publish_run_folder(staging, target)
     assert sorted(p.name for p in target.iterdir()) == [RUN_MARKER, "a.txt"]
     assert not staging.exists()
-
-
-def test_copy_table_from_parquet_matches_read_table(tmp_path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    source = tmp_path / "customers.parquet"
-    pq.write_table(
-        pa.table({
-            "Other": ["x", "y", "z", "w"],
-            "Family_Size": pa.array([2, None, 4, 1], type=pa.int64()),
-            "ID": pa.array([7, 3, 9, 1], type=pa.int64()),
-            "Age": pa.array([30.0, float("nan"), 41.5, 22.0]),
-            "Work_Experience": pa.array([1.0, 2.0, None, 0.0], type=pa.float32()),
-        }),
-        source,
-    )
-    features = ["Age", "Work_Experience", "Family_Size"]
-
-    rows = copy_table(source, "ID", features, tmp_path / "raw.arrow")
-
-    assert rows == 4
-    pd.testing.assert_frame_equal(read_frame(tmp_path / "raw.arrow"), read_table(source, "ID", features))
-
-
-def test_copy_table_parses_through_read_table_when_a_feature_is_text(tmp_path: Path) -> None:
-    source = tmp_path / "customers.parquet"
-    pd.DataFrame({"ID": [1, 2], "Age": ["30", "forty"], "Work_Experience": [1.0, 2.0], "Family_Size": [1, 2]}).to_parquet(source)
-
-    with pytest.raises(DataError, match="column 'Age'.*'forty'"):
-        copy_table(source, "ID", ["Age", "Work_Experience", "Family_Size"], tmp_path / "raw.arrow")
-    assert not (tmp_path / "raw.arrow").exists()

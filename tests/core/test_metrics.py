@@ -1,4 +1,4 @@
-"""somseg.metrics: best units, quantization and topographic error, outlier threshold."""
+"""somseg.metrics: best units, quantization and topographic error."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,6 @@ from minisom import MiniSom
 from somseg.metrics import (
     UnitMatch,
     match_units,
-    outlier_threshold,
     quantization_error,
     topographic_error,
     topographic_errors,
@@ -152,16 +151,6 @@ def test_one_neuron_map() -> None:
     np.testing.assert_array_equal(match.bmu, [0, 0])
     np.testing.assert_array_equal(match.second, [0, 0])
     assert quantization_error(X, W) == 3.0  # (1 + 5) / 2
-
-
-@pytest.mark.parametrize("percentile", [50.0, 90.0, 95.0, 99.5])
-def test_outlier_threshold_is_linear_percentile(percentile) -> None:
-    distances = np.random.default_rng(0).gamma(2.0, size=37)
-    assert outlier_threshold(distances, percentile) == np.percentile(distances, percentile)
-
-
-def test_outlier_threshold_interpolates() -> None:
-    assert outlier_threshold(np.array([0.0, 1.0, 2.0, 3.0, 4.0]), 95.0) == pytest.approx(3.8)
 
 
 def test_equidistant_units_tie_to_lowest_index() -> None:

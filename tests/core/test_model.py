@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 
 from somseg.cleaning import FeatureCleaner
+from somseg.config import FeatureSpec
 from somseg.errors import ModelBundleError
 from somseg.model import (
     MANIFEST_FILE,
     MODEL_FILE,
     SUITE_FILE,
     WEIGHTS_FILE,
+    BundleSource,
     SegmentationModel,
 )
+from somseg.results import TrainingRecord
 
 FEATURES = ["Age", "Family_Size"]
 
@@ -25,14 +28,20 @@ def model() -> SegmentationModel:
     weights = np.arange(12, dtype=np.float64).reshape(2, 3, 2) / 7.0
     return SegmentationModel(
         id_column="CustomerID",
-        features=[{"name": "Age", "min": 18.0, "max": 100.0}, {"name": "Family_Size", "min": 1.0, "max": None}],
+        features=[FeatureSpec(name="Age", min=18.0, max=100.0), FeatureSpec(name="Family_Size", min=1.0)],
         cleaner=FeatureCleaner(FEATURES).fit(raw),
         weights=weights,
         neuron_segment=np.array([0, 0, 1, 1, 2, 2], dtype=np.int64),
         labels={0: "Early Career Adults", 1: "Senior / Retired", 2: "Family-Oriented"},
         outlier_threshold=0.1 + 0.2,  # not exactly representable in decimal
         suite={"name": "customers", "expectations": [{"type": "not_null", "column": "CustomerID"}]},
-        training={"n_rows": 4, "quantization_error": 0.4008123456789},
+        training=TrainingRecord(
+            n_rows=4,
+            quantization_error=0.4008123456789,
+            topographic_error=float("nan"),
+            segment_shares=[0.25, 0.5, 0.25],
+            feature_reference={"Age": {"edges": [30.0], "shares": [0.25, 0.5, 0.25]}},
+        ),
     )
 
 
@@ -208,3 +217,29 @@ def test_library_mismatches(model) -> None:
     mismatches = model.library_mismatches()
     assert list(mismatches) == ["numpy"]
     assert mismatches["numpy"][0] == "0.0.1" and mismatches["numpy"][1] == np.__version__
+
+
+def test_model_json_is_versioned_too(tmp_path, model) -> None:
+    # A bundle whose model.json says another version is refused even with a matching manifest.
+    folder = model.save(tmp_path / "bundle")
+    meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+    (folder / MODEL_FILE).write_text(json.dumps({**meta, "format_version": 2}), encoding="utf-8")
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    from somseg.io import file_sha256
+
+    manifest["sha256"][MODEL_FILE] = file_sha256(folder / MODEL_FILE)
+    _edit_manifest(folder, sha256=manifest["sha256"])
+    with pytest.raises(ModelBundleError, match="model.json has format version 2"):
+        SegmentationModel.load(folder)
+
+
+def test_a_bundle_source_is_known_by_its_content(tmp_path, model) -> None:
+    import shutil
+
+    first = BundleSource.of(model.save(tmp_path / "a"))
+    second = BundleSource.of(shutil.copytree(tmp_path / "a", tmp_path / "b"))
+    assert first.digest == second.digest and first.path != second.path
+    _tamper_weights(tmp_path / "b")
+    assert BundleSource.of(tmp_path / "b").digest != first.digest
+    with pytest.raises(ModelBundleError, match="does not exist"):
+        BundleSource.of(tmp_path / "absent")

@@ -1,5 +1,6 @@
 """Figures: the U-matrix and borders by brute force, PNG files for every figure."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from somseg.plots import (
     segment_colors,
     u_matrix,
 )
-from somseg.segments import profile_segments
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -76,21 +76,22 @@ def test_segment_colors_are_distinct(k: int) -> None:
     assert len(colors) == k and len(set(colors)) == k
 
 
-def test_population_means_recover_the_observed_means() -> None:
+def test_population_means_recover_the_observed_means(profiles) -> None:
     raw = pd.DataFrame({"a": [1.0, 2.0, np.nan, 10.0, 11.0], "b": [5.0, np.nan, np.nan, 1.0, 3.0]})
-    profiles = profile_segments(raw, np.array([0, 0, 0, 1, 1]), ["a", "b"], 2)
 
-    means = population_means(profiles, ["a", "b"])
+    means = population_means(profiles(raw, np.array([0, 0, 0, 1, 1]), ["a", "b"], 2), ["a", "b"])
 
     assert means["a"] == pytest.approx(raw["a"].mean()) and means["b"] == pytest.approx(raw["b"].mean())
 
 
-def _view(rows: int = 3, cols: int = 4, k: int = 3, features: tuple[str, ...] = ("Age", "Income")) -> MapView:
+def _view(
+    profiles_of: Callable, rows: int = 3, cols: int = 4, k: int = 3, features: tuple[str, ...] = ("Age", "Income")
+) -> MapView:
     rng = np.random.default_rng(2)
     n = rows * cols
     neuron_segment = np.arange(n) % k
     raw = pd.DataFrame(rng.normal(40, 10, size=(60, len(features))), columns=list(features))
-    profiles = profile_segments(raw, np.arange(60) % k, features, k)
+    profiles = profiles_of(raw, np.arange(60) % k, list(features), k)
     profiles.insert(1, "label", [f"Segment <{s}>" for s in range(k)])
     weights = rng.normal(size=(rows, cols, len(features)))
     hits = rng.integers(0, 9, n)
@@ -101,8 +102,8 @@ def _view(rows: int = 3, cols: int = 4, k: int = 3, features: tuple[str, ...] = 
     )
 
 
-def test_draw_figures_writes_every_png(tmp_path: Path) -> None:
-    paths = draw_figures(_view(), tmp_path / "figures")
+def test_draw_figures_writes_every_png(tmp_path: Path, profiles: Callable) -> None:
+    paths = draw_figures(_view(profiles), tmp_path / "figures")
 
     assert list(paths) == list(FIGURES)
     for path in paths.values():
@@ -122,8 +123,8 @@ def test_component_planes_lay_out_any_number_of_features(tmp_path: Path, n_featu
     assert save_png(figure, tmp_path / "planes.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_segment_map_and_profiles_name_every_segment() -> None:
-    view = _view(k=12, rows=4, cols=4)
+def test_segment_map_and_profiles_name_every_segment(profiles: Callable) -> None:
+    view = _view(profiles, k=12, rows=4, cols=4)
 
     legend = plot_segment_map(view.neuron_segment, view.labels, (4, 4), view.hits).legends[0]
     profile_ticks = [t.get_text() for t in plot_profiles(view.profiles, view.feature_names).axes[0].get_yticklabels()]

@@ -5,13 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from somseg.assessment import assess_in_memory
 from somseg.cleaning import FeatureCleaner
 from somseg.config import load_config
+from somseg.dataset import read_table
 from somseg.evaluation import evaluate_segmentation
-from somseg.io import read_table
-from somseg.labels import SegmentLabeller
-from somseg.metrics import match_units
-from somseg.segments import cluster_neurons, population_stats, profile_segments
+from somseg.segments import cluster_neurons, labelled_profiles
 from somseg.som import build_engine
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -24,12 +23,13 @@ def test_stable_preset_is_stable_accurate_and_keeps_the_reference_labels(referen
     raw = read_table(reference_table, config.id_column, config.feature_names)
     X = FeatureCleaner(config.feature_names).fit_transform(raw)
     weights = build_engine(config.som).fit(X).weights_
-    bmu = match_units(X, weights).bmu
-    neuron_segment = cluster_neurons(weights, config.segments, hits=np.bincount(bmu, minlength=64))
+    _, figures, partial = assess_in_memory(X, weights, raw[config.feature_names].to_numpy(), sample=np.arange(len(X)))
+    neuron_segment = cluster_neurons(weights, config.segments, hits=figures.hits)
 
-    evaluation = evaluate_segmentation(X, weights, neuron_segment, config.som, config.segments, config.evaluation).to_dict()
-    profiles = profile_segments(raw, neuron_segment[bmu], config.feature_names, config.segments.k)
-    labels = SegmentLabeller(config.labels.rules).fit(profiles, population_stats(raw, config.feature_names)).labels_
+    evaluation = evaluate_segmentation(
+        partial.sample, weights, neuron_segment, figures, config.som, config.segments, config.evaluation
+    ).model_dump(mode="json")
+    _, labels = labelled_profiles(figures, neuron_segment, config.feature_names, config.segments.k, config.labels)
 
     print("stable preset:", {k: evaluation["map"][k] for k in ("quantization_error", "topographic_error_8")},
           "ARI", evaluation["stability"]["mean_ari"], evaluation["stability"]["min_ari"])

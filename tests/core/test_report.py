@@ -1,4 +1,4 @@
-"""The HTML report: built from a run folder alone, self-contained, escaped; and its Prefect tasks."""
+"""The HTML report: built from a run folder alone, self-contained, escaped."""
 
 import base64
 import json
@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from somseg.assessment import assess_in_memory
 from somseg.cleaning import FeatureCleaner
 from somseg.config import (
     EvaluationConfig,
@@ -17,12 +18,12 @@ from somseg.config import (
     SegmentsConfig,
     SomConfig,
 )
-from somseg.errors import DataError, QualityGateError
+from somseg.errors import DataError
 from somseg.evaluation import evaluate_segmentation
-from somseg.io import write_npy
 from somseg.model import SegmentationModel
 from somseg.plots import FIGURES, load_map_view
 from somseg.report import FIGURES_DIR, REPORT_FILE, build_report
+from somseg.results import TrainingRecord, dump_json, training_metrics
 from somseg.segments import cluster_neurons, profile_segments
 
 FEATURES = ["Age", "Work_Experience"]
@@ -51,28 +52,29 @@ def tiny() -> dict:
 
 def _write_run(folder: Path, tiny: dict) -> Path:
     """A run folder with the files 'segment train' writes, from the tiny map."""
-    from somseg.metrics import match_units
-
-    match = match_units(tiny["X"], tiny["weights"])
+    config = SegmentationConfig(
+        features=[{"name": f} for f in FEATURES], labels={"rules": []}, som=SOM, segments=SEGMENTS,
+        gates={"max_quantization_error": 0.1, "max_topographic_error": 0.5}, evaluation=EVALUATION,
+    )
+    match, figures, partial = assess_in_memory(tiny["X"], tiny["weights"], tiny["raw"][FEATURES].to_numpy(),
+                                               sample=np.arange(len(tiny["X"])))
     segment = tiny["neuron_segment"][match.bmu]
     labels = {0: "Young", 1: HOSTILE_LABEL, 2: "Middle"}
-    profiles = profile_segments(tiny["raw"], segment, FEATURES, 3)
+    profiles = profile_segments(figures, tiny["neuron_segment"], FEATURES, 3)
     profiles.insert(1, "label", profiles["segment"].map(labels))
     folder.mkdir()
+    record = TrainingRecord(n_rows=len(segment), quantization_error=figures.quantization_error,
+                            topographic_error=figures.topographic_error, segment_shares=profiles["share"].tolist(),
+                            feature_reference={})
     SegmentationModel(
-        id_column="ID", features=[{"name": f, "min": None, "max": None} for f in FEATURES], cleaner=tiny["cleaner"],
-        weights=tiny["weights"], neuron_segment=tiny["neuron_segment"], labels=labels, outlier_threshold=1.0, suite={},
+        id_column="ID", features=list(config.features), cleaner=tiny["cleaner"], weights=tiny["weights"],
+        neuron_segment=tiny["neuron_segment"], labels=labels, outlier_threshold=1.0, suite={}, training=record,
     ).save(folder / "model")
     pd.DataFrame({"ID": np.arange(len(segment)), "bmu": match.bmu, "segment": segment}).to_parquet(folder / "segments.parquet")
     profiles.to_parquet(folder / "profiles.parquet")
-    evaluation = evaluate_segmentation(tiny["X"], tiny["weights"], tiny["neuron_segment"], SOM, SEGMENTS, EVALUATION)
-    metrics = {
-        "quantization_error": 0.3, "topographic_error": 0.2, "topographic_error_4": 0.25,
-        "thresholds": {"max_quantization_error": 0.5, "max_topographic_error": 0.1}, "gates_passed": False,
-        "n_rows": len(segment), "grid": {"rows": 3, "cols": 3}, "engine": "minisom", "input": "tiny.csv",
-        "evaluation": evaluation.to_dict(),
-    }
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    evaluation = evaluate_segmentation(partial.sample, tiny["weights"], tiny["neuron_segment"], figures, SOM, SEGMENTS, EVALUATION)
+    metrics = training_metrics(figures, config, source="tiny.csv", n_partitions=1, execution="local", evaluation=evaluation)
+    (folder / "metrics.json").write_text(dump_json(metrics))
     validation = {
         "success": True, "suite_name": "customers",
         "statistics": {"evaluated_expectations": 1, "successful_expectations": 1},
@@ -83,7 +85,6 @@ def _write_run(folder: Path, tiny: dict) -> Path:
         }],
     }
     (folder / "validation.json").write_text(json.dumps(validation))
-    config = SegmentationConfig(features=[{"name": f} for f in FEATURES], labels={"rules": []}, som=SOM, segments=SEGMENTS)
     (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return folder
 
@@ -119,13 +120,13 @@ def test_report_is_one_self_contained_escaped_file(run_dir: Path) -> None:
         assert f"<h2>{heading}</h2>" in html
     assert "Recommended k = " in html
     assert "n_init: 3" in html
-    # QE 0.3 passes its 0.5 gate; TE 0.2 fails its 0.1 gate.
+    # QE (about 0.31) fails its 0.1 gate; TE passes its 0.5 gate.
     assert html.count('<span class="pass">pass</span>') >= 2 and '<span class="fail">FAIL</span>' in html
 
 
 def test_report_of_an_older_run_without_evaluation_or_validation(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    del metrics["evaluation"]
+    metrics["evaluation"] = None
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "validation.json").unlink()
 
@@ -162,28 +163,15 @@ def test_map_view_undoes_the_scaling_and_counts_hits(run_dir: Path, tiny: dict) 
     assert view.feature_names == FEATURES and view.labels[1] == HOSTILE_LABEL
 
 
-# ---------------------------------------------------------------- Prefect tasks, called through .fn
+def test_unreadable_metrics_name_the_file(run_dir: Path) -> None:
+    (run_dir / "metrics.json").write_text("{not json")
+
+    with pytest.raises(DataError, match=r"metrics.json cannot be read"):
+        build_report(run_dir)
 
 
-def test_tasks_evaluate_gate_draw_and_write(run_dir: Path, tiny: dict, tmp_path: Path) -> None:
-    from prefect.logging import disable_run_logger
+def test_the_title_and_the_rebuild_command_name_the_published_folder(run_dir: Path, tmp_path: Path) -> None:
+    html = build_report(run_dir, _fake_figures(tmp_path / "figs"), published_as=tmp_path / "runs" / "2026-11").read_text()
 
-    from somseg.report import build_report
-    from tasks.report import draw_figures, enforce_stability, evaluate_run
-
-    work = tmp_path / "work"
-    inputs = tmp_path / "inputs"
-    inputs.mkdir()
-    paths = {name: write_npy(inputs / f"{name}.npy", tiny[name]) for name in ("X", "weights", "neuron_segment")}
-    with disable_run_logger():
-        figures = evaluate_run.fn(paths["X"], paths["weights"], paths["neuron_segment"], SOM, SEGMENTS, EVALUATION, str(work))
-        enforce_stability.fn(figures, EVALUATION)
-        with pytest.raises(QualityGateError, match="stability gate failed"):
-            enforce_stability.fn({"stability": {"mean_ari": 0.5}}, EvaluationConfig(min_mean_ari=0.9))
-        drawn = draw_figures.fn(run_dir / "model", run_dir / "segments.parquet", run_dir / "profiles.parquet", str(work))
-        report = build_report(run_dir, drawn)
-
-    assert figures["k_choice"]["configured_k"] == 3
-    assert list(work.glob("artifacts/evaluate-run/*/evaluation.json"))
-    assert sorted(p.stem for p in drawn.glob("*.png")) == sorted(FIGURES)
-    assert report.is_file() and (run_dir / FIGURES_DIR / "segment_map.png").read_bytes() == (drawn / "segment_map.png").read_bytes()
+    assert "<title>Segmentation report: 2026-11</title>" in html
+    assert f"segment report {tmp_path / 'runs' / '2026-11'}" in html

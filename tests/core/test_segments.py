@@ -5,7 +5,28 @@ import pandas as pd
 import pytest
 
 from somseg.config import SegmentsConfig
-from somseg.segments import cluster_neurons, population_stats, profile_segments
+from somseg.results import MapFigures
+from somseg.segments import cluster_neurons, population_stats
+from somseg.segments import profile_segments as profile_from_neurons
+from somseg.stats import Moments
+
+
+def _figures(raw: pd.DataFrame, neuron: np.ndarray, n_units: int) -> MapFigures:
+    """What the assessment pass gathers, for rows whose best unit is ``neuron``."""
+    values = raw[FEATURES].to_numpy(dtype=float)
+    missing = np.stack([np.bincount(neuron, np.isnan(values[:, c]), n_units) for c in range(len(FEATURES))], axis=1)
+    nan = float("nan")
+    return MapFigures(
+        n_rows=len(raw), quantization_error=nan, topographic_error=nan, topographic_error_4=nan,
+        explained_variance=nan, kaski_lagus_error=nan, outlier_threshold=nan, outlier_percentile=95.0,
+        hits=np.bincount(neuron, minlength=n_units), neuron_moments=Moments.of(values, neuron, n_units),
+        neuron_missing=missing.astype(np.int64),
+    )
+
+
+def profile_segments(raw: pd.DataFrame, segment: np.ndarray, features: list[str], k: int) -> pd.DataFrame:
+    """Profiles of rows whose segment is ``segment``: one neuron per segment."""
+    return profile_from_neurons(_figures(raw, segment, k), np.arange(k), features, k)
 
 FEATURES = ["Age", "Family_Size"]
 
@@ -103,8 +124,14 @@ def test_profile_has_k_rows_even_when_trailing_segments_empty(raw) -> None:
     assert profile["share"].sum() == pytest.approx(1.0)
 
 
+def test_neurons_merge_into_their_segments(raw) -> None:
+    neuron = np.array([0, 1, 1, 2, 3, 3, 4])  # five neurons, two per segment but the last
+    merged = profile_from_neurons(_figures(raw, neuron, 5), np.array([0, 0, 2, 2, 3]), FEATURES, 4)
+    pd.testing.assert_frame_equal(merged, profile_segments(raw, SEGMENT, FEATURES, k=4), rtol=1e-12)
+
+
 def test_population_stats(raw) -> None:
-    stats = population_stats(raw, FEATURES)
+    stats = population_stats(_figures(raw, SEGMENT, 4), FEATURES)
     assert list(stats.index) == FEATURES
     assert list(stats.columns) == ["mean", "sd"]
     observed_age = [20.0, 30.0, 60.0, 70.0, 65.0, 40.0]

@@ -1,8 +1,8 @@
 """Caching, reruns of failed runs, tags and artifacts, read back through the Prefect API.
 
-Every assertion here is about what Prefect recorded: the state name of each
-task run (``Cached`` or ``Completed``), the flow run's tags, and the
-artifacts attached to the flow run.
+Every assertion here is about what Prefect recorded: the states of the task
+runs of each step (``Cached`` or ``Completed``; a mapped step has one task
+run per partition), the flow run's tags, and the artifacts attached to it.
 """
 
 import json
@@ -15,58 +15,61 @@ import numpy as np
 import pandas as pd
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterTaskRunId,
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterTags,
-)
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.settings import (
-    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
-    temporary_settings,
-)
 
-import tasks.artifacts
-from flows.cli import EXIT_UNEXPECTED, main
-from flows.score import score_segments_flow
-from flows.train import train_segments_flow
-from somseg.config import GateConfig, SegmentationConfig, SegmentsConfig, SomConfig
+import somseg.tasks.artifacts
+from somseg.config import ExecutionConfig, GateConfig, SegmentationConfig, SegmentsConfig
 from somseg.errors import QualityGateError
-from somseg.io import write_npy
+from somseg.flows.cli import EXIT_UNEXPECTED, main
+from somseg.flows.score import score_segments_flow
+from somseg.flows.train import train_segments_flow
 from somseg.model import SegmentationModel
-from tasks.som import train_som
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
-BEFORE_CLUSTERING = ("ingest-table", "validate-table", "clean-features", "train-som", "assess-map")
-FROM_CLUSTERING = ("cluster-neurons", "label-segments", "build-model", "assign-segments")
+BEFORE_CLUSTERING = (
+    "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition",
+    "save-cleaning", "pack-training-blocks", "som-epoch", "save-weights", "assess-partition",
+)
+FROM_CLUSTERING = ("cluster-neurons", "evaluate-run", "label-segments", "build-model", "assign-partition", "draw-figures")
 CACHED_TASKS = BEFORE_CLUSTERING + FROM_CLUSTERING
-THREE_SEGMENTS = SegmentationConfig(segments=SegmentsConfig(k=3))
+
+
+@pytest.fixture(scope="module")
+def config(fast_config: SegmentationConfig) -> SegmentationConfig:
+    # Partitions of 2,000 rows: the sample is read, checked and learnt in three.
+    return fast_config.model_copy(update={"execution": ExecutionConfig(partition_rows=2_000)})
+
+
+@pytest.fixture(scope="module")
+def three_segments(config: SegmentationConfig) -> SegmentationConfig:
+    return config.model_copy(update={"segments": SegmentsConfig(k=3)})
 
 
 def _task_states(flow_run_id: UUID, expected: tuple[str, ...] = (), timeout: float = 30) -> dict[str, str]:
-    """Task name -> state name, for every task run of one flow run.
+    """Step name -> the state of its task runs ('Cached', 'Completed', ...), for one flow run.
 
     The API records task-run states from events, a moment after the flow
-    returns, so wait until the ``expected`` tasks are there and every task
-    run is in a final state.
+    returns, so wait until the ``expected`` steps are there and every task
+    run is in a final state. A step whose task runs ended differently maps
+    to their states joined by '+'.
     """
     deadline = time.monotonic() + timeout
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
         settled = all(run.state is not None and run.state.is_final() for run in runs)
-        states = {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
-        if (settled and set(expected) <= set(states)) or time.monotonic() > deadline:
-            break
+        seen: dict[str, set[str]] = {}
+        for run in runs:
+            if run.state is not None:
+                seen.setdefault(run.name.rsplit("-", 1)[0], set()).add(run.state.name)
+        if (settled and set(expected) <= set(seen)) or time.monotonic() > deadline:
+            return {name: "+".join(sorted(states)) for name, states in seen.items()}
         time.sleep(0.2)
-    assert len(states) == len(runs), f"a task ran twice in one flow run: {sorted(run.name for run in runs)}"
-    return states
 
 
-def _train(table: Path, out: Path, work: Path, config: SegmentationConfig = SegmentationConfig()):
+def _train(table: Path, out: Path, work: Path, config: SegmentationConfig):
     """Run the training flow; its final state (the flow run id is in its details)."""
     return train_segments_flow(str(table), str(out), config=config, work_dir=str(work), return_state=True)
 
@@ -78,9 +81,9 @@ def _artifacts(flow_run_id: UUID) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def first_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def first_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory, config: SegmentationConfig) -> dict:
     base = tmp_path_factory.mktemp("cache")
-    state = _train(sample_table, base / "run", base / "work")
+    state = _train(sample_table, base / "run", base / "work", config)
     assert state.is_completed(), state
     return {"base": base, "flow_run_id": state.state_details.flow_run_id}
 
@@ -91,31 +94,37 @@ def test_a_fresh_run_computes_every_step(first_run: dict) -> None:
     assert {name: states[name] for name in CACHED_TASKS} == {name: "Completed" for name in CACHED_TASKS}
 
 
-def test_changing_k_recomputes_clustering_and_after_only(first_run: dict, sample_table: Path) -> None:
+def test_changing_k_recomputes_clustering_and_after_only(
+    first_run: dict, sample_table: Path, three_segments: SegmentationConfig
+) -> None:
     base = first_run["base"]
 
-    state = _train(sample_table, base / "run", base / "work", THREE_SEGMENTS)
+    state = _train(sample_table, base / "run", base / "work", three_segments)
 
     assert state.is_completed(), state
     states = _task_states(state.state_details.flow_run_id, CACHED_TASKS + ("publish-run",))
     assert {name: states[name] for name in BEFORE_CLUSTERING} == {name: "Cached" for name in BEFORE_CLUSTERING}
     assert {name: states[name] for name in FROM_CLUSTERING} == {name: "Completed" for name in FROM_CLUSTERING}
     # Never cached: the gates are re-judged and the run folder rewritten every time.
-    assert states["enforce-quality-gates"] == states["publish-run"] == "Completed"
+    assert states["enforce-quality-gates"] == states["publish-run"] == states["plan-input"] == "Completed"
 
 
-def test_the_same_run_again_is_served_from_the_cache(first_run: dict, sample_table: Path) -> None:
+def test_the_same_run_again_is_served_from_the_cache(
+    first_run: dict, sample_table: Path, config: SegmentationConfig
+) -> None:
     base = first_run["base"]
 
-    state = _train(sample_table, base / "run", base / "work")
+    state = _train(sample_table, base / "run", base / "work", config)
 
     states = _task_states(state.state_details.flow_run_id, CACHED_TASKS + ("publish-run",))
     assert {name: states[name] for name in CACHED_TASKS} == {name: "Cached" for name in CACHED_TASKS}
     assert states["publish-run"] == "Completed"
 
 
-def test_rerun_after_a_failed_gate_skips_the_steps_that_had_completed(sample_table: Path, tmp_path: Path) -> None:
-    strict = THREE_SEGMENTS.model_copy(update={"gates": GateConfig(max_quantization_error=0.01)})
+def test_rerun_after_a_failed_gate_skips_the_steps_that_had_completed(
+    sample_table: Path, tmp_path: Path, three_segments: SegmentationConfig
+) -> None:
+    strict = three_segments.model_copy(update={"gates": GateConfig(max_quantization_error=0.01)})
 
     failed = _train(sample_table, tmp_path / "run", tmp_path / "work", strict)
 
@@ -126,7 +135,7 @@ def test_rerun_after_a_failed_gate_skips_the_steps_that_had_completed(sample_tab
     assert first["enforce-quality-gates"] == "Failed"
     assert not set(FROM_CLUSTERING) & set(first), "nothing after the gate may run"
 
-    fixed = _train(sample_table, tmp_path / "run", tmp_path / "work", THREE_SEGMENTS)
+    fixed = _train(sample_table, tmp_path / "run", tmp_path / "work", three_segments)
 
     assert fixed.is_completed(), fixed
     second = _task_states(fixed.state_details.flow_run_id, CACHED_TASKS)
@@ -134,16 +143,18 @@ def test_rerun_after_a_failed_gate_skips_the_steps_that_had_completed(sample_tab
     assert {name: second[name] for name in FROM_CLUSTERING} == {name: "Completed" for name in FROM_CLUSTERING}
     summaries = [_artifacts(run.state_details.flow_run_id)["training-summary"].data for run in (failed, fixed)]
     assert summaries[0].startswith("# Training run FAILED (QualityGateError)")
-    assert "| quantization error | 0.3" in summaries[0] and "| <= 0.01 | **FAIL** |" in summaries[0]
-    assert "last_failure" in summaries[0]
+    assert "| quantization error | 0." in summaries[0] and "| <= 0.01 | **FAIL** |" in summaries[0]
+    assert "gates.max_quantization_error" in summaries[0] and "last_failure" in summaries[0]
     assert summaries[1].startswith("# Training run PASSED")
 
 
 def test_same_cli_command_after_a_late_crash_redoes_only_the_rest(
-    sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: SegmentationConfig
 ) -> None:
     table = Path(shutil.copyfile(sample_table, tmp_path / "crash-demo.csv"))
-    command = ["train", str(table), "--out", str(tmp_path / "run"), "--work-dir", str(tmp_path / "work")]
+    (tmp_path / "config.yaml").write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
+    command = ["train", str(table), "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run"),
+               "--work-dir", str(tmp_path / "work")]
     real_assign = SegmentationModel.assign
 
     def crash(*args, **kwargs):
@@ -157,12 +168,12 @@ def test_same_cli_command_after_a_late_crash_redoes_only_the_rest(
     crashed, rerun = _runs_tagged("dataset:crash-demo")
     assert crashed.state.name == "Failed" and rerun.state.name == "Completed"
     assert {"somseg", "train-segments", "dataset:crash-demo"} <= set(rerun.tags)
-    first, second = _task_states(crashed.id, ("assign-segments",)), _task_states(rerun.id, CACHED_TASKS)
-    assert first["assign-segments"] == "Failed"
+    first, second = _task_states(crashed.id, ("assign-partition",)), _task_states(rerun.id, CACHED_TASKS)
+    assert first["assign-partition"] == "Failed"
     before_crash = BEFORE_CLUSTERING + ("cluster-neurons", "label-segments", "build-model")
     assert {name: second[name] for name in before_crash} == {name: "Cached" for name in before_crash}
-    assert second["assign-segments"] == "Completed"
-    assert (tmp_path / "run" / "segments.parquet").is_file()
+    assert second["assign-partition"] == "Completed"
+    assert (tmp_path / "run" / "segments.parquet").is_dir()
 
 
 def _runs_tagged(tag: str) -> list:
@@ -178,15 +189,12 @@ def test_a_training_run_publishes_its_monitoring_artifacts(first_run: dict) -> N
     assert {"training-summary", "som-map", "segment-profiles", "data-quality", "som-training"} <= set(artifacts)
     summary = artifacts["training-summary"].data
     assert "| data quality | 13 of 13 expectations met | all | pass |" in summary
-    assert "| quantization error | 0.39" in summary and "| <= 0.5 | pass |" in summary
+    assert "| quantization error | 0." in summary and "| <= 0.5 | pass |" in summary
     assert str(first_run["base"] / "run") in summary
     picture = artifacts["som-map"].data
     assert picture.count("](data:image/png;base64,iVBORw0KGgo") == 2  # U-matrix and hit map, as PNGs
     assert artifacts["som-training"].type == "progress" and artifacts["som-training"].data == 100.0
     profiles = _table_rows(artifacts["segment-profiles"])
-    assert sorted(row["label"] for row in profiles) == sorted(
-        ["Early Career Adults", "Senior / Retired", "Established Professionals", "Family-Oriented"]
-    )
     assert sum(row["size"] for row in profiles) == 5000
     quality = _table_rows(artifacts["data-quality"])
     assert len(quality) == 13 and all(row["success"] for row in quality)
@@ -208,36 +216,42 @@ def test_a_scoring_run_publishes_its_drift_summary(first_run: dict, sample_table
     assert "| segment mix PSI | 0.000 | 0.25 |" in drift
 
 
-def test_som_training_progress_moves_while_the_map_trains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_som_training_progress_moves_epoch_by_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: SegmentationConfig
+) -> None:
     seen: list[float] = []
-    real_update = tasks.artifacts.update_progress_artifact
+    real_update = somseg.tasks.artifacts.update_progress_artifact
 
     def record(artifact_id, progress):
         seen.append(progress)
         return real_update(artifact_id, progress)
 
-    monkeypatch.setattr(tasks.artifacts, "update_progress_artifact", record)
-    matrix = tmp_path / "X.npy"
-    write_npy(matrix, np.random.default_rng(0).normal(size=(200, 3)))
+    monkeypatch.setattr(somseg.tasks.artifacts, "update_progress_artifact", record)
+    # Continuous rows do not repeat: each partition stays a training block, and every epoch is a pass over them.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(40, 10, size=(3_000, 3)), columns=["Age", "Work_Experience", "Family_Size"])
+    frame.insert(0, "ID", np.arange(3_000))
+    frame = frame.clip(lower=[0, 18, 0, 1], upper=[None, 100, 60, 20], axis=1)
+    frame.to_csv(tmp_path / "continuous.csv", index=False)
+    relaxed = config.model_copy(update={"gates": GateConfig(max_quantization_error=5, max_topographic_error=1),
+                                        "execution": ExecutionConfig(partition_rows=1_000)})
 
-    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
-        state = train_som(matrix, SomConfig(rows=4, cols=4, iterations=400), str(tmp_path), return_state=True)
+    state = _train(tmp_path / "continuous.csv", tmp_path / "run", tmp_path / "work", relaxed)
 
     assert state.is_completed(), state
-    assert seen == [5.0 * i for i in range(1, 21)]
-    with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[state.state_details.task_run_id]))
-        )
-    assert artifact.type == "progress" and artifact.data == 100.0
+    assert seen == [20.0, 40.0, 60.0, 80.0, 100.0]
+    states = _task_states(state.state_details.flow_run_id, ("som-epoch",))
+    assert states["som-epoch"] == "Completed" and "train-batch-som" not in states
 
 
-def test_failed_expectations_show_in_the_data_quality_table_and_summary(sample_table: Path, tmp_path: Path) -> None:
+def test_failed_expectations_show_in_the_data_quality_table_and_summary(
+    sample_table: Path, tmp_path: Path, config: SegmentationConfig
+) -> None:
     frame = pd.read_csv(sample_table)
     frame.loc[:6, "Age"] = 150
     frame.to_csv(tmp_path / "bad_ages.csv", index=False)
 
-    state = _train(tmp_path / "bad_ages.csv", tmp_path / "run", tmp_path / "work")
+    state = _train(tmp_path / "bad_ages.csv", tmp_path / "run", tmp_path / "work", config)
 
     assert state.is_failed()
     artifacts = _artifacts(state.state_details.flow_run_id)

@@ -7,18 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.cli import main
-from flows.score import score_segments_flow
-from flows.train import train_segments_flow
-from somseg.config import DriftGateConfig, ScoringConfig
+from somseg.config import DriftGateConfig, ExecutionConfig, ScoringConfig, SegmentationConfig
 from somseg.errors import DataError, DriftError, ModelBundleError
+from somseg.flows.cli import main
+from somseg.flows.score import score_segments_flow
+from somseg.flows.train import train_segments_flow
 from somseg.model import SegmentationModel
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 
 @pytest.fixture(scope="module")
-def split_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def split_run(
+    sample_table: Path, tmp_path_factory: pytest.TempPathFactory, fast_config: SegmentationConfig
+) -> dict[str, Path]:
     """Train on the first 3,000 sample rows; the rest, with shifted experience, is new data."""
     base = tmp_path_factory.mktemp("split")
     frame = pd.read_csv(sample_table)
@@ -27,7 +29,7 @@ def split_run(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     new["Work_Experience"] = (new["Work_Experience"] + 6).clip(upper=60)
     train.to_csv(base / "train.csv", index=False)
     new.to_csv(base / "new.csv", index=False)
-    run = Path(train_segments_flow(str(base / "train.csv"), str(base / "run"), work_dir=str(base / "work")))
+    run = Path(train_segments_flow(str(base / "train.csv"), str(base / "run"), fast_config, str(base / "work")))
     return {"base": base, "model": run / "model", "new": base / "new.csv", "work": base / "work"}
 
 
@@ -46,9 +48,12 @@ def test_scoring_the_training_table_gives_the_training_segments(reference_run: P
 
 def test_new_rows_are_imputed_with_the_training_medians(split_run: dict[str, Path], tmp_path: Path) -> None:
     out = Path(score_segments_flow(str(split_run["new"]), str(split_run["model"]), str(tmp_path / "scored"),
-                                   config=ScoringConfig(chunk_rows=333), work_dir=str(split_run["work"])))
+                                   config=ScoringConfig(execution=ExecutionConfig(partition_rows=1_000)),
+                                   work_dir=str(split_run["work"])))
 
     model = SegmentationModel.load(split_run["model"])
+    assert json.loads((out / "metrics.json").read_text())["n_partitions"] == 2
+    assert sorted(p.name for p in (out / "segments.parquet").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     new = pd.read_csv(split_run["new"])
     row = new[new["Work_Experience"].isna()].iloc[0]
     training_median = model.cleaner.medians_[1]
@@ -143,3 +148,18 @@ def test_bundle_of_another_format_version_is_refused(split_run: dict[str, Path],
     assert code == ModelBundleError.exit_code
     assert "format version 99" in capsys.readouterr().err
     assert not (tmp_path / "scored").exists()
+
+
+def test_scoring_keeps_its_own_copy_of_the_verified_bundle(split_run: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bundle = Path(shutil.copytree(split_run["model"], tmp_path / "model"))
+    first = Path(score_segments_flow(str(split_run["new"]), str(bundle), str(tmp_path / "a"), work_dir=str(split_run["work"])))
+    shutil.rmtree(bundle)
+    shutil.copytree(split_run["model"], tmp_path / "elsewhere")
+
+    second = Path(score_segments_flow(str(split_run["new"]), str(tmp_path / "elsewhere"), str(tmp_path / "b"),
+                                      work_dir=str(split_run["work"])))
+
+    pd.testing.assert_frame_equal(pd.read_parquet(second / "segments.parquet"), pd.read_parquet(first / "segments.parquet"))
+    assert json.loads((second / "metrics.json").read_text())["model"] == str((tmp_path / "elsewhere").resolve())

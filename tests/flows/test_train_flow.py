@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.cli import main
-from flows.train import train_segments_flow
 from somseg.config import GateConfig, SegmentationConfig
 from somseg.errors import DataQualityError, QualityGateError
+from somseg.flows.cli import main
+from somseg.flows.train import train_segments_flow
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -26,8 +26,8 @@ def _with_bad_ages(sample_table: Path, tmp_path: Path, n_bad: int = 7) -> Path:
     return bad
 
 
-def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path) -> None:
-    out = Path(train_segments_flow(str(sample_table), str(tmp_path / "run"), work_dir=str(tmp_path / "work")))
+def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path, fast_config: SegmentationConfig) -> None:
+    out = Path(train_segments_flow(str(sample_table), str(tmp_path / "run"), fast_config, str(tmp_path / "work")))
 
     segments = pd.read_parquet(out / "segments.parquet")
     assert len(segments) == len(pd.read_csv(sample_table))
@@ -36,7 +36,7 @@ def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path) -> N
     assert 0.03 < segments["is_outlier"].mean() < 0.07
     profiles = pd.read_parquet(out / "profiles.parquet")
     assert profiles["size"].sum() == len(segments)
-    for name in ("metrics.json", "validation.json", "config.yaml", "model/model.json", "model/weights.npy"):
+    for name in ("metrics.json", "validation.json", "config.yaml", "report.html", "model/model.json", "model/weights.npy"):
         assert (out / name).is_file(), name
     assert not (out / "last_failure").exists()
     assert not list(tmp_path.glob(".run.*")), "staging folders must not be left behind"
@@ -53,14 +53,16 @@ def test_failed_expectation_stops_before_training(sample_table: Path, tmp_path: 
     assert "150" in message
     assert (out / "last_failure" / "validation.json").is_file()
     assert not (out / "segments.parquet").exists()
-    assert not (tmp_path / "work" / "artifacts" / "train-som").exists(), "training must not start"
+    assert not (tmp_path / "work" / "artifacts" / "impute-partition").exists(), "nothing is learnt"
 
 
-def test_failed_gate_keeps_metrics_and_the_last_good_run(sample_table: Path, tmp_path: Path) -> None:
+def test_failed_gate_keeps_metrics_and_the_last_good_run(
+    sample_table: Path, tmp_path: Path, fast_config: SegmentationConfig
+) -> None:
     out, work = tmp_path / "run", str(tmp_path / "work")
-    train_segments_flow(str(sample_table), str(out), work_dir=work)
+    train_segments_flow(str(sample_table), str(out), fast_config, work)
     good = _digest(out / "segments.parquet")
-    strict = SegmentationConfig(gates=GateConfig(max_quantization_error=0.01))
+    strict = fast_config.model_copy(update={"gates": GateConfig(max_quantization_error=0.01)})
 
     with pytest.raises(QualityGateError) as failure:
         train_segments_flow(str(sample_table), str(out), config=strict, work_dir=work)

@@ -20,8 +20,13 @@ pytestmark = pytest.mark.server
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "real_server_check.py"
 TIMEOUT_SECONDS = 480
-EARLY_STEPS = ("ingest-table", "validate-table", "clean-features", "train-som", "assess-map")
-LATE_STEPS = ("cluster-neurons", "label-segments", "build-model", "assign-segments", "publish-run")
+EARLY_STEPS = (
+    "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
+    "train-minisom", "assess-partition",
+)
+LATE_STEPS = (
+    "cluster-neurons", "evaluate-run", "label-segments", "build-model", "assign-partition", "draw-figures", "publish-run",
+)
 
 
 def _chromium_available() -> bool:

@@ -1,9 +1,8 @@
-"""Retries on transient I/O errors, none on data errors, and timeouts on the long steps."""
+"""Retries on transient I/O errors, none on data errors."""
 
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from prefect import get_client
 from prefect.settings import (
@@ -12,18 +11,19 @@ from prefect.settings import (
 )
 from prefect.states import Completed, Failed
 
-from somseg.config import SegmentationConfig, SomConfig
+from somseg.config import SegmentationConfig
+from somseg.dataset import plan_input
 from somseg.errors import DataError, DataQualityError, QualityGateError
-from somseg.io import write_npy
-from tasks import ingest
-from tasks.ingest import ingest_table
-from tasks.publish import publish_run, publish_scores
-from tasks.quality import validate_table
-from tasks.retries import IO_RETRIES, retry_on_io_error
-from tasks.scoring import load_model, score_new_table
-from tasks.som import assess_map, train_som
+from somseg.tasks import ingest
+from somseg.tasks.catalog import Store
+from somseg.tasks.ingest import ingest_partition, plan
+from somseg.tasks.model import load_model
+from somseg.tasks.publish import publish_run, publish_scores
+from somseg.tasks.quality import validate_partition
+from somseg.tasks.retries import IO_RETRIES, retry_on_io_error
+from somseg.tasks.scoring import score_partition
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 CONFIG = SegmentationConfig()
 
@@ -36,11 +36,11 @@ def _quiet_task_logs():
 
 
 class FlakyReader:
-    """``copy_table`` that raises ``error`` for the first ``failures`` calls, then copies."""
+    """``read_partitions`` that raises ``error`` for the first ``failures`` calls, then reads."""
 
     def __init__(self, failures: int, error: Exception) -> None:
         self.failures, self.error, self.calls = failures, error, 0
-        self.real = ingest.copy_table
+        self.real = ingest.read_partitions
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -49,9 +49,10 @@ class FlakyReader:
         return self.real(*args, **kwargs)
 
 
-def _ingest(sample_table: Path, work: Path):
-    fast = ingest_table.with_options(retry_delay_seconds=0)
-    return fast(sample_table, CONFIG.id_column, CONFIG.feature_names, str(work), return_state=True)
+def _ingest(sample_table: Path, work: Path, step=None):
+    (part,) = plan_input(sample_table, [CONFIG.id_column, *CONFIG.feature_names], 1_000_000)
+    step = step or ingest_partition.with_options(retry_delay_seconds=0)
+    return step(Store.at(work), part, CONFIG.id_column, CONFIG.feature_names, 1_000_000, None, return_state=True)
 
 
 def _run_count(state, timeout: float = 30) -> int:
@@ -69,19 +70,19 @@ def test_ingest_retries_a_transient_os_error(
     sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reader = FlakyReader(2, OSError(5, "Input/output error (share briefly unreachable)"))
-    monkeypatch.setattr(ingest, "copy_table", reader)
+    monkeypatch.setattr(ingest, "read_partitions", reader)
 
     state = _ingest(sample_table, tmp_path)
 
     assert state.name == "Completed", state
     assert reader.calls == 3
     assert _run_count(state) == 3
-    assert state.result().is_file()
+    assert state.result()[0].path.is_file()
 
 
 def test_ingest_gives_up_after_its_retries(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reader = FlakyReader(99, OSError(5, "Input/output error"))
-    monkeypatch.setattr(ingest, "copy_table", reader)
+    monkeypatch.setattr(ingest, "read_partitions", reader)
 
     state = _ingest(sample_table, tmp_path)
 
@@ -93,10 +94,10 @@ def test_ingest_gives_up_after_its_retries(sample_table: Path, tmp_path: Path, m
 
 def test_a_data_error_is_not_retried(sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reader = FlakyReader(99, DataError("input file customers.csv lacks column(s) Age"))
-    monkeypatch.setattr(ingest, "copy_table", reader)
+    monkeypatch.setattr(ingest, "read_partitions", reader)
 
     started = time.perf_counter()
-    state = ingest_table(sample_table, CONFIG.id_column, CONFIG.feature_names, str(tmp_path), return_state=True)
+    state = _ingest(sample_table, tmp_path, step=ingest_partition)
 
     # The real delays (1, 4, 10 s) are kept here: no retry means no wait.
     assert time.perf_counter() - started < 1.0
@@ -127,7 +128,7 @@ def test_retry_condition_retries_io_errors_only(state, retry: bool) -> None:
     assert retry_on_io_error(None, None, state) is retry
 
 
-IO_STEPS = [ingest_table, validate_table, load_model, score_new_table, publish_run, publish_scores]
+IO_STEPS = [plan, ingest_partition, validate_partition, load_model, score_partition, publish_run, publish_scores]
 
 
 @pytest.mark.parametrize("step", IO_STEPS)
@@ -136,29 +137,3 @@ def test_io_steps_retry_with_backoff_on_io_errors_only(step) -> None:
     delays = step.retry_delay_seconds
     assert list(delays) == sorted(delays) and delays[0] < delays[-1], "delays must grow (backoff)"
     assert step.retry_condition_fn is retry_on_io_error
-
-
-@pytest.mark.parametrize("step", [train_som, assess_map, score_new_table])
-def test_long_steps_have_a_timeout(step) -> None:
-    assert step.timeout_seconds and step.timeout_seconds > 0
-
-
-class SlowEngine:
-    def fit(self, X, progress=None):
-        for _ in range(200):  # pure Python, so a timeout can interrupt it
-            time.sleep(0.05)
-        return self
-
-
-def test_training_that_overruns_its_timeout_fails_as_timed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.som
-
-    monkeypatch.setattr(tasks.som, "build_engine", lambda config: SlowEngine())
-    matrix = tmp_path / "X.npy"
-    write_npy(matrix, np.zeros((10, 3)))
-
-    started = time.perf_counter()
-    state = train_som.with_options(timeout_seconds=1)(matrix, SomConfig(), str(tmp_path), return_state=True)
-
-    assert state.name == "TimedOut", state
-    assert time.perf_counter() - started < 8

@@ -1,0 +1,1 @@
+"""The synthetic customer sample shipped with somseg, and the script that makes it."""

@@ -1,0 +1,1 @@
+"""Great Expectations suites shipped with somseg, as JSON (read with importlib.resources)."""

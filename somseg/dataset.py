@@ -1,0 +1,318 @@
+"""The input of a run: a dataset of partitions.
+
+Every input is a dataset. A single CSV file is one source part, split into
+partitions as it is read; a single Parquet file, a folder of Parquet files
+or a glob of them is one source part per run of consecutive row groups of at
+most ``partition_rows`` rows. Planning reads only Parquet footers and
+fingerprints each file's content, so a cache keyed on a part misses when the
+file changes, and hits for a copy of the same file under another name.
+
+Reading keeps only the id column and the features: features come back as
+float64 with NaN for missing, the id column unchanged (integer IDs stay
+integers, IDs such as ``007`` stay text).
+"""
+
+import csv
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from somseg.errors import DataError
+from somseg.io import file_sha256
+from somseg.stats import Request
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_SNIFF_BYTES = 64 * 1024
+_SAMPLE_VALUES = 5
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """A piece of the input that one task reads: a CSV file, or row groups of a Parquet file.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    kind : {'csv', 'parquet'}
+    row_groups : tuple of int
+        Parquet row groups, in order (empty for CSV: the whole file).
+    n_rows : int or None
+        Rows, known from the footer for Parquet; None for CSV until read.
+    digest : str
+        SHA-256 of the file's content.
+    """
+
+    path: str
+    kind: str
+    row_groups: tuple[int, ...]
+    n_rows: int | None
+    digest: str
+
+
+def plan_input(source: str | Path, columns: Sequence[str], partition_rows: int) -> list[SourcePart]:
+    """The source parts of an input: a CSV or Parquet file, a folder or a glob of Parquet files.
+
+    Parameters
+    ----------
+    source : str or Path
+        ``.csv``/``.tsv``/``.txt`` (one part), ``.parquet``/``.pq``, a folder
+        (searched recursively for Parquet files) or a glob such as
+        ``data/part-*.parquet``. In folders, names that start with ``.`` or
+        ``_`` (``_SUCCESS``, ``_metadata``, temporary files) are skipped.
+    columns : sequence of str
+        Columns every Parquet file must have (the id and the features).
+    partition_rows : int
+        Most rows per Parquet part; a row group is never split.
+
+    Returns
+    -------
+    list of SourcePart
+        In dataset order (sorted paths, row groups in order).
+
+    Raises
+    ------
+    DataError
+        If the input is missing, of an unsupported kind, not readable
+        Parquet, or lacks a column.
+    """
+    files = input_files(source)
+    if len(files) == 1 and files[0].suffix.lower() in CSV_SUFFIXES:
+        return [SourcePart(str(files[0]), "csv", (), None, file_sha256(files[0]))]
+    parts = []
+    for path in files:
+        digest = file_sha256(path)
+        for groups, n_rows in _row_group_runs(path, columns, partition_rows):
+            parts.append(SourcePart(str(path), "parquet", groups, n_rows, digest))
+    if not parts:
+        raise DataError(f"input {source} has no rows")
+    return parts
+
+
+def input_files(source: str | Path) -> list[Path]:
+    """The files of an input, in dataset order; see :func:`plan_input`."""
+    text = str(source)
+    if any(char in text for char in _GLOB_CHARS):
+        candidates = sorted(Path(name) for name in glob.glob(text, recursive=True))
+        files = [path for path in candidates if _is_parquet_part(path)]
+        if not files:
+            raise DataError(f"no Parquet files (.parquet, .pq) match {source}")
+        return files
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if _is_parquet_part(p) and not _hidden_below(p, path))
+        if not files:
+            raise DataError(f"input folder {path} holds no Parquet files (.parquet, .pq)")
+        return files
+    if not path.exists():
+        raise DataError(f"input file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise DataError(
+            f"input file {path}: unsupported extension {path.suffix!r}; "
+            f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet files"
+        )
+    return [path]
+
+
+def _is_parquet_part(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PARQUET_SUFFIXES and path.name[0] not in "._"
+
+
+def _hidden_below(path: Path, root: Path) -> bool:
+    return any(part[0] in "._" for part in path.relative_to(root).parts[:-1])
+
+
+def _row_group_runs(path: Path, columns: Sequence[str], max_rows: int) -> list[tuple[tuple[int, ...], int]]:
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow raises several unrelated types here
+        raise DataError(f"input file {path} is not a readable Parquet file: {exc}") from exc
+    _require_columns(path, columns, metadata.schema.names)
+    runs: list[tuple[tuple[int, ...], int]] = []
+    current: list[int] = []
+    rows = 0
+    for index in range(metadata.num_row_groups):
+        group_rows = metadata.row_group(index).num_rows
+        if current and rows + group_rows > max_rows:
+            runs.append((tuple(current), rows))
+            current, rows = [], 0
+        if group_rows:
+            current.append(index)
+            rows += group_rows
+    if current:
+        runs.append((tuple(current), rows))
+    return runs
+
+
+def read_part(part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int) -> list[pa.Table]:
+    """The id column and the features of a source part, as Arrow tables of at most ``partition_rows`` rows.
+
+    Features are float64 (missing values null), the id column as read.
+
+    Raises
+    ------
+    DataError
+        If the file is unreadable, a column is absent, or a feature holds
+        values that are not numbers.
+    """
+    if part.kind == "parquet":
+        return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features)]
+    frame = read_csv(Path(part.path), id_column, features)
+    tables = [
+        pa.Table.from_pandas(frame.iloc[start : start + partition_rows], preserve_index=False)
+        for start in range(0, max(len(frame), 1), partition_rows)
+    ]
+    return tables
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition as read, and a learner's partial result on its features (None when none was asked)."""
+
+    table: pa.Table
+    partial: Any
+
+
+def read_partitions(
+    part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int, first_pass: Request | None = None
+) -> list[Partition]:
+    """:func:`read_part`, with the partial result of ``first_pass`` on each partition's features.
+
+    A learner whose first pass needs only the raw features (such as the
+    cleaning's profile) gets it from the read, not from reading every
+    partition again.
+    """
+    return [
+        Partition(table, None if first_pass is None else first_pass.partial(feature_values(table, features)))
+        for table in read_part(part, id_column, features, partition_rows)
+    ]
+
+
+def feature_values(table: pa.Table, features: Sequence[str]) -> np.ndarray:
+    """The features of an ingested table as a float64 array (n_rows, n_features), NaN where missing."""
+    values = np.empty((table.num_rows, len(features)), dtype=np.float64)
+    for index, name in enumerate(features):
+        values[:, index] = table.column(name).to_numpy()
+    return values
+
+
+def read_table(path: str | Path, id_column: str, features: Sequence[str]) -> pd.DataFrame:
+    """A whole input as one frame: columns ``[id_column, *features]``, features float64.
+
+    Parameters
+    ----------
+    path : str or Path
+        Anything :func:`plan_input` accepts.
+    id_column : str
+    features : sequence of str
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    columns = [id_column, *features]
+    parts = plan_input(path, columns, partition_rows=2**62)
+    tables = [table for part in parts for table in read_part(part, id_column, features, 2**62)]
+    return pa.concat_tables(tables).to_pandas()[columns]
+
+
+def _read_parquet_groups(path: Path, groups: tuple[int, ...], id_column: str, features: Sequence[str]) -> pa.Table:
+    columns = [id_column, *features]
+    try:
+        table = pq.ParquetFile(path).read_row_groups(list(groups), columns=columns)
+    except Exception as exc:  # pyarrow raises several unrelated types here
+        raise DataError(f"input file {path} is not a readable Parquet file: {exc}") from exc
+    for name in features:
+        table = table.set_column(table.schema.get_field_index(name), name, _float_column(table.column(name), path, name))
+    # The writer's pandas metadata would turn the parsed features back into its dtypes on to_pandas().
+    return table.select(columns).replace_schema_metadata(None)
+
+
+def _float_column(column: pa.ChunkedArray, path: Path, name: str) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+        return column.cast(pa.float64())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = as_float(column.to_pandas(), path, name)
+        return pa.chunked_array([pa.array(values.to_numpy(), type=pa.float64(), from_pandas=True)])
+    raise DataError(f"input file {path}, column {name!r}: values of type {kind} are not numbers")
+
+
+def read_csv(path: Path, id_column: str, features: Sequence[str]) -> pd.DataFrame:
+    """The id column and the features of a CSV file; delimiter sniffed, UTF-8 with or without BOM."""
+    columns = [id_column, *features]
+    delimiter = sniff_delimiter(path)
+    try:
+        raw_header = pd.read_csv(path, sep=delimiter, nrows=0, encoding="utf-8-sig").columns
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
+    _require_columns(path, columns, [str(name).strip() for name in raw_header])
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=delimiter,
+            encoding="utf-8-sig",
+            usecols=lambda name: str(name).strip() in columns,
+            # IDs are read as text so that leading zeros survive; they are
+            # turned back into integers only when that loses nothing.
+            dtype={name: str for name in raw_header if str(name).strip() == id_column},
+            skipinitialspace=True,
+        )
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"input file {path} could not be parsed as CSV: {exc}") from exc
+    frame.columns = [str(name).strip() for name in frame.columns]
+    frame[id_column] = _restore_integer_ids(frame[id_column])
+    for name in features:
+        frame[name] = as_float(frame[name], path, name)
+    return frame[columns].reset_index(drop=True)
+
+
+def sniff_delimiter(path: str | Path) -> str:
+    """Guess a CSV file's delimiter from its first 64 KiB (comma if unsure)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        sample = handle.read(_SNIFF_BYTES)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _require_columns(path: Path, wanted: Sequence[str], available: Sequence[str]) -> None:
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        shown = ", ".join(map(str, list(available)[:20]))
+        raise DataError(f"input file {path} lacks column(s) {', '.join(missing)}; it has: {shown}")
+
+
+def _restore_integer_ids(ids: pd.Series) -> pd.Series:
+    text = ids.astype("string")
+    canonical = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})")
+    if len(text) and bool(canonical.fillna(False).all()):
+        return text.astype("int64")
+    return ids.astype(object).where(ids.notna(), None)
+
+
+def as_float(values: pd.Series, path: Path | str, column: str) -> pd.Series:
+    """A column as float64, or a DataError naming the file, the column, the row count and sample values."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna() & (values.astype("string").str.strip() != "")
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        samples = ", ".join(repr(v) for v in values.iloc[rows[:_SAMPLE_VALUES]].tolist())
+        raise DataError(
+            f"input file {path}, column {column!r}: {len(rows)} row(s) are not numbers "
+            f"(first at data row {rows[0] + 1}); sample values: {samples}"
+        )
+    return numbers.astype("float64")

@@ -1,0 +1,304 @@
+"""What the steps hand each other and what a run reports: one module that compute and reporting import.
+
+* :class:`MapFigures`: the map measured against every row (arrays included).
+* The evaluation's figures (:class:`Evaluation` and its parts).
+* :class:`TrainingMetrics` and :class:`ScoringMetrics`: the schemas of a
+  run's ``metrics.json``, versioned by :data:`METRICS_SCHEMA_VERSION`.
+* :class:`TrainingRecord`: the training figures a model bundle keeps.
+
+The JSON schemas write NaN (a figure that is undefined, such as the
+topographic error of a one-neuron map) as ``null``.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from somseg.stats import Moments
+
+METRICS_SCHEMA_VERSION = 1
+TE_CONVENTIONS = {
+    8: "8 neighbours (diagonals adjacent, as MiniSom)",
+    4: "4 neighbours (direct only, as SOM Toolbox)",
+}
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+Figure = Annotated[float | None, BeforeValidator(_finite_or_none)]
+"""A measured figure; None where it is undefined (written as null)."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the map ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapFigures:
+    """The trained map measured against every training row.
+
+    Attributes
+    ----------
+    n_rows : int
+    quantization_error : float
+        Mean distance of a row to its best unit (standardised units).
+    topographic_error, topographic_error_4 : float
+        Share of rows whose two best units are not neighbours, 8 neighbours
+        (MiniSom) and 4 (SOM Toolbox); NaN on a one-neuron map.
+    explained_variance : float
+        1 - mean squared distance to the best unit / total variance.
+    kaski_lagus_error : float
+        Mean of distance to the best unit + grid path to the second-best.
+    outlier_threshold : float
+        The ``outlier_percentile`` of the distances (exact).
+    outlier_percentile : float
+    hits : ndarray of shape (n_units,)
+        Rows won by each neuron (row-major).
+    neuron_moments : Moments
+        Per neuron and feature: count, mean and squared deviations of the
+        observed raw values of the rows it won.
+    neuron_missing : ndarray of shape (n_units, n_features)
+        Missing raw values among the rows each neuron won.
+    """
+
+    n_rows: int
+    quantization_error: float
+    topographic_error: float
+    topographic_error_4: float
+    explained_variance: float
+    kaski_lagus_error: float
+    outlier_threshold: float
+    outlier_percentile: float
+    hits: np.ndarray
+    neuron_moments: Moments
+    neuron_missing: np.ndarray
+
+    @property
+    def dead_neurons(self) -> int:
+        return int(np.sum(self.hits == 0))
+
+
+# --- the evaluation -----------------------------------------------------------------------
+
+
+class SeparationScores(_Record):
+    """Separation and compactness of the customers' segments (standardised data, evaluation sample)."""
+
+    silhouette: Figure = Field(description="Mean silhouette, in [-1, 1]; higher is better.")
+    davies_bouldin: Figure = Field(description="Mean worst-case ratio of spread to centroid distance; lower is better.")
+    calinski_harabasz: Figure = Field(description="Between- over within-segment dispersion per degree of freedom.")
+    silhouette_rows: int = Field(description="Rows the silhouette was computed on (a seeded sample).")
+
+
+class MapQuality(_Record):
+    """How well the map fits every row and keeps its topology."""
+
+    quantization_error: Figure
+    explained_variance: Figure
+    kaski_lagus_error: Figure
+    topographic_error_8: Figure
+    topographic_error_4: Figure
+    dead_neurons: int
+    dead_neuron_share: float
+
+    @classmethod
+    def of(cls, figures: MapFigures) -> "MapQuality":
+        return cls(
+            quantization_error=figures.quantization_error,
+            explained_variance=figures.explained_variance,
+            kaski_lagus_error=figures.kaski_lagus_error,
+            topographic_error_8=figures.topographic_error,
+            topographic_error_4=figures.topographic_error_4,
+            dead_neurons=figures.dead_neurons,
+            dead_neuron_share=float(np.mean(figures.hits == 0)),
+        )
+
+
+class Stability(_Record):
+    """Agreement of bootstrap retrains with the run's segments."""
+
+    ari: list[Figure] = Field(description="Adjusted Rand index of each resample against the run.")
+    seeds: list[int] = Field(description="Map seed of each resample.")
+    mean_ari: Figure
+    min_ari: Figure
+    min_mean_ari: float | None = Field(None, description="The stability gate, if configured.")
+    passed: bool | None = Field(None, description="The gate's verdict; None without a gate.")
+
+
+class KScore(_Record):
+    """Validity of the neuron clustering into ``k`` segments (hit-weighted)."""
+
+    k: int
+    silhouette: Figure
+    davies_bouldin: Figure
+    calinski_harabasz: Figure
+    mean_ari: Figure = None
+    ari_se: Figure = None
+
+
+class KChoice(_Record):
+    """Scores of each candidate k and the recommended one (advice; the run keeps its k)."""
+
+    scores: list[KScore]
+    recommended_k: int
+    reason: str
+    configured_k: int
+
+
+class SegmentsEvaluation(SeparationScores):
+    """The run's segments: method, k and their separation."""
+
+    method: str
+    k: int
+
+
+class Evaluation(_Record):
+    """The scientific evaluation of a run: ``metrics.json``'s ``evaluation`` block."""
+
+    segments: SegmentsEvaluation
+    map: MapQuality
+    stability: Stability | None
+    k_choice: KChoice
+    notes: dict[str, str] = Field(default_factory=dict)
+
+
+# --- metrics.json -------------------------------------------------------------------------
+
+
+class Grid(_Record):
+    rows: int
+    cols: int
+
+
+class Thresholds(_Record):
+    max_quantization_error: float
+    max_topographic_error: float
+
+
+class TrainingMetrics(_Record):
+    """``metrics.json`` of a training run."""
+
+    schema_version: Literal[1] = METRICS_SCHEMA_VERSION
+    quantization_error: Figure
+    topographic_error: Figure
+    topographic_error_adjacency: str = TE_CONVENTIONS[8]
+    topographic_error_4: Figure
+    thresholds: Thresholds
+    gates_passed: bool
+    n_rows: int
+    n_features: int
+    n_partitions: int
+    execution: Literal["local", "dask"]
+    grid: Grid
+    engine: str
+    outlier_threshold: Figure
+    outlier_percentile: float
+    outlier_share: Figure = None
+    input: str
+    evaluation: Evaluation | None = None
+    durations_seconds: dict[str, float] = Field(default_factory=dict)
+    finished_at: str | None = None
+
+
+class SegmentShare(_Record):
+    segment: int
+    label: str
+    count: int
+    share: Figure
+    training_share: Figure
+
+
+class ScoringFigures(_Record):
+    """A scored table's figures: map fit, outliers, segment mix and feature drift against training."""
+
+    n_rows: int
+    quantization_error: Figure
+    topographic_error: Figure
+    topographic_error_adjacency: str = TE_CONVENTIONS[8]
+    topographic_error_4: Figure
+    outlier_share: Figure
+    outlier_threshold: float
+    segments: list[SegmentShare]
+    segment_psi: Figure
+    feature_psi: dict[str, Figure]
+
+
+class ScoringMetrics(ScoringFigures):
+    """``metrics.json`` of a scoring run."""
+
+    schema_version: Literal[1] = METRICS_SCHEMA_VERSION
+    model: str
+    input: str
+    n_partitions: int
+    execution: Literal["local", "dask"]
+    drift_warnings: list[str] = Field(default_factory=list)
+    durations_seconds: dict[str, float] = Field(default_factory=dict)
+    finished_at: str | None = None
+
+
+class TrainingRecord(_Record):
+    """The training figures a model bundle keeps (``model.json``'s ``training`` block)."""
+
+    n_rows: int
+    quantization_error: Figure
+    topographic_error: Figure
+    segment_shares: list[float]
+    feature_reference: dict[str, dict[str, list[float]]]
+
+
+def dump_json(record: BaseModel) -> str:
+    """A record as indented JSON (NaN as null), keys in schema order."""
+    return record.model_dump_json(indent=2) + "\n"
+
+
+def training_metrics(
+    figures: MapFigures,
+    config: Any,
+    *,
+    source: str,
+    n_partitions: int,
+    execution: str,
+    outlier_share: float | None = None,
+    evaluation: Evaluation | None = None,
+    durations: dict[str, float] | None = None,
+    finished_at: str | None = None,
+) -> TrainingMetrics:
+    """``metrics.json`` of a training run from the map's figures and the run's config (a SegmentationConfig)."""
+    from somseg.gates import map_checks
+
+    checks = map_checks(figures.quantization_error, figures.topographic_error, config.gates)
+    return TrainingMetrics(
+        quantization_error=figures.quantization_error,
+        topographic_error=figures.topographic_error,
+        topographic_error_4=figures.topographic_error_4,
+        thresholds=Thresholds(
+            max_quantization_error=config.gates.max_quantization_error,
+            max_topographic_error=config.gates.max_topographic_error,
+        ),
+        gates_passed=all(check.passed for check in checks),
+        n_rows=figures.n_rows,
+        n_features=len(config.features),
+        n_partitions=n_partitions,
+        execution=execution,
+        grid=Grid(rows=config.som.rows, cols=config.som.cols),
+        engine=config.som.engine,
+        outlier_threshold=figures.outlier_threshold,
+        outlier_percentile=figures.outlier_percentile,
+        outlier_share=outlier_share,
+        input=source,
+        evaluation=evaluation,
+        durations_seconds=durations or {},
+        finished_at=finished_at,
+    )

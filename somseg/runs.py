@@ -1,0 +1,103 @@
+"""The run folder: what a training or scoring run hands the user, assembled beside it and swapped in.
+
+:func:`somseg.io.staged_folder` gives a fresh folder beside the output folder;
+the functions here fill it. ``segments.parquet`` is one Parquet file for a
+table of one partition and a folder of part files (``part-00000.parquet``,
+...) for several: pandas, pyarrow and query engines read either as one
+table. Large files are hard-linked from the work folder, not copied.
+"""
+
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from somseg.config import SegmentationConfig
+from somseg.io import RUN_MARKER, staged_folder, write_json
+from somseg.layout import (
+    CONFIG_FILE,
+    FAILURE_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    PROFILES_FILE,
+    SEGMENTS_FILE,
+    VALIDATION_FILE,
+)
+from somseg.results import dump_json
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 in UTC, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def stage_segments(staging: Path, parts: Sequence[Path]) -> Path:
+    """``segments.parquet`` in ``staging``: the one part itself, or a folder of the parts in order."""
+    target = staging / SEGMENTS_FILE
+    if len(parts) == 1:
+        return link_or_copy(parts[0], target)
+    target.mkdir()
+    width = max(5, len(str(len(parts))))
+    for index, part in enumerate(parts):
+        link_or_copy(part, target / f"part-{index:0{width}d}.parquet")
+    return target
+
+
+def stage_training_run(
+    staging: Path,
+    segments: Sequence[Path],
+    profiles: Path,
+    validation: Path,
+    model_dir: Path,
+    metrics: BaseModel,
+    config: SegmentationConfig,
+) -> None:
+    """Put a training run's outputs (all but the report) into ``staging``."""
+    stage_segments(staging, segments)
+    shutil.copyfile(profiles, staging / PROFILES_FILE)
+    shutil.copyfile(validation, staging / VALIDATION_FILE)
+    shutil.copytree(model_dir, staging / MODEL_DIR)
+    (staging / METRICS_FILE).write_text(dump_json(metrics), encoding="utf-8")
+    (staging / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def stage_scoring_run(staging: Path, segments: Sequence[Path], validation: Path, metrics: BaseModel) -> None:
+    """Put a scoring run's outputs into ``staging``."""
+    stage_segments(staging, segments)
+    shutil.copyfile(validation, staging / VALIDATION_FILE)
+    (staging / METRICS_FILE).write_text(dump_json(metrics), encoding="utf-8")
+
+
+def link_or_copy(source: Path, target: Path) -> Path:
+    """Hard-link a file (no second copy of a large output); copy it across file systems."""
+    try:
+        target.hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, target)
+    return target
+
+
+def record_failure(out_dir: Path, files: dict[str, Path], figures: dict | None, error: BaseException) -> Path | None:
+    """Keep a failed run's diagnostics in ``<out>/last_failure/``, touching nothing else.
+
+    A failure before anything was measured (bad input, bad model bundle)
+    has no diagnostics, and then nothing at all is written.
+    """
+    files = {name: path for name, path in files.items() if path.is_file()}
+    if not files and not figures:
+        return None
+    folder = out_dir / FAILURE_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / RUN_MARKER
+    if not marker.exists():
+        marker.write_text("written by somseg\n", encoding="utf-8")
+    with staged_folder(folder) as staging:
+        for name, path in files.items():
+            shutil.copyfile(path, staging / name)
+        if figures:
+            write_json(staging / METRICS_FILE, figures)
+        (staging / "error.txt").write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")
+    return folder

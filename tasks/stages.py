@@ -1,0 +1,314 @@
+"""The stages of the flows: each maps its steps over the partitions, combines, and finishes.
+
+A stage is what a line of a flow calls: ingest the input, validate it, fit
+the cleaning, train the map, assess it, and so on. Partial work is a step
+mapped over the partitions on the executor; partial results are added in
+partition order and finished here, in the flow's process, by the core.
+Nothing in a stage depends on where the steps run.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
+from somseg.cleaning import CleaningFit, ScalingRequest
+from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig
+from somseg.model import BundleSource
+from somseg.quality import DuplicateCount, partition_suite, unique_columns
+from somseg.results import Evaluation, MapFigures, ScoringFigures
+from somseg.scoring import ScoreSummary
+from somseg.som import build_engine
+from somseg.stats import CoMoments, Request, WindowRequest, combine
+from somseg.tasks import assessment as assess_steps
+from somseg.tasks import cleaning as cleaning_steps
+from somseg.tasks import ingest as ingest_steps
+from somseg.tasks import model as model_steps
+from somseg.tasks import quality as quality_steps
+from somseg.tasks import scoring as scoring_steps
+from somseg.tasks import segments as segment_steps
+from somseg.tasks import som as som_steps
+from somseg.tasks.catalog import (
+    Cleaning,
+    FiguresArtifact,
+    ImputedPart,
+    JsonDocument,
+    MatchPart,
+    ModelArtifact,
+    NeuronSegments,
+    Profiles,
+    SegmentsPart,
+    Store,
+    TablePart,
+    Weights,
+)
+from somseg.tasks.executor import Executor, learn
+
+# Each task that counts duplicates reads one bucket of this many partitions' values: fewer, larger tasks.
+PARTITIONS_PER_BUCKET = 4
+
+
+@dataclass(frozen=True)
+class Table:
+    """The ingested input: its partitions, in order."""
+
+    source: str
+    parts: tuple[TablePart, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(part.n_rows for part in self.parts)
+
+    @property
+    def first_rows(self) -> list[int]:
+        """The global index of each partition's first row."""
+        return np.concatenate([[0], np.cumsum([part.n_rows for part in self.parts])[:-1]]).astype(int).tolist()
+
+
+def ingest(
+    ex: Executor,
+    store: Store,
+    source: str,
+    id_column: str,
+    features: list[str],
+    partition_rows: int,
+    first_pass: Request | None = None,
+) -> Table:
+    """Plan the input and read it into partitions of the id column and the features.
+
+    ``first_pass``, when given, is computed on every partition as it is read
+    (the training flow passes the cleaning learner's first request).
+    """
+    plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *features], partition_rows=partition_rows)
+    parts = ex.map(
+        ingest_steps.ingest_partition,
+        {"part": plan},
+        store=store,
+        id_column=id_column,
+        features=features,
+        partition_rows=partition_rows,
+        first_pass=first_pass,
+    )
+    return Table(source, tuple(part for group in parts for part in group))
+
+
+def validate(ex: Executor, store: Store, table: Table, suite: dict[str, Any]) -> JsonDocument:
+    """Great Expectations on every partition, uniqueness counted across them, one combined result."""
+    unique = unique_columns(suite)
+    n_buckets = -(-len(table.parts) // PARTITIONS_PER_BUCKET)
+    suites = [partition_suite(suite, first=index == 0) for index in range(len(table.parts))]
+    parts = ex.map(
+        quality_steps.validate_partition, {"part": table.parts, "suite": suites}, store=store, unique=unique,
+        n_buckets=n_buckets,
+    )
+    duplicates = {}
+    for column in unique:
+        counted = ex.map(quality_steps.count_bucket, {"index": list(range(n_buckets))}, parts=parts, column=column)
+        rows = [DuplicateCount(*part.counts[column], 0, ()) for part in parts]
+        duplicates[column] = combine(rows + counted)
+    return ex.run(
+        quality_steps.combine_validation, store=store, suite=suite, parts=parts,
+        duplicates=duplicates, n_rows=table.n_rows,
+    )
+
+
+def cleaning_learner(features: Sequence[FeatureSpec], source: str) -> CleaningFit:
+    """The learner of the medians, scaling and drift reference of ``features`` (its first request goes to ingest)."""
+    return CleaningFit([f.name for f in features], [(f.min, f.max) for f in features], source=f"input {source}")
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """The fitted cleaning, and every partition imputed and ready to train on."""
+
+    cleaning: Cleaning
+    parts: list[ImputedPart]
+
+
+def clean(ex: Executor, store: Store, table: Table, learner: CleaningFit, som: SomConfig) -> Cleaned:
+    """Finish the cleaning learner over every partition, from the first pass the ingest computed.
+
+    The last pass also imputes each partition and builds its training block.
+    """
+    names = list(learner.features)
+    learner.update(combine([part.profile for part in table.parts]))
+    request = learner.request()
+    while isinstance(request, WindowRequest):
+        learner.update(combine(ex.map(cleaning_steps.cleaning_pass, {"part": table.parts}, request=request, features=names)))
+        request = learner.request()
+    assert isinstance(request, ScalingRequest)
+    parts = ex.map(cleaning_steps.impute, {"part": table.parts}, store=store, request=request, features=names, dedup=som.dedup)
+    learner.update(combine([part.partial for part in parts]))
+    return Cleaned(ex.run(cleaning_steps.save_cleaning, store=store, statistics=learner.result()), parts)
+
+
+def train_map(
+    ex: Executor,
+    store: Store,
+    cleaned: Cleaned,
+    first_rows: list[int],
+    som: SomConfig,
+    partition_rows: int,
+    progress: Callable[[float], None],
+) -> Weights:
+    """Train the map: MiniSom on every row gathered, or the batch engine's epochs over training blocks."""
+    cleaning, parts = cleaned.cleaning, cleaned.parts
+    if som.engine == "minisom":
+        weights = ex.run(som_steps.train_minisom, store=store, parts=parts, cleaning=cleaning, som=som)
+        progress(1.0)
+        return weights
+    trainer = build_engine(som).trainer()
+    if som.init == "random":
+        picks = trainer.random_picks(sum(part.n_rows for part in parts))
+        trainer.start_random(
+            combine(ex.map(som_steps.pick_rows, {"part": parts, "first_row": first_rows}, request=picks, cleaning=cleaning))
+        )
+    else:
+        trainer.start_pca(standardised_moments(cleaned))
+    blocks = ex.run(
+        som_steps.pack_training_blocks, store=store, parts=parts, cleaning=cleaning, max_rows=partition_rows,
+        dedup=som.dedup,
+    )
+    if len(blocks.blocks) == 1:
+        # One block holds the whole training set: its epochs need no exchange between tasks.
+        weights = ex.run(
+            som_steps.train_on_block, store=store, som=som, start=trainer.weights_, block=blocks.blocks[0],
+            cleaning=cleaning,
+        )
+        progress(1.0)
+        return weights
+    learn(
+        ex, trainer, som_steps.som_epoch, {"block": list(blocks.blocks)}, lambda: progress(trainer.epoch_ / som.epochs),
+        cleaning=cleaning,
+    )
+    return ex.run(som_steps.save_weights, store=store, weights=trainer.weights_)
+
+
+def standardised_moments(cleaned: Cleaned) -> CoMoments:
+    """Co-moments of every standardised row, from those of the imputed rows."""
+    cleaner = cleaned.cleaning.load().cleaner
+    return combine([part.moments for part in cleaned.parts]).scaled(cleaner.mean_, cleaner.scale_)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The map against every row: its figures, each partition's matching, the evaluation sample."""
+
+    figures: MapFigures
+    matches: list[MatchPart]
+    sample: EvaluationSample
+
+
+def assess(
+    ex: Executor,
+    store: Store,
+    table: Table,
+    cleaned: Cleaned,
+    weights: Weights,
+    percentile: float,
+    evaluation: EvaluationConfig,
+) -> Assessment:
+    """Match every partition to the map, add up the figures, find the exact outlier threshold."""
+    first_rows = table.first_rows
+    sample = sample_positions(table.n_rows, evaluation.stability_rows, evaluation.seed)
+    local = [
+        sample[(sample >= first) & (sample < first + part.n_rows)] - first
+        for first, part in zip(first_rows, table.parts, strict=True)
+    ]
+    matches = ex.map(
+        assess_steps.assess_partition,
+        {"part": cleaned.parts, "sample": local, "first_row": first_rows},
+        store=store,
+        cleaning=cleaned.cleaning,
+        weights=weights,
+    )
+    total = combine([match.partial for match in matches])
+    outliers = learn(ex, outlier_learner(total, percentile), assess_steps.distance_pass, {"match": matches})
+    figures = finish_assessment(total, weights.load(), outliers, percentile, standardised_moments(cleaned))
+    return Assessment(figures, matches, total.sample)
+
+
+def cluster(ex: Executor, store: Store, weights: Weights, figures: MapFigures, config: SegmentationConfig) -> NeuronSegments:
+    """Cluster the neurons into segments."""
+    return ex.run(segment_steps.cluster_segments, store=store, weights=weights, figures=figures, segments=config.segments)
+
+
+def label(
+    ex: Executor, store: Store, figures: MapFigures, neuron_segment: NeuronSegments, config: SegmentationConfig
+) -> Profiles:
+    """Profile the segments and name them by the rules."""
+    return ex.run(
+        segment_steps.label_segments, store=store, figures=figures, neuron_segment=neuron_segment,
+        features=config.feature_names, k=config.segments.k, labels=config.labels,
+    )
+
+
+def evaluate(
+    ex: Executor,
+    store: Store,
+    assessment: Assessment,
+    weights: Weights,
+    neuron_segment: NeuronSegments,
+    config: SegmentationConfig,
+) -> Evaluation:
+    """Cluster validity, stability and the choice of k, on the evaluation sample."""
+    from somseg.tasks.evaluation import (
+        evaluate_run,  # training only: scoring need not load scikit-learn's metrics
+    )
+
+    document = ex.run(
+        evaluate_run, store=store, sample=assessment.sample, weights=weights, neuron_segment=neuron_segment,
+        figures=assessment.figures, som=config.som, segments=config.segments, evaluation=config.evaluation,
+    )
+    return Evaluation.model_validate(document.load())
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a training run publishes beyond its metrics."""
+
+    model: ModelArtifact
+    segments: list[SegmentsPart]
+    figures: FiguresArtifact
+    outlier_share: float
+
+
+def write(
+    ex: Executor,
+    store: Store,
+    table: Table,
+    assessment: Assessment,
+    cleaning: Cleaning,
+    weights: Weights,
+    neuron_segment: NeuronSegments,
+    profiles: Profiles,
+    suite: dict[str, Any],
+    config: SegmentationConfig,
+) -> Outputs:
+    """The model bundle, every training row's segment, and the report's pictures."""
+    from somseg.tasks.figures import draw_figures  # training only: scoring need not load matplotlib
+
+    model = ex.run(
+        model_steps.build_model, store=store, cleaning=cleaning, weights=weights, neuron_segment=neuron_segment,
+        profiles=profiles, figures=assessment.figures, suite=suite, config=config,
+    )
+    segments = ex.map(
+        scoring_steps.assign_partition, {"part": table.parts, "match": assessment.matches}, store=store, model=model
+    )
+    figures = ex.run(draw_figures, store=store, model=model, figures=assessment.figures, profiles=profiles)
+    summary: ScoreSummary = combine([part.summary for part in segments])
+    return Outputs(model, segments, figures, summary.outliers / max(summary.n_rows, 1))
+
+
+def load_bundle(ex: Executor, store: Store, model_dir: str) -> ModelArtifact:
+    """Fingerprint, verify and keep a copy of a model bundle for this run."""
+    return ex.run(model_steps.load_model, store=store, bundle=BundleSource.of(model_dir))
+
+
+def score(ex: Executor, store: Store, table: Table, model: ModelArtifact) -> tuple[list[SegmentsPart], ScoringFigures]:
+    """Segment every partition with the model; the table's figures against the training data's."""
+    segments = ex.map(scoring_steps.score_partition, {"part": table.parts}, store=store, model=model)
+    summary: ScoreSummary = combine([part.summary for part in segments])
+    return segments, summary.figures(model.load())

@@ -1,0 +1,32 @@
+"""A tiny run of benchmarks/private_apis.py: every variant of ``segment train`` ends, and ends clean."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "private_apis.py"
+
+
+def test_every_variant_trains_and_the_index_is_timed_on_both_sides(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "SOMSEG_"))}
+    env["TMPDIR"] = str(tmp_path)  # the script's table and run folders
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--rows", "20000", "--repeat", "1", "--json", str(figures)],
+        capture_output=True, text=True, check=False, timeout=900, env=env,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(figures.read_text())
+    assert set(result["walls"]) == {"all", "no-early-server", "no-allocator", "no-gx-fingerprint"}
+    assert all(len(walls) == 1 and walls[0] > 0 for walls in result["walls"].values())
+    assert set(result["ari"]) == {"somseg", "scikit-learn"}
+    runs = sorted(tmp_path.glob("somseg-private-apis-*/*/run"))
+    assert len(runs) == 4
+    assert all(json.loads((run / "metrics.json").read_text())["n_rows"] == 20_000 for run in runs)

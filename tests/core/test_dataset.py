@@ -1,0 +1,211 @@
+"""somseg.dataset: an input as a dataset of partitions, read as the pipeline reads it."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from somseg.dataset import input_files, plan_input, read_part, read_table
+from somseg.errors import DataError
+
+FEATURES = ["Age", "Family_Size"]
+
+
+def _write_csv(path, sep: str, bom: bool = False) -> None:
+    rows = [
+        ["ID", "Extra", "Family_Size", "Age"],
+        ["1", "x", "3", "30"],
+        ["2", "y", "", "41.5"],
+        ["3", "z", "1", ""],
+    ]
+    text = "\n".join(sep.join(row) for row in rows) + "\n"
+    path.write_text(("\ufeff" if bom else "") + text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "name, sep, bom",
+    [
+        ("comma.csv", ",", False),
+        ("semicolon.csv", ";", False),
+        ("tab.tsv", "\t", False),
+        ("tab.txt", "\t", False),
+        ("bom.csv", ",", True),
+        ("bom_semicolon.csv", ";", True),
+    ],
+)
+def test_read_csv_delimiters_and_bom(tmp_path, name, sep, bom) -> None:
+    path = tmp_path / name
+    _write_csv(path, sep, bom)
+    frame = read_table(path, "ID", FEATURES)
+    assert list(frame.columns) == ["ID", "Age", "Family_Size"]
+    assert frame["ID"].dtype == np.int64
+    assert frame["ID"].tolist() == [1, 2, 3]
+    assert frame["Age"].dtype == np.float64 and frame["Family_Size"].dtype == np.float64
+    np.testing.assert_array_equal(frame["Age"].to_numpy(), [30.0, 41.5, np.nan])
+    np.testing.assert_array_equal(frame["Family_Size"].to_numpy(), [3.0, np.nan, 1.0])
+
+
+def test_read_parquet_selects_columns_in_order(tmp_path) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame(
+        {"Family_Size": [3, 2], "Other": ["a", "b"], "ID": [10, 20], "Age": [30.0, None]}
+    ).to_parquet(path, index=False)
+    frame = read_table(path, "ID", FEATURES)
+    assert list(frame.columns) == ["ID", "Age", "Family_Size"]
+    assert frame["ID"].dtype == np.int64 and frame["ID"].tolist() == [10, 20]
+    assert frame["Family_Size"].dtype == np.float64
+    np.testing.assert_array_equal(frame["Age"].to_numpy(), [30.0, np.nan])
+
+
+def test_ids_with_leading_zeros_stay_strings(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n007,30,1\n123,40,2\n", encoding="utf-8")
+    frame = read_table(path, "ID", FEATURES)
+    assert frame["ID"].tolist() == ["007", "123"]
+    assert not pd.api.types.is_integer_dtype(frame["ID"])
+
+
+def test_ids_with_leading_zeros_survive_padded_header(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID ,Age,Family_Size\n007,30,1\n010,40,2\n", encoding="utf-8")
+    frame = read_table(path, "ID", FEATURES)
+    assert list(frame.columns) == ["ID", "Age", "Family_Size"]  # header stripping itself works
+    assert frame["ID"].tolist() == ["007", "010"]
+
+
+def test_missing_column_names_file_and_column(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age\n1,30\n", encoding="utf-8")
+    with pytest.raises(DataError, match="lacks column") as info:
+        read_table(path, "ID", FEATURES)
+    message = str(info.value)
+    assert str(path) in message and "Family_Size" in message
+    assert "Age" not in message.split("lacks column(s)")[1].split(";")[0]
+
+
+def test_missing_parquet_column_names_file_and_column(tmp_path) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"ID": [1], "Age": [30.0]}).to_parquet(path, index=False)
+    with pytest.raises(DataError, match=r"lacks column\(s\) Family_Size") as info:
+        read_table(path, "ID", FEATURES)
+    assert str(path) in str(info.value)
+
+
+def test_non_numeric_feature_values(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n1,30,1\n2,abc,2\n3,,3\n4,x y,4\n", encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        read_table(path, "ID", FEATURES)
+    message = str(info.value)
+    assert str(path) in message
+    assert "'Age'" in message
+    assert "2 row(s) are not numbers" in message
+    assert "first at data row 2" in message
+    assert "'abc'" in message and "'x y'" in message
+
+
+@pytest.mark.parametrize("name", ["t.xlsx", "t.json"])
+def test_unsupported_extension(tmp_path, name) -> None:
+    path = tmp_path / name
+    path.write_text("ID,Age\n1,2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"unsupported extension '{path.suffix}'")):
+        read_table(path, "ID", FEATURES)
+
+
+def test_missing_file(tmp_path) -> None:
+    path = tmp_path / "absent.csv"
+    with pytest.raises(DataError, match="does not exist") as info:
+        read_table(path, "ID", FEATURES)
+    assert str(path) in str(info.value)
+
+
+
+
+def _parquet_files(folder: Path, rows_per_file: int, row_group: int, n: int = 2_500) -> Path:
+    folder.mkdir()
+    frame = pd.DataFrame({"ID": np.arange(n), "Age": 30.0, "Family_Size": 2.0})
+    for index, start in enumerate(range(0, n, rows_per_file)):
+        frame.iloc[start : start + rows_per_file].to_parquet(
+            folder / f"part-{index:03d}.parquet", index=False, row_group_size=row_group
+        )
+    return folder
+
+
+def test_row_groups_are_kept_whole_and_grouped_up_to_the_partition_size(tmp_path) -> None:
+    folder = _parquet_files(tmp_path / "dataset", 1_000, 300)
+    (folder / "_SUCCESS").write_text("")
+    parts = plan_input(folder, ["ID", *FEATURES], 700)
+    assert [p.n_rows for p in parts] == [600, 400, 600, 400, 500]
+    assert [p.row_groups for p in parts] == [(0, 1), (2, 3), (0, 1), (2, 3), (0, 1)]
+    (table,) = read_part(parts[1], "ID", FEATURES, 700)
+    assert table.column("ID").to_pylist() == list(range(600, 1000))
+    assert table.schema.field("Age").type == pa.float64()
+
+
+def test_a_glob_and_a_folder_name_the_same_dataset(tmp_path) -> None:
+    folder = _parquet_files(tmp_path / "dataset", 1_000, 1_000)
+    (folder / ".tmp-part.parquet").write_text("not a part")
+    assert input_files(folder) == input_files(str(folder / "part-*.parquet"))
+    assert [p.name for p in input_files(folder)] == ["part-000.parquet", "part-001.parquet", "part-002.parquet"]
+
+
+def test_a_csv_file_is_one_part_split_into_partitions_as_it_is_read(tmp_path) -> None:
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"ID": range(2_500), "Age": 40.0, "Family_Size": 3}).to_csv(path, index=False)
+    (part,) = plan_input(path, ["ID", *FEATURES], 1_000)
+    assert part.kind == "csv" and part.n_rows is None
+    assert [t.num_rows for t in read_part(part, "ID", FEATURES, 1_000)] == [1_000, 1_000, 500]
+
+
+def test_a_part_is_known_by_its_content_not_its_name(tmp_path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("ID,Age,Family_Size\n1,30,1\n", encoding="utf-8")
+    second = tmp_path / "b.csv"
+    second.write_bytes(first.read_bytes())
+    (a,) = plan_input(first, ["ID", *FEATURES], 1_000)
+    (b,) = plan_input(second, ["ID", *FEATURES], 1_000)
+    assert a.digest == b.digest and a.path != b.path
+    second.write_text("ID,Age,Family_Size\n1,31,1\n", encoding="utf-8")
+    assert plan_input(second, ["ID", *FEATURES], 1_000)[0].digest != a.digest
+
+
+def test_missing_column_and_empty_inputs_are_data_errors(tmp_path) -> None:
+    pq.write_table(pa.table({"ID": [1], "Age": [30.0]}), tmp_path / "a.parquet")
+    with pytest.raises(DataError, match=r"a.parquet lacks column\(s\) Family_Size"):
+        plan_input(tmp_path / "a.parquet", ["ID", *FEATURES], 10)
+    with pytest.raises(DataError, match="no Parquet files"):
+        plan_input(tmp_path / "nothing-*.parquet", ["ID", *FEATURES], 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no Parquet files"):
+        plan_input(tmp_path / "empty", ["ID", *FEATURES], 10)
+
+
+def test_a_text_feature_in_parquet_is_parsed_with_the_same_checks(tmp_path) -> None:
+    source = tmp_path / "customers.parquet"
+    pd.DataFrame({"ID": [1, 2], "Age": ["30", "forty"], "Family_Size": [1, 2]}).to_parquet(source)
+    with pytest.raises(DataError, match="column 'Age'.*'forty'"):
+        read_table(source, "ID", FEATURES)
+    pd.DataFrame({"ID": [1, 2], "Age": ["30", " 41.5"], "Family_Size": [1, 2]}).to_parquet(source)
+    np.testing.assert_array_equal(read_table(source, "ID", FEATURES)["Age"], [30.0, 41.5])
+
+
+def test_a_first_pass_is_computed_on_each_partition_as_it_is_read(tmp_path) -> None:
+    from somseg.dataset import feature_values, read_partitions
+
+    source = tmp_path / "c.csv"
+    pd.DataFrame({"ID": range(5), "Age": [30, None, 50, 60, 70], "Family_Size": [1, 2, 3, 4, 5]}).to_csv(source, index=False)
+    (part,) = plan_input(source, ["ID", *FEATURES], 1_000)
+
+    class Sums:
+        def partial(self, values: np.ndarray) -> float:
+            return float(np.nansum(values))
+
+    partitions = read_partitions(part, "ID", FEATURES, 3, Sums())
+    assert [p.table.num_rows for p in partitions] == [3, 2]
+    assert [p.partial for p in partitions] == [30 + 50 + 1 + 2 + 3, 60 + 70 + 4 + 5]
+    assert np.isnan(feature_values(partitions[0].table, FEATURES)[1, 0])
+    assert [p.partial for p in read_partitions(part, "ID", FEATURES, 3)] == [None, None]

@@ -1,0 +1,131 @@
+"""somseg.stats: moments, co-moments and exact order statistics, partition by partition."""
+
+import numpy as np
+import pytest
+
+import somseg.stats as stats
+from somseg.stats import (
+    CoMoments,
+    Moments,
+    OrderStatistics,
+    combine,
+    fit_in_memory,
+    median_from,
+    median_ranks,
+    percentile_from,
+    percentile_learner,
+    quantile_from,
+    quantile_ranks,
+)
+
+
+def _drive(learner, parts):
+    while (request := learner.request()) is not None:
+        learner.update(combine([request.partial(part) for part in parts]))
+    return learner
+
+
+@pytest.fixture(scope="module")
+def values() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    columns = np.column_stack([rng.normal(size=3_001), rng.integers(0, 9, size=3_001).astype(float)])
+    columns[rng.random(3_001) < 0.1, 0] = np.nan
+    return columns
+
+
+@pytest.mark.parametrize("distinct_limit", [1_000_000, 50])
+def test_order_statistics_are_numpys_exact_quantiles(values, monkeypatch, distinct_limit) -> None:
+    # 50 distinct values per column forces the refinement passes, 40 gathered values their last one.
+    monkeypatch.setattr(stats, "MAX_DISTINCT", distinct_limit)
+    monkeypatch.setattr(stats, "_GATHER_LIMIT", 40)
+    quantiles = np.array([0.05, 0.1, 0.5, 0.95, 0.999])
+
+    def ranks_of(n_observed: np.ndarray) -> list[np.ndarray]:
+        return [np.concatenate([median_ranks(int(n)), *quantile_ranks(int(n), quantiles)[:2]]) for n in n_observed]
+
+    learner = _drive(OrderStatistics(ranks_of), np.array_split(values, 7))
+    for column in range(2):
+        observed = values[:, column][~np.isnan(values[:, column])]
+        found = learner.result()[column]
+        assert learner.n_observed_[column] == len(observed)
+        assert median_from(found[:2]) == np.median(observed)
+        gamma = quantile_ranks(len(observed), quantiles)[2]
+        np.testing.assert_array_equal(quantile_from(found[2:7], found[7:], gamma), np.quantile(observed, quantiles))
+
+
+@pytest.mark.parametrize("percentile", [50.0, 90.0, 95.0, 99.5])
+def test_the_percentile_learner_is_numpys_percentile(percentile) -> None:
+    distances = np.random.default_rng(0).gamma(2.0, size=(37, 1))
+    learner = percentile_learner(percentile)
+    fit_in_memory(learner, distances)
+    assert percentile_from(learner, percentile) == np.percentile(distances, percentile)
+    parted = _drive(percentile_learner(percentile), np.array_split(distances, 4))
+    assert percentile_from(parted, percentile) == np.percentile(distances, percentile)
+
+
+def test_a_constant_column_is_resolved_without_refining(monkeypatch) -> None:
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 0)
+    learner = _drive(percentile_learner(95.0), [np.full((10, 1), 3.5), np.full((5, 1), 3.5)])
+    assert percentile_from(learner, 95.0) == 3.5
+
+
+def test_moments_of_partitions_merge_to_the_whole(values) -> None:
+    whole = Moments.of(values)
+    merged = combine([Moments.of(part) for part in np.array_split(values, 6)])
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-13)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-12)
+    np.testing.assert_array_equal(merged.n, whole.n)
+    observed = values[:, 0][~np.isnan(values[:, 0])]
+    assert merged.sample_sd()[0, 0] == pytest.approx(observed.std(ddof=1), rel=1e-12)
+
+
+def test_grouped_moments_are_the_moments_of_each_group(values) -> None:
+    group = np.random.default_rng(1).integers(0, 5, len(values))
+    per_group = Moments.of(values, group, 5)
+    to_two = per_group.grouped(np.array([0, 0, 1, 1, 1]), 2)
+    for target, members in ((0, [0, 1]), (1, [2, 3, 4])):
+        rows = values[np.isin(group, members)]
+        np.testing.assert_allclose(to_two.mean[target], np.nanmean(rows, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(to_two.variance()[target], np.nanvar(rows, axis=0), rtol=1e-11)
+
+
+def test_an_empty_partition_changes_nothing(values) -> None:
+    whole = Moments.of(values[:, 1:])
+    empty = Moments.of(np.empty((0, 1)))
+    for merged in (whole + empty, empty + whole):
+        np.testing.assert_array_equal(merged.mean, whole.mean)
+        np.testing.assert_array_equal(merged.m2, whole.m2)
+
+
+def test_moments_of_a_complete_block_follow_standard_scaler() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.random.default_rng(2).lognormal(size=(501, 3)) * 1e4
+    moments = Moments.of_complete(X)
+    scaler = StandardScaler().fit(X)
+    assert np.array_equal(moments.mean[0], scaler.mean_)
+    assert np.array_equal(moments.m2[0] / moments.n[0], scaler.var_)
+
+
+def test_co_moments_merge_to_the_weighted_covariance() -> None:
+    rng = np.random.default_rng(4)
+    X, weight = rng.normal(size=(400, 3)) @ rng.normal(size=(3, 3)), rng.integers(1, 5, 400).astype(float)
+    merged = combine([CoMoments.of(X[s], weight[s]) for s in np.array_split(np.arange(400), 3)])
+    np.testing.assert_allclose(merged.covariance(), np.cov(X, rowvar=False, aweights=weight, ddof=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.mean, np.average(X, axis=0, weights=weight), rtol=1e-12)
+
+
+def test_nothing_to_combine_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no partitions"):
+        combine([])
+
+
+def test_co_moments_of_scaled_rows_follow_from_those_of_the_rows() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal([3.0, -2.0, 50.0], [1.0, 4.0, 20.0], (500, 3))
+    shift, scale = np.array([1.0, 2.0, 3.0]), np.array([2.0, 0.5, 10.0])
+    derived = CoMoments.of(X).scaled(shift, scale)
+    direct = CoMoments.of((X - shift) / scale)
+    np.testing.assert_allclose(derived.mean, direct.mean, rtol=1e-12)
+    np.testing.assert_allclose(derived.scatter, direct.scatter, rtol=1e-10)
+    assert derived.weight == direct.weight

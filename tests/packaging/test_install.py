@@ -1,0 +1,86 @@
+"""A normal (not editable) install in a fresh venv: the package data travels, nothing generic lands in site-packages.
+
+``pip install .`` from the checkout into a new virtual environment, then
+``segment train`` and ``segment score`` from another directory, where no
+``expectations/`` or ``data/`` folder is in reach: the shipped suite and the
+sample must come from the installed package.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    env_dir = tmp_path_factory.mktemp("fresh") / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO_ROOT)],
+        capture_output=True, text=True, timeout=1_200, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return env_dir
+
+
+def _site_packages(env_dir: Path) -> Path:
+    (site,) = (env_dir / "lib").glob("python3*/site-packages")
+    return site
+
+
+def test_nothing_generic_is_installed_and_the_data_travels(installed: Path) -> None:
+    site = _site_packages(installed)
+    assert not (site / "tasks").exists() and not (site / "flows").exists()
+    assert (site / "somseg" / "tasks" / "catalog.py").is_file() and (site / "somseg" / "flows" / "train.py").is_file()
+    assert (site / "somseg" / "expectations" / "customers.json").is_file()
+    assert (site / "somseg" / "data" / "customers_sample.csv").is_file()
+
+
+def test_the_core_and_the_flows_import_without_the_dask_extra(installed: Path, tmp_path: Path) -> None:
+    # Away from the checkout, whose somseg/ would otherwise shadow the installed package.
+    code = (
+        "import somseg.flows.train, importlib.util, sys\n"
+        "assert somseg.flows.train.__file__.startswith(sys.prefix), somseg.flows.train.__file__\n"
+        "sys.exit(3 if importlib.util.find_spec('distributed') is not None else 0)"
+    )
+    done = subprocess.run([str(installed / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_train_and_score_the_shipped_sample_from_another_directory(installed: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SOMSEG_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    segment = str(installed / "bin" / "segment")
+    (elsewhere / "fast.yaml").write_text(
+        "som: {engine: batch, init: pca, rows: 4, cols: 4, epochs: 5}\nevaluation: {bootstrap_resamples: 0}\n"
+        "gates: {max_quantization_error: 1.0}\n",  # a 16-neuron map is coarser than the default gate expects
+        encoding="utf-8",
+    )
+
+    train = subprocess.run([segment, "train", "--config", "fast.yaml", "--out", "run"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    sample = _site_packages(installed) / "somseg" / "data" / "customers_sample.csv"
+    score = subprocess.run([segment, "score", str(sample), "--model", "run/model", "--out", "scored"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert score.returncode == 0, score.stdout[-3000:] + score.stderr[-3000:]
+
+    metrics = json.loads((elsewhere / "run" / "metrics.json").read_text())
+    assert metrics["n_rows"] == 5_000 and metrics["input"].endswith("customers_sample.csv")
+    validation = json.loads((elsewhere / "run" / "validation.json").read_text())
+    assert validation["success"] and validation["suite_name"] == "customers"
+    assert json.loads((elsewhere / "scored" / "metrics.json").read_text())["segment_psi"] < 1e-9
+    assert sys.executable != str(installed / "bin" / "python")

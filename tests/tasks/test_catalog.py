@@ -1,0 +1,158 @@
+"""The catalogue: one binding gives a step's cache key and its folder; artifacts stand for their keys."""
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from somseg.config import SomConfig
+from somseg.dataset import plan_input
+from somseg.tasks.catalog import (
+    DONE_MARKER,
+    StepCachePolicy,
+    Store,
+    Weights,
+    binding_key,
+    is_complete,
+    step,
+    writing,
+)
+
+
+@step("double-weights", saves=Weights)
+def double(store: Store, weights: Weights, factor: float, som: SomConfig) -> np.ndarray:
+    """A step of the catalogue, for these tests."""
+    return weights.load() * factor
+
+
+@step("explode", saves=Weights)
+def explode(store: Store, weights: Weights) -> np.ndarray:
+    raise RuntimeError("crash before anything is saved")
+
+
+def _weights(store: Store, key: str = "k" * 64) -> Weights:
+    folder = store.folder("seed", key)
+    with writing(folder) as tmp:
+        np.save(tmp / "weights.npy", np.ones((2, 2, 3)))
+    return Weights(key, folder)
+
+
+def _policy_key(task, store: Store, **inputs) -> str:
+    context = SimpleNamespace(result_store=None)
+    return task.cache_policy.compute_key(context, {"store": store, **inputs}, {})
+
+
+def test_the_cache_key_and_the_folder_come_from_the_same_binding(tmp_path: Path) -> None:
+    store = Store.at(tmp_path)
+    weights = _weights(store)
+    inputs = {"weights": weights, "factor": 2.0, "som": SomConfig()}
+
+    saved = double.fn(store, **inputs)
+
+    key = _policy_key(double, store, **inputs)
+    assert isinstance(double.cache_policy, StepCachePolicy)
+    assert saved.key == key and saved.folder == store.folder("double-weights", key)
+    assert is_complete(saved.folder) and (saved.load() == 2.0).all()
+
+
+def test_every_argument_enters_the_key_but_where_files_live(tmp_path: Path) -> None:
+    store = Store.at(tmp_path)
+    weights = _weights(store)
+    base = _policy_key(double, store, weights=weights, factor=2.0, som=SomConfig())
+
+    assert _policy_key(double, store, weights=weights, factor=3.0, som=SomConfig()) != base
+    assert _policy_key(double, store, weights=weights, factor=2.0, som=SomConfig(sigma=1.5)) != base
+    assert _policy_key(double, store, weights=_weights(store, "j" * 64), factor=2.0, som=SomConfig()) != base
+    # Another work folder, the same binding: artifacts are known by their keys.
+    moved = Weights(weights.key, tmp_path / "elsewhere")
+    assert _policy_key(double, Store.at(tmp_path / "other"), weights=moved, factor=2.0, som=SomConfig()) == base
+
+
+def test_an_input_is_known_by_its_content_not_its_name_or_its_time(tmp_path: Path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("ID,Age\n1,30\n", encoding="utf-8")
+    copy = tmp_path / "b.csv"
+    copy.write_bytes(first.read_bytes())
+    (a,), (b,) = plan_input(first, ["ID", "Age"], 1_000), plan_input(copy, ["ID", "Age"], 1_000)
+    os.utime(copy, (1, 1))
+
+    assert binding_key("ingest-partition", "src", {"part": a}) == binding_key("ingest-partition", "src", {"part": b})
+    copy.write_text("ID,Age\n1,31\n", encoding="utf-8")
+    (edited,) = plan_input(copy, ["ID", "Age"], 1_000)
+    assert binding_key("ingest-partition", "src", {"part": edited}) != binding_key("ingest-partition", "src", {"part": a})
+
+
+def test_arrays_enter_the_key_by_content() -> None:
+    a = np.arange(6.0).reshape(2, 3)
+    assert binding_key("s", "src", {"w": a}) == binding_key("s", "src", {"w": a.copy(order="F")})
+    assert binding_key("s", "src", {"w": a}) != binding_key("s", "src", {"w": a + 1e-12})
+
+
+def test_a_bare_path_is_refused_so_that_no_key_depends_on_a_location(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="bare path"):
+        binding_key("s", "src", {"table": tmp_path / "t.csv"})
+
+
+def test_a_failed_step_leaves_no_folder_and_nothing_half_written(tmp_path: Path) -> None:
+    store = Store.at(tmp_path)
+    weights = _weights(store)
+
+    with pytest.raises(RuntimeError, match="crash"):
+        explode.fn(store, weights)
+
+    assert not (tmp_path / "artifacts" / "explode").exists()
+    with pytest.raises(OSError):
+        with writing(store.folder("half", "h" * 64)) as tmp:
+            (tmp / "weights.npy").write_text("half")
+            raise OSError("disk full")
+    assert not store.folder("half", "h" * 64).exists()
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["half", "seed"]
+    assert not any((tmp_path / "artifacts" / "half").iterdir()), "no temporary folders left"
+
+
+def test_a_deleted_folder_makes_the_step_run_again(tmp_path: Path) -> None:
+    store = Store.at(tmp_path)
+    weights = _weights(store)
+    inputs = {"store": store, "weights": weights, "factor": 2.0, "som": SomConfig()}
+    key = _policy_key(double, store, **{k: v for k, v in inputs.items() if k != "store"})
+    remembered = SimpleNamespace(result_store=SimpleNamespace(exists=lambda k: k == key))
+
+    assert double.cache_policy.compute_key(remembered, inputs, {}) != key  # record without files: rebuild
+    saved = double.fn(**inputs)
+    assert (saved.folder / DONE_MARKER).is_file()
+    assert double.cache_policy.compute_key(remembered, inputs, {}) == key  # files and record: a cache hit
+
+
+@pytest.mark.parametrize("dedup", ["never", "always"])
+def test_an_imputed_part_loads_rows_standardised_as_the_cleaner_transforms_them(tmp_path: Path, dedup: str) -> None:
+    import pandas as pd
+
+    from somseg.cleaning import CleaningFit, ScalingRequest
+    from somseg.tasks.cleaning import impute
+    from somseg.tasks.ingest import ingest_partition
+
+    source = tmp_path / "t.csv"
+    pd.DataFrame({"ID": range(40), "a": [1.0, 2.0, None, 4.0] * 10, "b": [5.0, 5.0, 6.0, None] * 10}).to_csv(source, index=False)
+    store = Store.at(tmp_path / "work")
+    learner = CleaningFit(["a", "b"])
+    (source_part,) = plan_input(source, ["ID", "a", "b"], 1_000)
+    (part,) = ingest_partition.fn(store, source_part, "ID", ["a", "b"], 1_000, learner.request())
+    learner.update(part.profile)
+    request = learner.request()
+    assert isinstance(request, ScalingRequest)
+    imputed = impute.fn(store, request, part, ["a", "b"], dedup)
+    learner.update(imputed.partial)
+    cleaner = learner.result().cleaner
+
+    expected = cleaner.transform(part.load())
+    assert imputed.deduplicated is (dedup == "always") and imputed.table == part
+    np.testing.assert_array_equal(imputed.matrix(cleaner), expected)
+    block = imputed.block(cleaner)
+    if dedup == "never":
+        np.testing.assert_array_equal(block.rows, expected)
+    else:
+        distinct, counts = np.unique(expected, axis=0, return_counts=True)
+        np.testing.assert_array_equal(block.rows, distinct)
+        np.testing.assert_array_equal(block.weight, counts)

@@ -1,0 +1,69 @@
+"""The Great Expectations adapter: shipped and path suites, results in the suite's order, clear errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from somseg.errors import ConfigError
+from somseg.tasks.expectations import load_suite, run_suite
+
+
+def test_the_shipped_suite_is_found_by_name_from_the_installed_package() -> None:
+    suite = load_suite("customers")
+    assert suite["name"] == "customers" and len(suite["expectations"]) == 13
+
+
+def test_a_suite_by_path_and_the_errors_that_name_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text('{"name": "mine", "expectations": []}', encoding="utf-8")
+    assert load_suite(str(path))["name"] == "mine"
+    with pytest.raises(ConfigError, match=r"'nope' \(quality.suite\) is neither a shipped suite \(customers\)"):
+        load_suite("nope")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_suite(str(tmp_path / "absent.json"))
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_suite(str(path))
+    path.write_text('{"name": "x"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="no 'expectations' list"):
+        load_suite(str(path))
+
+
+def test_results_come_back_in_the_suites_order_even_when_gx_reorders_them() -> None:
+    suite = {
+        "name": "s",
+        "expectations": [
+            {"type": "expect_column_values_to_be_between", "kwargs": {"column": "Age", "min_value": 18, "max_value": 100}},
+            {"type": "expect_column_to_exist", "kwargs": {"column": "Missing"}},  # raises inside GX
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "Age"}},
+        ],
+    }
+    frame = pd.DataFrame({"ID": [1, 2, 3], "Age": [20.0, 150.0, np.nan]})
+
+    report = run_suite(frame, suite)
+
+    assert [r["expectation_config"]["type"] for r in report["results"]] == [e["type"] for e in suite["expectations"]]
+    assert [r["success"] for r in report["results"]] == [False, False, False]
+    assert report["results"][0]["result"]["unexpected_count"] == 1
+    assert report["statistics"]["evaluated_expectations"] == 3 and not report["success"]
+
+
+def test_an_empty_suite_validates_without_great_expectations() -> None:
+    report = run_suite(pd.DataFrame({"ID": [1]}), {"name": "empty", "expectations": []})
+    assert report["success"] and report["results"] == []
+
+
+def test_validation_leaves_the_suite_it_is_given_unchanged() -> None:
+    import copy
+
+    import pandas as pd
+
+    from somseg.tasks.expectations import load_suite, run_suite
+
+    suite = load_suite("customers")
+    before = copy.deepcopy(suite)
+    frame = pd.DataFrame({"ID": [1, 2], "Age": [30.0, 40.0], "Work_Experience": [1.0, None], "Family_Size": [2.0, 3.0]})
+    run_suite(frame, suite)
+    assert suite == before, "the suite is part of the validation step's cache key"
