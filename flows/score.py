@@ -11,7 +11,8 @@ from prefect import flow
 
 from somseg.config import ScoringConfig
 from somseg.flows.support import SAMPLE_TABLE, RunLog
-from somseg.gates import drift_problems
+from somseg.gates import judge_drift
+from somseg.quality import scoring_suite
 from somseg.results import ScoringMetrics
 from somseg.tasks import stages
 from somseg.tasks.artifacts import publish_data_quality, publish_drift_summary
@@ -41,7 +42,7 @@ def score_segments_flow(
             table = stages.ingest(ex, store, input_path, contract.id_column, contract.feature_names,
                                   config.execution.partition_rows)
         with run.step("validate"):
-            validation = stages.validate(ex, store, table, contract.suite)
+            validation = stages.validate(ex, store, table, scoring_suite(contract.suite))
             run.diagnostics["validation.json"] = validation.path
             report = validation.load()
             publish_data_quality(report, contract.suite.get("name", "model suite"))
@@ -50,12 +51,12 @@ def score_segments_flow(
             segments, figures = stages.score(ex, store, table, model)
             run.figures = figures.model_dump(mode="json")
         with run.step("drift"):
-            problems = drift_problems(figures.outlier_share, figures.segment_psi, figures.feature_psi, config.drift)
-            publish_drift_summary(figures, config.drift, problems)
-            check_drift(problems, config.drift)
+            verdict = judge_drift(figures, contract.training, contract.training_outlier_share, config.drift)
+            publish_drift_summary(figures, config.drift, verdict)
+            check_drift(verdict, config.drift)
         metrics = ScoringMetrics(
             **figures.model_dump(), model=str(Path(model_dir).resolve()), input=input_path, n_partitions=len(table.parts),
-            execution=config.execution.mode, drift_warnings=problems, durations_seconds=run.durations,
+            execution=config.execution.mode, drift_warnings=verdict.problems, drift=verdict, durations_seconds=run.durations,
         )
         publish_scores(run.out_dir, segments, validation, metrics)
     return str(run.out_dir)

@@ -356,6 +356,16 @@ class DriftGateConfig(_Section):
     )
     max_segment_psi: float = Field(0.25, ge=0, description="Largest acceptable population stability index of the segment mix.")
     max_feature_psi: float = Field(0.25, ge=0, description="Largest acceptable population stability index of any feature.")
+    false_alarm_rate: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="Chance that a run with no drift at all still crosses a limit, shared by all the checks: "
+        "on small tables a limit rises to the level that sampling alone reaches at this rate.",
+    )
+    min_rows: int = Field(
+        30, ge=1, description="Fewer scored rows than this are too few to judge drift: the figures are reported, not judged."
+    )
 
 
 class ScoringConfig(_Section):

@@ -7,41 +7,13 @@ The quality gates (quantization and topographic error), the stability gate
 read these, so they cannot disagree.
 """
 
-import math
-from collections.abc import Mapping, Sequence
-
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Sequence
 
 from somseg.config import DriftGateConfig, GateConfig
+from somseg.drift import sampling_psi, sampling_share
+from somseg.results import Check, DriftVerdict, ScoringFigures, TrainingRecord
 
-
-class Check(BaseModel):
-    """One measured value against its limit.
-
-    ``passed`` is False for a value that is missing or NaN: a figure that
-    could not be measured never passes a gate.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    setting: str
-    value: float | None
-    limit: float
-    at_least: bool = False
-
-    @property
-    def passed(self) -> bool:
-        if self.value is None or math.isnan(self.value):
-            return False
-        return self.value >= self.limit if self.at_least else self.value <= self.limit
-
-    def problem(self) -> str:
-        """The failure as one line: what, how much, against which setting."""
-        shown = "not measured" if self.value is None or math.isnan(self.value) else f"{self.value:.5g}"
-        relation = "<" if self.at_least else ">"
-        bound = "min" if self.at_least else "max"
-        return f"{self.name} {shown} {relation} {bound} {self.limit} ({self.setting})"
+__all__ = ["Check", "drift_checks", "failed", "judge_drift", "map_checks", "stability_check"]
 
 
 def map_checks(quantization_error: float | None, topographic_error: float | None, gates: GateConfig) -> list[Check]:
@@ -76,15 +48,51 @@ def stability_check(mean_ari: float | None, min_mean_ari: float | None) -> Check
 
 
 def drift_checks(
-    outlier_share: float, segment_psi: float, feature_psi: Mapping[str, float], drift: DriftGateConfig
+    figures: ScoringFigures, training: TrainingRecord, outlier_share: float, drift: DriftGateConfig
 ) -> list[Check]:
-    """The drift limits of a scoring run, the features with the largest PSI first."""
+    """The drift checks of a scoring run, the features with the largest PSI first.
+
+    Each check's limit is its setting; each also carries the level that
+    sampling alone exceeds with probability ``drift.false_alarm_rate``
+    shared over all the checks (Bonferroni), for a table of
+    ``figures.n_rows`` rows drawn from the training distribution, whose
+    figures came from ``training.n_rows`` rows. A check fails only above
+    both, so that scoring a few dozen rows raises no alarm that sampling
+    alone explains.
+
+    Parameters
+    ----------
+    figures : ScoringFigures
+        The scored table's figures.
+    training : TrainingRecord
+        The model's training figures: segment shares and feature bins.
+    outlier_share : float
+        The training data's share of outliers (``1 - outliers.percentile / 100``).
+    drift : DriftGateConfig
+
+    Returns
+    -------
+    list of Check
+    """
+    n, reference_rows = figures.n_rows, training.n_rows
+    features = sorted(figures.feature_psi.items(), key=lambda item: -(item[1] if item[1] is not None else float("inf")))
+    quantile = 1.0 - drift.false_alarm_rate / (2 + len(features))
+    references = training.feature_reference
     checks = [
-        Check(name="outlier share", setting="drift.max_outlier_share", value=outlier_share, limit=drift.max_outlier_share),
-        Check(name="segment mix PSI", setting="drift.max_segment_psi", value=segment_psi, limit=drift.max_segment_psi),
+        Check(name="outlier share", setting="drift.max_outlier_share", value=figures.outlier_share,
+              limit=drift.max_outlier_share, sampling_level=sampling_share(outlier_share, n, quantile), sampling_rows=n),
+        Check(name="segment mix PSI", setting="drift.max_segment_psi", value=figures.segment_psi,
+              limit=drift.max_segment_psi, sampling_rows=n,
+              sampling_level=sampling_psi(training.segment_shares, n, quantile, reference_rows=reference_rows, seed=0)),
     ]
-    for feature, psi in sorted(feature_psi.items(), key=lambda item: -item[1]):
-        checks.append(Check(name=f"feature {feature} PSI", setting="drift.max_feature_psi", value=psi, limit=drift.max_feature_psi))
+    for feature, psi in features:
+        shares = references[feature]["shares"] if feature in references else [1.0]
+        # A seed per feature, fixed by its position in the model, so the levels are the same run after run.
+        seed = 1 + list(references).index(feature) if feature in references else 0
+        checks.append(Check(
+            name=f"feature {feature} PSI", setting="drift.max_feature_psi", value=psi, limit=drift.max_feature_psi,
+            sampling_rows=n, sampling_level=sampling_psi(shares, n, quantile, reference_rows=reference_rows, seed=seed),
+        ))
     return checks
 
 
@@ -93,10 +101,20 @@ def failed(checks: Sequence[Check | None]) -> list[str]:
     return [check.problem() for check in checks if check is not None and not check.passed]
 
 
-def drift_problems(
-    outlier_share: float, segment_psi: float, feature_psi: Mapping[str, float], drift: DriftGateConfig
-) -> list[str]:
-    """What drifted beyond its limit and by how much; nothing when ``drift.action`` is 'off'."""
+def judge_drift(
+    figures: ScoringFigures, training: TrainingRecord, outlier_share: float, drift: DriftGateConfig
+) -> DriftVerdict:
+    """The drift checks of a scoring run (:func:`drift_checks`) and what crossed its limit.
+
+    Nothing is judged when ``drift.action`` is 'off', or when the table has
+    fewer than ``drift.min_rows`` rows: the verdict's note says so, and its
+    checks still show the figures.
+    """
+    checks = drift_checks(figures, training, outlier_share, drift)
     if drift.action == "off":
-        return []
-    return failed(drift_checks(outlier_share, segment_psi, feature_psi, drift))
+        return DriftVerdict(judged=False, note="not checked (drift.action is off)", checks=checks)
+    if figures.n_rows < drift.min_rows:
+        note = (f"too few rows to judge drift: {figures.n_rows:,} scored, drift.min_rows is {drift.min_rows:,}; "
+                "so few rows differ from the training data by chance as much as by drift")
+        return DriftVerdict(judged=False, note=note, checks=checks)
+    return DriftVerdict(judged=True, checks=checks, problems=failed(checks))

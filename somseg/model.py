@@ -170,6 +170,12 @@ class SegmentationModel:
             config=config.model_dump(mode="json"),
         )
 
+    @property
+    def training_outlier_share(self) -> float:
+        """The share of training rows flagged as outliers: above the ``outliers.percentile`` of their distances."""
+        percentile = float(self.config.get("outliers", {}).get("percentile", 95.0))
+        return 1.0 - percentile / 100.0
+
     def save(self, folder: str | Path) -> Path:
         """Write the bundle atomically to ``folder`` (replacing an older one)."""
         folder = Path(folder)

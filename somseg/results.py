@@ -5,6 +5,9 @@
 * :class:`TrainingMetrics` and :class:`ScoringMetrics`: the schemas of a
   run's ``metrics.json``, versioned by :data:`METRICS_SCHEMA_VERSION`.
 * :class:`TrainingRecord`: the training figures a model bundle keeps.
+* :class:`Check` and :class:`DriftVerdict`: a figure against its limit,
+  and a scoring run's drift checks (the decisions are in
+  :mod:`somseg.gates`).
 
 The JSON schemas write NaN (a figure that is undefined, such as the
 topographic error of a one-neuron map) as ``null``.
@@ -235,6 +238,63 @@ class ScoringFigures(_Record):
     feature_psi: dict[str, Figure]
 
 
+class Check(BaseModel):
+    """One measured value against its limit.
+
+    ``passed`` is False for a value that is missing or NaN: a figure that
+    could not be measured never passes a gate. A drift check also carries
+    ``sampling_level``, what sampling alone reaches on ``sampling_rows``
+    rows with no drift at all; it passes up to the higher of the two.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    setting: str
+    value: Figure
+    limit: float
+    at_least: bool = False
+    sampling_level: float | None = None
+    sampling_rows: int | None = None
+
+    @property
+    def bound(self) -> float:
+        """The limit the value is held to: the setting's, or the sampling level where that is stricter to beat."""
+        if self.sampling_level is None:
+            return self.limit
+        return min(self.limit, self.sampling_level) if self.at_least else max(self.limit, self.sampling_level)
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None or math.isnan(self.value):
+            return False
+        return self.value >= self.bound if self.at_least else self.value <= self.bound
+
+    def problem(self) -> str:
+        """The failure as one line: what, how much, against which setting."""
+        shown = "not measured" if self.value is None or math.isnan(self.value) else f"{self.value:.5g}"
+        relation = "<" if self.at_least else ">"
+        bound = "min" if self.at_least else "max"
+        line = f"{self.name} {shown} {relation} {bound} {self.limit} ({self.setting})"
+        if self.sampling_level is not None and self.bound != self.limit:
+            line += f", and {relation} {self.sampling_level:.3g}, the level sampling alone reaches on {self.sampling_rows:,} rows"
+        return line
+
+
+class DriftVerdict(_Record):
+    """A scoring run's drift checks and what they found.
+
+    ``judged`` is False when the checks were not held against their limits:
+    drift checks turned off, or too few rows to tell drift from sampling;
+    ``note`` then says which.
+    """
+
+    judged: bool
+    note: str = ""
+    checks: list[Check] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
 class ScoringMetrics(ScoringFigures):
     """``metrics.json`` of a scoring run."""
 
@@ -244,6 +304,7 @@ class ScoringMetrics(ScoringFigures):
     n_partitions: int
     execution: Literal["local", "dask"]
     drift_warnings: list[str] = Field(default_factory=list)
+    drift: DriftVerdict | None = None
     durations_seconds: dict[str, float] = Field(default_factory=dict)
     finished_at: str | None = None
 

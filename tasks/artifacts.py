@@ -25,10 +25,10 @@ from prefect.artifacts import (
 from prefect.context import FlowRunContext
 
 from somseg.config import DriftGateConfig, GateConfig
-from somseg.gates import Check, drift_checks, map_checks
+from somseg.gates import Check, map_checks
 from somseg.layout import CONFIG_FILE, METRICS_FILE, MODEL_DIR, PROFILES_FILE, SEGMENTS_FILE, VALIDATION_FILE
 from somseg.quality import expectation_rows
-from somseg.results import MapFigures, ScoringFigures
+from somseg.results import DriftVerdict, MapFigures, ScoringFigures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -189,26 +189,30 @@ def _quality_line(report: dict[str, Any] | None) -> str:
     return f"| data quality | {met} of {evaluated} expectations met | all | {result} |"
 
 
-def drift_markdown(figures: ScoringFigures, drift: DriftGateConfig, problems: list[str]) -> str:
-    """A scoring run's drift figures against the configured limits."""
-    verdict = "not checked (drift.action = off)" if drift.action == "off" else (
-        "no drift beyond the limits" if not problems else f"{len(problems)} limit(s) crossed (action: {drift.action})"
-    )
-    checks = drift_checks(figures.outlier_share, figures.segment_psi, figures.feature_psi, drift)
-    lines = [f"# Drift: {verdict}", "", f"{figures.n_rows:,} rows scored.", "", "| measure | value | limit |", "|---|---|---|"]
-    lines += [f"| {check.name} | {_value(check.value, 3)} | {check.limit} |" for check in checks]
+def drift_markdown(figures: ScoringFigures, drift: DriftGateConfig, verdict: DriftVerdict) -> str:
+    """A scoring run's drift figures against their limits."""
+    if not verdict.judged:
+        headline = verdict.note
+    elif verdict.problems:
+        headline = f"{len(verdict.problems)} limit(s) crossed (action: {drift.action})"
+    else:
+        headline = "no drift beyond the limits"
+    lines = [f"# Drift: {headline}", "", f"{figures.n_rows:,} rows scored.", "",
+             "| measure | value | limit | sampling alone reaches |", "|---|---|---|---|"]
+    lines += [f"| {check.name} | {_value(check.value, 3)} | {check.limit} | {_value(check.sampling_level, 3)} |"
+              for check in verdict.checks]
     lines += ["", "| segment | label | share | training share |", "|---|---|---|---|"]
     for share in figures.segments:
         lines.append(f"| {share.segment} | {share.label} | {_value(share.share, 3)} | {_value(share.training_share, 3)} |")
-    if problems:
-        lines += [""] + [f"- {problem}" for problem in problems]
+    if verdict.problems:
+        lines += [""] + [f"- {problem}" for problem in verdict.problems]
     return "\n".join(lines)
 
 
-def publish_drift_summary(figures: ScoringFigures, drift: DriftGateConfig, problems: list[str]) -> None:
+def publish_drift_summary(figures: ScoringFigures, drift: DriftGateConfig, verdict: DriftVerdict) -> None:
     if in_a_run():
         create_markdown_artifact(
-            drift_markdown(figures, drift, problems), key="drift-summary",
+            drift_markdown(figures, drift, verdict), key="drift-summary",
             description="Scoring run: drift against the training data",
         )
 

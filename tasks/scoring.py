@@ -6,6 +6,7 @@ from prefect.cache_policies import NO_CACHE
 
 from somseg.config import DriftGateConfig
 from somseg.errors import DriftError
+from somseg.results import DriftVerdict
 from somseg.scoring import ScoreSummary, assign_rows, score_frame
 from somseg.tasks.catalog import MatchPart, ModelArtifact, SegmentsPart, Store, TablePart, step
 
@@ -26,9 +27,11 @@ def score_partition(store: Store, part: TablePart, model: ModelArtifact) -> tupl
 
 
 @task(name="check-drift", cache_policy=NO_CACHE)
-def check_drift(problems: list[str], drift: DriftGateConfig) -> None:
+def check_drift(verdict: DriftVerdict, drift: DriftGateConfig) -> None:
     """Warn about drift beyond the limits, or fail the run when ``drift.action`` is 'fail'."""
-    if problems and drift.action == "fail":
-        raise DriftError("drift gate failed: " + "; ".join(problems))
-    for problem in problems:
+    if verdict.problems and drift.action == "fail":
+        raise DriftError("drift gate failed: " + "; ".join(verdict.problems))
+    if not verdict.judged and drift.action != "off":
+        get_run_logger().warning("drift: %s", verdict.note)
+    for problem in verdict.problems:
         get_run_logger().warning("drift: %s", problem)

@@ -115,3 +115,87 @@ def test_bin_counts_of_chunks_add_up() -> None:
     np.testing.assert_array_equal(whole, parts)
     assert whole.sum() == len(values) and whole[-1] == 2
     np.testing.assert_array_equal(bin_shares(values, edges), whole / len(values))
+
+
+# --- false alarms: no drift at all, small samples ---------------------------------------------
+
+
+def _integer_demographics(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Age": rng.integers(18, 90, n).astype(float),
+        "Work_Experience": np.where(rng.random(n) < 0.1, np.nan, rng.poisson(3, n).astype(float)),
+        "Family_Size": rng.integers(1, 9, n).astype(float),
+    })
+
+
+def _skewed_money(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    latent = rng.normal(size=(n, 1))
+    columns = {}
+    for j in range(8):
+        values = np.exp(1.5 * (0.6 * latent[:, 0] + 0.8 * rng.normal(size=n)) + j)
+        values[rng.random(n) < 0.05] = np.nan
+        columns[f"money_{j}"] = values
+    return pd.DataFrame(columns)
+
+
+def _a_scorer(train: pd.DataFrame) -> tuple:
+    """The training record, segments and outliers of a table, as a model would give them (KMeans, k = 4)."""
+    from sklearn.cluster import KMeans
+
+    from somseg.results import TrainingRecord
+
+    features = list(train.columns)
+    filled = train.fillna(train.median())
+    z = ((filled - filled.mean()) / filled.std()).to_numpy()
+    km = KMeans(4, n_init=3, random_state=0).fit(z)
+    distance = np.linalg.norm(z - km.cluster_centers_[km.labels_], axis=1)
+    outlier = distance > np.percentile(distance, 95)
+    reference = feature_reference(train, features)
+    record = TrainingRecord(n_rows=len(train), quantization_error=0.0, topographic_error=0.0,
+                            segment_shares=segment_shares(km.labels_, 4).tolist(), feature_reference=reference)
+    return record, km.labels_, outlier
+
+
+def _scored(train: pd.DataFrame, rows: np.ndarray, record, labels: np.ndarray, outlier: np.ndarray):
+    from somseg.results import ScoringFigures
+
+    sample = train.iloc[rows]
+    return ScoringFigures(
+        n_rows=len(rows), quantization_error=0.0, topographic_error=0.0, topographic_error_4=0.0,
+        outlier_share=float(outlier[rows].mean()), outlier_threshold=0.0, segments=[],
+        segment_psi=population_stability_index(record.segment_shares, segment_shares(labels[rows], 4)),
+        feature_psi=feature_drift(sample, record.feature_reference),
+    )
+
+
+@pytest.mark.parametrize("kind", [_integer_demographics, _skewed_money])
+def test_resamples_of_the_training_table_raise_almost_no_false_alarms(kind) -> None:
+    from somseg.config import DriftGateConfig
+    from somseg.gates import judge_drift
+
+    rng = np.random.default_rng(3)
+    train = kind(rng, 20_000)
+    record, labels, outlier = _a_scorer(train)
+    drift = DriftGateConfig()
+    for n_rows in (50, 500, 5_000):
+        alarms = sum(
+            bool(judge_drift(_scored(train, rng.integers(0, len(train), n_rows), record, labels, outlier),
+                             record, 0.05, drift).problems)
+            for _ in range(200)
+        )
+        # Without the sampling levels, 50-row resamples alarm in most runs (a feature PSI above 0.25).
+        assert alarms / 200 < 0.05, (kind.__name__, n_rows, alarms)
+
+
+def test_a_real_shift_is_still_found_in_a_few_hundred_rows() -> None:
+    from somseg.config import DriftGateConfig
+    from somseg.gates import judge_drift
+
+    rng = np.random.default_rng(4)
+    train = _skewed_money(rng, 20_000)
+    record, labels, outlier = _a_scorer(train)
+    rows = rng.integers(0, len(train), 500)
+    shifted = train.copy()
+    shifted["money_3"] = shifted["money_3"] * 4  # every customer spends four times as much on one thing
+    verdict = judge_drift(_scored(shifted, rows, record, labels, outlier), record, 0.05, DriftGateConfig())
+    assert verdict.judged and any(problem.startswith("feature money_3 PSI") for problem in verdict.problems)

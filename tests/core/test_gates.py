@@ -5,7 +5,8 @@ import math
 import pytest
 
 from somseg.config import DriftGateConfig, GateConfig
-from somseg.gates import Check, drift_checks, drift_problems, failed, map_checks, stability_check
+from somseg.gates import Check, drift_checks, failed, judge_drift, map_checks, stability_check
+from somseg.results import ScoringFigures, TrainingRecord
 
 
 def test_map_gates_pass_at_their_limits_and_name_the_setting() -> None:
@@ -30,14 +31,63 @@ def test_the_stability_gate_is_a_minimum_and_off_without_a_setting() -> None:
     assert stability_check(0.85, 0.85).passed
 
 
+def _scored(n_rows: int, outlier_share: float, segment_psi: float, feature_psi: dict[str, float]) -> ScoringFigures:
+    return ScoringFigures(
+        n_rows=n_rows, quantization_error=0.4, topographic_error=0.05, topographic_error_4=0.1,
+        outlier_share=outlier_share, outlier_threshold=1.0, segments=[], segment_psi=segment_psi, feature_psi=feature_psi,
+    )
+
+
+def _training(features: list[str], n_rows: int = 100_000) -> TrainingRecord:
+    deciles = {"edges": list(range(1, 10)), "shares": [0.1] * 10 + [0.0]}
+    return TrainingRecord(n_rows=n_rows, quantization_error=0.4, topographic_error=0.05,
+                          segment_shares=[0.25] * 4, feature_reference={name: deciles for name in features})
+
+
+def _problems(scored: ScoringFigures, drift: DriftGateConfig) -> list[str]:
+    return judge_drift(scored, _training(list(scored.feature_psi)), 0.05, drift).problems
+
+
 def test_drift_names_each_limit_crossed_largest_feature_first() -> None:
     drift = DriftGateConfig(max_outlier_share=0.15, max_segment_psi=0.25, max_feature_psi=0.25)
-    problems = drift_problems(0.2, 0.1, {"Age": 0.3, "Family_Size": 0.9, "X": 0.2}, drift)
+    problems = _problems(_scored(100_000, 0.2, 0.1, {"Age": 0.3, "Family_Size": 0.9, "X": 0.2}), drift)
     assert problems == [
         "outlier share 0.2 > max 0.15 (drift.max_outlier_share)",
         "feature Family_Size PSI 0.9 > max 0.25 (drift.max_feature_psi)",
         "feature Age PSI 0.3 > max 0.25 (drift.max_feature_psi)",
     ]
-    assert [c.name for c in drift_checks(0.2, 0.1, {"A": 0.1, "B": 0.2}, drift)][2:] == ["feature B PSI", "feature A PSI"]
-    assert drift_problems(0.15, 0.25, {"Age": 0.25}, drift) == []  # limits are inclusive
-    assert drift_problems(0.9, 0.9, {"Age": 0.9}, drift.model_copy(update={"action": "off"})) == []
+    checks = drift_checks(_scored(100_000, 0.2, 0.1, {"A": 0.1, "B": 0.2}), _training(["A", "B"]), 0.05, drift)
+    assert [c.name for c in checks][2:] == ["feature B PSI", "feature A PSI"]
+    assert _problems(_scored(100_000, 0.15, 0.25, {"Age": 0.25}), drift) == []  # limits are inclusive
+    off = judge_drift(_scored(100_000, 0.9, 0.9, {"Age": 0.9}), _training(["Age"]), 0.05,
+                      drift.model_copy(update={"action": "off"}))
+    assert off.problems == [] and not off.judged and "drift.action is off" in off.note
+
+
+def test_on_few_rows_a_limit_rises_to_what_sampling_alone_reaches() -> None:
+    drift = DriftGateConfig()
+    # PSI 0.4 on 60 rows is what ten bins of six rows each show with no drift at all; on 60,000 rows it is drift.
+    assert _problems(_scored(60, 0.05, 0.1, {"Age": 0.4}), drift) == []
+    assert _problems(_scored(60_000, 0.05, 0.1, {"Age": 0.4}), drift) == [
+        "feature Age PSI 0.4 > max 0.25 (drift.max_feature_psi)"
+    ]
+    (problem,) = _problems(_scored(60, 0.05, 0.1, {"Age": 3.0}), drift)
+    assert problem.startswith("feature Age PSI 3 > max 0.25 (drift.max_feature_psi), and > ")
+    assert problem.endswith("the level sampling alone reaches on 60 rows")
+    # Twelve outliers in sixty rows, where one in twenty is expected, is more than chance.
+    (problem,) = _problems(_scored(60, 0.2, 0.1, {"Age": 0.1}), drift)
+    assert problem.startswith("outlier share 0.2 > max 0.15")
+
+
+def test_too_few_rows_are_reported_not_judged() -> None:
+    verdict = judge_drift(_scored(20, 0.5, 5.0, {"Age": 5.0}), _training(["Age"]), 0.05, DriftGateConfig(min_rows=30))
+    assert not verdict.judged and verdict.problems == []
+    assert verdict.note.startswith("too few rows to judge drift: 20 scored, drift.min_rows is 30")
+    assert [check.value for check in verdict.checks] == [0.5, 5.0, 5.0]
+
+
+def test_sampling_levels_are_the_same_run_after_run() -> None:
+    scored, training = _scored(500, 0.05, 0.1, {"Age": 0.1, "Income": 0.2}), _training(["Age", "Income"])
+    first = drift_checks(scored, training, 0.05, DriftGateConfig())
+    assert first == drift_checks(scored, training, 0.05, DriftGateConfig())
+    assert all(check.sampling_level is not None and check.sampling_level > 0 for check in first)

@@ -14,6 +14,7 @@ from somseg.quality import (
     failed_expectations,
     is_per_row,
     partition_suite,
+    scoring_suite,
     unique_columns,
 )
 from somseg.stats import combine
@@ -55,6 +56,14 @@ def test_partitions_check_per_row_expectations_and_the_first_checks_the_rest() -
     ]
     assert [e["type"] for e in other["expectations"]] == ["expect_column_values_to_not_be_null"]
     assert unique_columns(SUITE) == ["ID"] and not is_per_row(SUITE["expectations"][2])
+
+
+def test_scoring_keeps_every_check_but_the_training_tables_row_count() -> None:
+    scoring = scoring_suite(SUITE)
+    assert [e["type"] for e in scoring["expectations"]] == [
+        "expect_column_to_exist", "expect_column_values_to_be_unique", "expect_column_values_to_not_be_null"
+    ]
+    assert scoring["name"] == "s" and len(SUITE["expectations"]) == 4
 
 
 def test_partition_results_combine_into_the_whole_tables_verdict() -> None:

@@ -104,6 +104,20 @@ def test_drift_warning_does_not_fail_the_run(split_run: dict[str, Path], tmp_pat
     assert any(w.startswith("feature Age PSI") for w in warnings)
 
 
+def test_twenty_customers_are_scored_and_their_drift_is_not_judged(split_run: dict[str, Path], tmp_path: Path) -> None:
+    # The training suite asks for at least 100 rows: a fact about the training table, not about a batch to score.
+    pd.read_csv(split_run["new"]).head(20).to_csv(tmp_path / "few.csv", index=False)
+
+    out = Path(score_segments_flow(str(tmp_path / "few.csv"), str(split_run["model"]), str(tmp_path / "scored"),
+                                   work_dir=str(split_run["work"])))
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_rows"] == 20 and len(pd.read_parquet(out / "segments.parquet")) == 20
+    assert metrics["drift"]["judged"] is False and metrics["drift_warnings"] == []
+    assert metrics["drift"]["note"].startswith("too few rows to judge drift: 20 scored, drift.min_rows is 30")
+    assert {check["name"] for check in metrics["drift"]["checks"]} >= {"outlier share", "segment mix PSI"}
+
+
 def _score_cli(table: Path, model: Path, out: Path, work: Path) -> int:
     return main(["score", str(table), "--model", str(model), "--out", str(out), "--work-dir", str(work)])
 

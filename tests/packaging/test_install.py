@@ -8,6 +8,7 @@ sample must come from the installed package.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,11 +23,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    env_dir = tmp_path_factory.mktemp("fresh") / "venv"
+    fresh = tmp_path_factory.mktemp("fresh")
+    # A copy of the sources: setuptools builds in the source folder, and a build/ left there from an
+    # earlier install would carry modules deleted since into the wheel.
+    source = fresh / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".somseg", "runs"))
+    env_dir = fresh / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO_ROOT)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
         capture_output=True, text=True, timeout=1_200, check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
