@@ -65,6 +65,7 @@ class MapPartial:
     n_rows: int
     distance_sum: float
     squared_distance_sum: float
+    norm_sum: float
     topographic_errors_8: int
     topographic_errors_4: int
     hits: np.ndarray
@@ -79,6 +80,7 @@ class MapPartial:
             self.n_rows + other.n_rows,
             self.distance_sum + other.distance_sum,
             self.squared_distance_sum + other.squared_distance_sum,
+            self.norm_sum + other.norm_sum,
             self.topographic_errors_8 + other.topographic_errors_8,
             self.topographic_errors_4 + other.topographic_errors_4,
             self.hits + other.hits,
@@ -128,6 +130,8 @@ class AssessRequest:
             n_rows=len(X),
             distance_sum=float(match.distance.sum()),
             squared_distance_sum=float(np.dot(match.distance, match.distance)),
+            # Standardised rows have mean 0: a one-neuron map's unit sits there, at this distance from each row.
+            norm_sum=float(np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1).sum()),
             topographic_errors_8=int(topographic_errors(match, cols, 8).sum()),
             topographic_errors_4=int(topographic_errors(match, cols, 4).sum()),
             hits=np.bincount(match.bmu, minlength=n_units).astype(np.int64),
@@ -182,6 +186,7 @@ def finish_assessment(
     return MapFigures(
         n_rows=total.n_rows,
         quantization_error=total.distance_sum / n,
+        one_neuron_quantization_error=total.norm_sum / n,
         topographic_error=float("nan") if one else total.topographic_errors_8 / n,
         topographic_error_4=float("nan") if one else total.topographic_errors_4 / n,
         explained_variance=1.0 - (total.squared_distance_sum / n) / total_variance if total_variance > 0 else float("nan"),

@@ -80,8 +80,20 @@ class SomConfig(_Section):
 class GateConfig(_Section):
     """Thresholds that fail the run when the map is not good enough."""
 
-    max_quantization_error: float = Field(0.5, gt=0, description="Largest acceptable quantization error (standardised units).")
+    max_quantization_error: float | None = Field(
+        None, gt=0, description="Largest acceptable quantization error, in standardised units; none = not checked. "
+        "It grows with the number of features, so a fixed value suits one table only (the reference recipe sets 0.5)."
+    )
+    max_relative_quantization_error: float | None = Field(
+        0.8,
+        gt=0,
+        description="Largest acceptable quantization error relative to a one-neuron map's (the mean distance of the "
+        "standardised rows to their mean): the same scale at any number of features; none = not checked.",
+    )
     max_topographic_error: float = Field(0.1, ge=0, le=1, description="Largest acceptable topographic error (share of rows).")
+    min_explained_variance: float | None = Field(
+        None, ge=0, le=1, description="Smallest acceptable share of the data's variance the map explains; none = reported only."
+    )
 
 
 class SegmentsConfig(_Section):

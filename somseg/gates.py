@@ -1,6 +1,7 @@
 """Every pass/fail decision of a run, in one place.
 
-The quality gates (quantization and topographic error), the stability gate
+The quality gates (quantization error, absolute or relative to a one-neuron
+map, topographic error, explained variance), the stability gate
 (mean bootstrap ARI) and the drift limits of a scoring run are each a list of
 :class:`Check`. The tasks that stop a run, ``metrics.json``'s
 ``gates_passed``, the run summary in the Prefect UI and the HTML report all
@@ -8,29 +9,48 @@ read these, so they cannot disagree.
 """
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from somseg.config import DriftGateConfig, GateConfig
 from somseg.drift import sampling_psi, sampling_share
 from somseg.results import Check, DriftVerdict, ScoringFigures, TrainingRecord
 
-__all__ = ["Check", "drift_checks", "failed", "judge_drift", "map_checks", "stability_check"]
+__all__ = ["Check", "MapQuality", "drift_checks", "failed", "judge_drift", "map_checks", "stability_check"]
 
 
-def map_checks(quantization_error: float | None, topographic_error: float | None, gates: GateConfig) -> list[Check]:
-    """The map's quality gates."""
+class MapQuality(Protocol):
+    """The figures the map's gates read (``MapFigures``, or a run's ``TrainingMetrics``)."""
+
+    @property
+    def quantization_error(self) -> float | None: ...
+    @property
+    def relative_quantization_error(self) -> float | None: ...
+    @property
+    def topographic_error(self) -> float | None: ...
+    @property
+    def explained_variance(self) -> float | None: ...
+
+
+def map_checks(figures: MapQuality | None, gates: GateConfig) -> list[Check]:
+    """The map's quality gates that ``gates`` sets, in the order of the gate table.
+
+    ``figures`` None gives the checks with no value (a run that stopped
+    before the map was measured).
+    """
+    def value(name: str) -> float | None:
+        return None if figures is None else getattr(figures, name)
+
+    checks = [
+        ("quantization error", "max_quantization_error", "quantization_error", False),
+        ("quantization error relative to one neuron", "max_relative_quantization_error",
+         "relative_quantization_error", False),
+        ("topographic error", "max_topographic_error", "topographic_error", False),
+        ("explained variance", "min_explained_variance", "explained_variance", True),
+    ]
     return [
-        Check(
-            name="quantization error",
-            setting="gates.max_quantization_error",
-            value=quantization_error,
-            limit=gates.max_quantization_error,
-        ),
-        Check(
-            name="topographic error",
-            setting="gates.max_topographic_error",
-            value=topographic_error,
-            limit=gates.max_topographic_error,
-        ),
+        Check(name=name, setting=f"gates.{setting}", value=value(figure), limit=getattr(gates, setting), at_least=at_least)
+        for name, setting, figure, at_least in checks
+        if getattr(gates, setting) is not None
     ]
 
 

@@ -234,9 +234,15 @@ def _segments_section(run: RunFolder, figures: Mapping[str, Path]) -> str:
 
 
 def _metrics_section(metrics: TrainingMetrics, evaluation: Evaluation | None) -> str:
-    checks = map_checks(metrics.quantization_error, metrics.topographic_error, GateConfig(**metrics.thresholds.model_dump()))
+    checks = map_checks(metrics, GateConfig(**metrics.thresholds.model_dump()))
     rows = [[check.name.capitalize() + (" (8 neighbours, MiniSom)" if "topographic" in check.name else ""),
-             _fmt(check.value), f"≤ {check.limit} (gate)", _verdict(check.passed)] for check in checks]
+             _fmt(check.value), f"{'≥' if check.at_least else '≤'} {check.limit} (gate)", _verdict(check.passed)]
+            for check in checks]
+    gated = {check.name for check in checks}
+    for name, value in (("quantization error relative to one neuron", metrics.relative_quantization_error),
+                        ("explained variance", metrics.explained_variance)):
+        if name not in gated and value is not None:
+            rows.append([name.capitalize(), _fmt(value), "reported only", _info()])
     rows.append(["Topographic error (4 neighbours, SOM Toolbox)", _fmt(metrics.topographic_error_4), "reported only", _info()])
     if evaluation:
         rows += _evaluation_rows(evaluation)

@@ -74,6 +74,9 @@ class MapFigures:
         observed raw values of the rows it won.
     neuron_missing : ndarray of shape (n_units, n_features)
         Missing raw values among the rows each neuron won.
+    one_neuron_quantization_error : float
+        The quantization error of a one-neuron map: the mean distance of the
+        standardised rows to their mean (NaN where not measured).
     """
 
     n_rows: int
@@ -87,10 +90,17 @@ class MapFigures:
     hits: np.ndarray
     neuron_moments: Moments
     neuron_missing: np.ndarray
+    one_neuron_quantization_error: float = float("nan")
 
     @property
     def dead_neurons(self) -> int:
         return int(np.sum(self.hits == 0))
+
+    @property
+    def relative_quantization_error(self) -> float:
+        """The quantization error over a one-neuron map's: about the same scale at any number of features."""
+        baseline = self.one_neuron_quantization_error
+        return self.quantization_error / baseline if baseline > 0 else float("nan")
 
 
 # --- the evaluation -----------------------------------------------------------------------
@@ -186,8 +196,12 @@ class Grid(_Record):
 
 
 class Thresholds(_Record):
-    max_quantization_error: float
+    """The gates a run was held to (the names and meanings of ``GateConfig``)."""
+
+    max_quantization_error: float | None = None
+    max_relative_quantization_error: float | None = None
     max_topographic_error: float
+    min_explained_variance: float | None = None
 
 
 class TrainingMetrics(_Record):
@@ -198,6 +212,8 @@ class TrainingMetrics(_Record):
     topographic_error: Figure
     topographic_error_adjacency: str = TE_CONVENTIONS[8]
     topographic_error_4: Figure
+    relative_quantization_error: Figure = None
+    explained_variance: Figure = None
     thresholds: Thresholds
     gates_passed: bool
     n_rows: int
@@ -339,15 +355,14 @@ def training_metrics(
     """``metrics.json`` of a training run from the map's figures and the run's config (a SegmentationConfig)."""
     from somseg.gates import map_checks
 
-    checks = map_checks(figures.quantization_error, figures.topographic_error, config.gates)
+    checks = map_checks(figures, config.gates)
     return TrainingMetrics(
         quantization_error=figures.quantization_error,
         topographic_error=figures.topographic_error,
         topographic_error_4=figures.topographic_error_4,
-        thresholds=Thresholds(
-            max_quantization_error=config.gates.max_quantization_error,
-            max_topographic_error=config.gates.max_topographic_error,
-        ),
+        relative_quantization_error=figures.relative_quantization_error,
+        explained_variance=figures.explained_variance,
+        thresholds=Thresholds(**config.gates.model_dump()),
         gates_passed=all(check.passed for check in checks),
         n_rows=figures.n_rows,
         n_features=len(config.features),

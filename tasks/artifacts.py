@@ -73,7 +73,7 @@ def publish_map(weights: np.ndarray, figures: MapFigures, gates: GateConfig) -> 
     from somseg.plots import plot_hit_map, plot_u_matrix
 
     rows, cols = weights.shape[:2]
-    checks = map_checks(figures.quantization_error, figures.topographic_error, gates)
+    checks = map_checks(figures, gates)
     markdown = "\n\n".join([
         f"# SOM map quality: {'PASS' if all(c.passed for c in checks) else 'FAIL'}",
         gate_table(checks, figures.topographic_error_4),
@@ -124,10 +124,11 @@ def training_summary_markdown(
     lines.append(_quality_line(validation))
     if figures is None:
         lines += [
-            f"| {check.name} | not measured | <= {check.limit} | - |" for check in map_checks(None, None, gates)
+            f"| {check.name} | not measured | {'>=' if check.at_least else '<='} {check.limit} | - |"
+            for check in map_checks(None, gates)
         ]
     else:
-        lines += gate_table(map_checks(figures.quantization_error, figures.topographic_error, gates)).splitlines()[2:]
+        lines += gate_table(map_checks(figures, gates)).splitlines()[2:]
     lines.append("")
     if error is None:
         listed = ", ".join(f"`{name}`" for name in OUTPUT_FILES)

@@ -33,7 +33,7 @@ def distance_pass(request: WindowRequest, match: MatchPart) -> Windows:
 
 @task(name="enforce-quality-gates", cache_policy=NO_CACHE)
 def enforce_gates(figures: MapFigures, gates: GateConfig) -> None:
-    """Fail the run when the map's quantization or topographic error is above its limit."""
-    problems = failed(map_checks(figures.quantization_error, figures.topographic_error, gates))
+    """Fail the run when a figure of the map crosses its gate (``gates``)."""
+    problems = failed(map_checks(figures, gates))
     if problems:
         raise QualityGateError("quality gate failed: " + "; ".join(problems))

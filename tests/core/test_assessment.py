@@ -100,3 +100,17 @@ def test_the_sample_is_every_row_of_a_small_table_and_seeded_for_a_large_one() -
     a = sample_positions(100_000, 200, 1)
     assert len(a) == 200 and (np.diff(a) > 0).all()
     np.testing.assert_array_equal(a, sample_positions(100_000, 200, 1))
+
+
+@pytest.mark.parametrize("n_features", [3, 17])
+def test_a_one_neuron_map_at_the_mean_is_the_yardstick_of_the_relative_quantization_error(n_features: int) -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, n_features))
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    one = assess_in_memory(X, np.zeros((1, 1, n_features)))[1]
+    assert one.one_neuron_quantization_error == pytest.approx(np.linalg.norm(X, axis=1).mean(), rel=1e-12)
+    assert one.relative_quantization_error == pytest.approx(1.0, rel=1e-12)
+    # A map whose units are rows of the table is better than one neuron: its relative QE is below 1.
+    many = assess_in_memory(X, X[:64].reshape(8, 8, n_features))[1]
+    assert many.one_neuron_quantization_error == one.one_neuron_quantization_error
+    assert 0 < many.relative_quantization_error < 1

@@ -1,5 +1,7 @@
 """somseg.config: reference defaults, strictness, YAML loading, validators."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -29,8 +31,6 @@ def test_defaults_reproduce_reference_recipe() -> None:
     assert cfg.segments.k == 4
     assert cfg.segments.n_init == 20
     assert cfg.segments.random_state == 42
-    assert cfg.gates.max_quantization_error == 0.5
-    assert cfg.gates.max_topographic_error == 0.1
     assert cfg.outliers.percentile == 95.0
     assert [rule.label for rule in cfg.labels.rules] == [
         "Senior / Retired",
@@ -38,6 +38,16 @@ def test_defaults_reproduce_reference_recipe() -> None:
         "Family-Oriented",
         "Early Career Adults",
     ]
+
+
+def test_the_default_gates_mean_the_same_at_any_number_of_features_and_the_reference_keeps_its_own() -> None:
+    gates = SegmentationConfig().gates
+    assert (gates.max_quantization_error, gates.max_relative_quantization_error) == (None, 0.8)
+    assert gates.max_topographic_error == 0.1 and gates.min_explained_variance is None
+    reference = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml")
+    assert reference.gates.model_dump() == {"max_quantization_error": 0.5, "max_relative_quantization_error": None,
+                                            "max_topographic_error": 0.1, "min_explained_variance": None}
+    assert reference.model_dump(exclude={"gates"}) == SegmentationConfig().model_dump(exclude={"gates"})
 
 
 def test_load_config_none_gives_defaults() -> None:

@@ -1,6 +1,7 @@
 """somseg.gates: every pass/fail decision, with messages that name the setting."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -9,17 +10,37 @@ from somseg.gates import Check, drift_checks, failed, judge_drift, map_checks, s
 from somseg.results import ScoringFigures, TrainingRecord
 
 
+def _map(qe: float | None, te: float | None, relative: float | None = 0.3, ev: float | None = 0.8) -> SimpleNamespace:
+    return SimpleNamespace(quantization_error=qe, topographic_error=te, relative_quantization_error=relative,
+                           explained_variance=ev)
+
+
 def test_map_gates_pass_at_their_limits_and_name_the_setting() -> None:
-    gates = GateConfig(max_quantization_error=0.5, max_topographic_error=0.1)
-    assert all(check.passed for check in map_checks(0.5, 0.1, gates))
-    assert failed(map_checks(0.61, 0.05, gates)) == [
+    gates = GateConfig(max_quantization_error=0.5, max_relative_quantization_error=None, max_topographic_error=0.1)
+    assert [check.name for check in map_checks(_map(0.5, 0.1), gates)] == ["quantization error", "topographic error"]
+    assert all(check.passed for check in map_checks(_map(0.5, 0.1), gates))
+    assert failed(map_checks(_map(0.61, 0.05), gates)) == [
         "quantization error 0.61 > max 0.5 (gates.max_quantization_error)"
     ]
 
 
+def test_the_default_qe_gate_is_relative_and_explained_variance_can_be_a_minimum() -> None:
+    gates = GateConfig(min_explained_variance=0.5)
+    assert [check.setting for check in map_checks(_map(1.85, 0.05), gates)] == [
+        "gates.max_relative_quantization_error", "gates.max_topographic_error", "gates.min_explained_variance"
+    ]
+    # 17 features: an absolute QE of 1.85 is a good map when a one-neuron map's is four times as large.
+    assert failed(map_checks(_map(1.85, 0.05, relative=0.46), gates)) == []
+    assert failed(map_checks(_map(3.9, 0.05, relative=0.95, ev=0.1), gates)) == [
+        "quantization error relative to one neuron 0.95 > max 0.8 (gates.max_relative_quantization_error)",
+        "explained variance 0.1 < min 0.5 (gates.min_explained_variance)",
+    ]
+    assert [check.value for check in map_checks(None, gates)] == [None, None, None]
+
+
 @pytest.mark.parametrize("value", [None, math.nan])
 def test_a_figure_that_was_not_measured_never_passes(value) -> None:
-    (check,) = [c for c in map_checks(0.3, value, GateConfig()) if c.name == "topographic error"]
+    (check,) = [c for c in map_checks(_map(0.3, value), GateConfig()) if c.name == "topographic error"]
     assert not check.passed and "not measured" in check.problem()
 
 

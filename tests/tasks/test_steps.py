@@ -116,9 +116,14 @@ def test_the_gate_names_the_value_the_limit_and_the_setting(qe: float, te: float
 
     from somseg.tasks.assessment import enforce_gates
 
+    def figures(qe: float, te: float) -> SimpleNamespace:
+        return SimpleNamespace(quantization_error=qe, relative_quantization_error=qe / 2, topographic_error=te,
+                               explained_variance=0.9)
+
+    gates = GateConfig(max_quantization_error=0.5)
     with pytest.raises(QualityGateError, match=message):
-        enforce_gates.fn(SimpleNamespace(quantization_error=qe, topographic_error=te), GateConfig())
-    enforce_gates.fn(SimpleNamespace(quantization_error=0.4, topographic_error=0.05), GateConfig())
+        enforce_gates.fn(figures(qe, te), gates)
+    enforce_gates.fn(figures(0.4, 0.05), gates)
 
 
 @pytest.mark.reference
