@@ -1,5 +1,5 @@
 # Two commands for a fresh machine:
-#   make demo   sets up .venv and trains on the sample in data/ (outputs in runs/demo)
+#   make demo   sets up .venv and trains the reference recipe on the sample in data/ (outputs in runs/demo)
 #   make test   sets up .venv and runs the whole test suite (what CI runs)
 # While developing:
 #   make test-fast   unit and wiring tests, under a minute (no flow runs, reference table, Dask cluster, server or browser)
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/segment train data/customers_sample.csv --out runs/demo
+	$(BIN)/segment train data/customers_sample.csv --config configs/reference.yaml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

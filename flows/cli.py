@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from prefect.states import State
 
+    from somseg.config import SegmentationConfig
+
 EXIT_UNEXPECTED = 70
 WORK_DIR_HELP = "folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)"
 
@@ -25,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a segmentation on a customer table")
     train.add_argument("input", nargs="?", help="CSV or Parquet table (default: the sample in data/)")
-    train.add_argument("--config", help="YAML config file (default: the reference recipe)")
+    train.add_argument("--config", help="YAML config file (default: the defaults for any table; "
+                       "configs/reference.yaml is the reference recipe)")
+    train.add_argument("--id-column", help="the customer id column (overrides the config's id_column; default ID)")
+    train.add_argument("--features", help="comma-separated feature columns (overrides the config's features; "
+                       "default: every numeric column but the id)")
     train.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
     train.add_argument("--work-dir", help=WORK_DIR_HELP)
     score = commands.add_parser("score", help="segment new customers with a saved model, without retraining")
@@ -104,11 +110,26 @@ def _train(args: argparse.Namespace, work_dir: str) -> "State":
     from somseg.flows.support import SAMPLE_TABLE
     from somseg.flows.train import train_segments_flow
 
-    config = load_config(args.config)
+    config = _with_overrides(load_config(args.config), args.id_column, args.features)
     _hide_tracebacks(args.debug)
     return train_segments_flow(
         input_path=args.input or SAMPLE_TABLE, out_dir=args.out, config=config, work_dir=work_dir, return_state=True
     )
+
+
+def _with_overrides(config: "SegmentationConfig", id_column: str | None, features: str | None) -> "SegmentationConfig":
+    from somseg.config import validate_config
+    from somseg.errors import ConfigError
+
+    settings = config.model_dump()
+    if id_column is not None:
+        settings["id_column"] = id_column
+    if features is not None:
+        names = [name.strip() for name in features.split(",") if name.strip()]
+        if not names:
+            raise ConfigError("--features names no column; give comma-separated names, e.g. --features Age,Income")
+        settings["features"] = [{"name": name} for name in names]
+    return validate_config(settings, "the config with --id-column and --features")
 
 
 def _score(args: argparse.Namespace, work_dir: str) -> "State":

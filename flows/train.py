@@ -23,7 +23,7 @@ from somseg.tasks.assessment import enforce_gates
 from somseg.tasks.catalog import default_work_dir
 from somseg.tasks.evaluation import enforce_stability
 from somseg.tasks.executor import Executor
-from somseg.tasks.expectations import load_suite
+from somseg.tasks.expectations import training_suite
 from somseg.tasks.publish import publish_run
 from somseg.tasks.quality import enforce_expectations
 
@@ -36,7 +36,8 @@ def train_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Train a segmentation on a customer table and write segments, profiles, metrics, model and report."""
-    suite = load_suite(config.quality.suite)
+    config = stages.resolve_features(config, input_path)
+    suite = training_suite(config)
     run = RunLog.start("train-segments", input_path, out_dir, work_dir, config.execution)
     store, names = run.store, config.feature_names
     summary = TrainingSummary(str(run.out_dir), input_path, config.gates, run.durations)

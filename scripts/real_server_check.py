@@ -154,7 +154,8 @@ class ServerCheck:
             "retried_task_states": retried, "first_attempt_task_states": first,
         }
         if ui:
-            summary["ui"] = ui_check.check(self.url, trained, self.out, ui_check.find_chromium())
+            labels = ui_check.run_labels(self.base / "weekly")
+            summary["ui"] = ui_check.check(self.url, trained, self.out, ui_check.find_chromium(), labels)
             self.lap("ui check")
         summary["seconds"] = {**self.seconds, "total": round(time.monotonic() - self.started, 1)}
         return summary

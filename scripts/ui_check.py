@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check in headless Chromium that a training run's page in the Prefect UI shows its artifacts.
 
-    python scripts/ui_check.py --ui http://127.0.0.1:4200 --flow-run <id> --out DIR
+    python scripts/ui_check.py --ui http://127.0.0.1:4200 --flow-run <id> --run-dir RUN --out DIR
 
 The Prefect UI is a client-side app, so the check drives a real browser
 through the Chrome DevTools Protocol (a websocket; ``websockets`` already
@@ -12,7 +12,7 @@ than for a fixed time. It asserts that
 - the ``som-map`` artifact's page shows the U-matrix and the hit map as
   decoded pictures (``data:image/png`` images with a non-zero natural size),
 - the ``segment-profiles`` artifact's page shows the profile table with the
-  segment labels,
+  segment labels the run wrote (RUN/profiles.parquet),
 
 and saves a screenshot of each page in DIR. Exit status: 0 checks passed,
 1 a check failed, 3 no Chromium found (install Debian's ``chromium``).
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,6 @@ CHROMIUM_FLAGS = [
     "--hide-scrollbars",
     "--remote-debugging-port=0",
 ]
-SEGMENT_LABELS = ("Early Career Adults", "Senior / Retired", "Established Professionals", "Family-Oriented")
 EXIT_NO_BROWSER = 3
 
 
@@ -169,8 +168,20 @@ DECODED_PNGS = """(() => Array.from(document.images)
   .filter(img => img.src.startsWith('data:image/png') && img.complete && img.naturalWidth > 0)
   .map(img => ({alt: img.alt, width: img.naturalWidth, height: img.naturalHeight})))()"""
 
-PROFILE_TABLE = """(() => Array.from(document.querySelectorAll('table')).map(table => table.innerText)
-  .filter(text => %s).length)()""" % " && ".join(f"text.includes({json.dumps(label)})" for label in SEGMENT_LABELS)
+
+
+def profile_table(labels: Sequence[str]) -> str:
+    """Script that counts the page's tables holding every segment label."""
+    found = " && ".join(f"text.includes({json.dumps(label)})" for label in labels)
+    return f"""(() => Array.from(document.querySelectorAll('table')).map(table => table.innerText)
+  .filter(text => {found}).length)()"""
+
+
+def run_labels(run_dir: Path) -> list[str]:
+    """The segment labels a training run wrote (its profiles.parquet)."""
+    import pyarrow.parquet as pq
+
+    return [str(label) for label in pq.read_table(run_dir / "profiles.parquet", columns=["label"]).column("label").to_pylist()]
 
 
 def artifact_ids(api: str, flow_run_id: str) -> dict[str, str]:
@@ -179,7 +190,7 @@ def artifact_ids(api: str, flow_run_id: str) -> dict[str, str]:
     return {artifact["key"]: artifact["id"] for artifact in response.json() if artifact.get("key")}
 
 
-def check(ui: str, flow_run_id: str, out: Path, executable: str) -> dict[str, Any]:
+def check(ui: str, flow_run_id: str, out: Path, executable: str, labels: Sequence[str]) -> dict[str, Any]:
     """Run the three page checks; the screenshots and what was found."""
     out.mkdir(parents=True, exist_ok=True)
     ids = artifact_ids(f"{ui}/api", flow_run_id)
@@ -204,7 +215,7 @@ def check(ui: str, flow_run_id: str, out: Path, executable: str) -> dict[str, An
         found["map_page"] = str(page.screenshot(out / "som-map-artifact.png", height=1450))
 
         page.open(f"{ui}/artifacts/artifact/{ids['segment-profiles']}")
-        page.wait_for(PROFILE_TABLE, "a table with the segment profiles")
+        page.wait_for(profile_table(labels), f"a table with the segment profiles ({', '.join(labels)})")
         found["profiles_page"] = str(page.screenshot(out / "segment-profiles-artifact.png"))
     return found
 
@@ -213,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ui", required=True, help="base URL of the Prefect server, e.g. http://127.0.0.1:4200")
     parser.add_argument("--flow-run", required=True, help="id of a completed training flow run")
+    parser.add_argument("--run-dir", required=True, help="the run's output folder, whose segment labels the page must show")
     parser.add_argument("--out", default=tempfile.gettempdir(), help="folder for the screenshots")
     args = parser.parse_args(argv)
     executable = find_chromium()
@@ -220,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ui check: no chromium found (apt-get install -y chromium)", file=sys.stderr)
         return EXIT_NO_BROWSER
     try:
-        found = check(args.ui.rstrip("/"), args.flow_run, Path(args.out), executable)
+        found = check(args.ui.rstrip("/"), args.flow_run, Path(args.out), executable, run_labels(Path(args.run_dir)))
     except CheckFailed as failure:
         print(f"ui check FAILED: {failure}", file=sys.stderr)
         return 1

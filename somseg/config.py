@@ -2,7 +2,11 @@
 
 ``SegmentationConfig`` is both the Prefect flow parameter (the UI renders it
 as a form, with these descriptions) and what ``--config FILE`` supplies as
-YAML. Its defaults are the reference recipe of ``REFERENCE.md``.
+YAML. Its defaults are meant for any customer table: every numeric column
+but the id as a feature, a data-quality suite derived from the config,
+segments named from their profiles, and gates that mean the same at any
+number of features. ``configs/reference.yaml`` holds the recipe of the
+reference notebook (``REFERENCE.md``).
 """
 
 from pathlib import Path
@@ -180,13 +184,9 @@ class LabelsConfig(_Section):
     """
 
     rules: list[LabelRule] = Field(
-        default_factory=lambda: [
-            LabelRule(label="Senior / Retired", when=[Condition(feature="Age", op=">=", z=1.0)]),
-            LabelRule(label="Established Professionals", when=[Condition(feature="Work_Experience", op=">=", z=1.0)]),
-            LabelRule(label="Family-Oriented", when=[Condition(feature="Family_Size", op=">=", z=1.0)]),
-            LabelRule(label="Early Career Adults", when=[Condition(feature="Age", op="<=", z=0.0)]),
-        ],
-        description="Ordered naming rules.",
+        default_factory=list,
+        description="Ordered naming rules; without rules every segment is named from its profile "
+        "(the reference recipe, configs/reference.yaml, has four).",
     )
     fallback_min_z: float = Field(
         0.5, gt=0, description="A feature enters a fallback name when its segment mean is this many population sds from the population mean."
@@ -213,7 +213,14 @@ class QualityConfig(_Section):
     """Data-quality checks run before training."""
 
     suite: str = Field(
-        "customers", description="Expectation suite: a name in expectations/ (without .json) or a path to a suite JSON file."
+        "auto",
+        description="Expectation suite: 'auto' derives it from this config (columns, a unique non-null id, each "
+        "feature's range and missing share, the minimum row count); else a name in expectations/ (without .json) "
+        "or a path to a suite JSON file.",
+    )
+    min_rows: int = Field(100, ge=1, description="'auto' suite: fewest rows a training table may have.")
+    max_missing_share: float = Field(
+        0.5, ge=0, le=1, description="'auto' suite: largest share of missing values a feature may have (1: any)."
     )
 
 
@@ -268,13 +275,9 @@ class SegmentationConfig(_Section):
 
     id_column: str = Field("ID", description="Customer identifier, carried through untouched; never a feature.")
     features: list[FeatureSpec] = Field(
-        default_factory=lambda: [
-            FeatureSpec(name="Age", min=18, max=100),
-            FeatureSpec(name="Work_Experience", min=0, max=60),
-            FeatureSpec(name="Family_Size", min=1, max=20),
-        ],
-        min_length=1,
-        description="Numeric features, in the order the model uses them.",
+        default_factory=list,
+        description="Numeric features, in the order the model uses them, with their valid ranges; empty: every "
+        "numeric column of the input but the id (the run's config.yaml records which).",
     )
     som: SomConfig = Field(default_factory=SomConfig)
     gates: GateConfig = Field(default_factory=GateConfig)
@@ -291,6 +294,19 @@ class SegmentationConfig(_Section):
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
 
+    def with_features(self, names: list[str]) -> "SegmentationConfig":
+        """This config with ``names`` as its features (no ranges), checked again.
+
+        Raises
+        ------
+        ConfigError
+            If the config does not hold with these features (a label rule on another column, say).
+        """
+        try:
+            return type(self).model_validate({**self.model_dump(), "features": [{"name": name} for name in names]})
+        except ValidationError as exc:
+            raise ConfigError(f"the config does not fit the features {names}:\n{_describe(exc)}") from exc
+
     @model_validator(mode="after")
     def _consistent(self) -> "SegmentationConfig":
         names = self.feature_names
@@ -301,7 +317,7 @@ class SegmentationConfig(_Section):
         unknown = sorted(
             {cond.feature for rule in self.labels.rules for cond in rule.when} - set(names)
         )
-        if unknown:
+        if unknown and names:  # without features, they are the input's numeric columns: checked once known
             raise ValueError(f"label rules test features that are not in 'features': {unknown}")
         if self.segments.k > self.som.rows * self.som.cols:
             raise ValueError(
@@ -343,10 +359,21 @@ def _load(path: str | Path | None, model: type[_Section]) -> Any:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    return validate_config(raw, f"config {path}", model)
+
+
+def validate_config(settings: dict[str, Any], what: str, model: type[_Section] | None = None) -> Any:
+    """``settings`` as a checked config (a :class:`SegmentationConfig` unless ``model`` says otherwise).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` and each problem's key.
+    """
     try:
-        return model.model_validate(raw)
+        return (model or SegmentationConfig).model_validate(settings)
     except ValidationError as exc:
-        raise ConfigError(f"config {path} is invalid:\n{_describe(exc)}") from exc
+        raise ConfigError(f"{what} is invalid:\n{_describe(exc)}") from exc
 
 
 def _describe(exc: ValidationError) -> str:

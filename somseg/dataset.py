@@ -31,6 +31,7 @@ from somseg.stats import Request
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _SNIFF_BYTES = 64 * 1024
+_SCHEMA_SAMPLE_ROWS = 10_000  # CSV rows read to tell numeric columns from the others
 _SAMPLE_VALUES = 5
 _GLOB_CHARS = "*?["
 
@@ -122,6 +123,60 @@ def input_files(source: str | Path) -> list[Path]:
             f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}, or a folder of Parquet files"
         )
     return [path]
+
+
+def numeric_columns(source: str | Path, id_column: str, sample_rows: int = _SCHEMA_SAMPLE_ROWS) -> list[str]:
+    """The columns of an input that hold numbers, but the id column, in the input's order.
+
+    The features of a run whose config names none. A Parquet column counts
+    when its type is an integer, floating-point or decimal type (taken from
+    the first file's schema); a CSV column when pandas reads its first
+    ``sample_rows`` rows as numbers (empty cells allowed: a column empty
+    throughout counts too, and then fails the check of its missing share).
+
+    Parameters
+    ----------
+    source : str or Path
+        The input, as :func:`plan_input` takes it.
+    id_column : str
+        Never a feature; it must be present.
+    sample_rows : int
+        Rows of a CSV file read to infer the types.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    DataError
+        If the input cannot be read, lacks the id column, or has no numeric column but it.
+    """
+    first = input_files(source)[0]
+    if first.suffix.lower() in PARQUET_SUFFIXES:
+        schema = pq.read_schema(first)
+        names = list(schema.names)
+        numeric = [field.name for field in schema
+                   if pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+                   or pa.types.is_decimal(field.type)]
+    else:
+        try:
+            frame = pd.read_csv(first, sep=sniff_delimiter(first), encoding="utf-8-sig", nrows=sample_rows,
+                                skipinitialspace=True)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+            raise DataError(f"input file {first} is not a readable UTF-8 CSV: {exc}") from exc
+        frame.columns = [str(name).strip() for name in frame.columns]
+        names = list(frame.columns)
+        numeric = [name for name in names
+                   if pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])]
+    _require_columns(first, [id_column], names)
+    features = [name for name in numeric if name != id_column]
+    if not features:
+        raise DataError(
+            f"input file {first} has no numeric column besides the id column {id_column!r}; "
+            f"its columns: {', '.join(names[:20])}. Name the features in the config (features:) or with --features"
+        )
+    return features
 
 
 def _is_parquet_part(path: Path) -> bool:

@@ -92,7 +92,7 @@ class SegmentLabeller:
             return TYPICAL
         strongest = distinct.abs().sort_values(ascending=False).index[:_FALLBACK_FEATURES]
         return ", ".join(
-            f"{'High' if z_row[name] > 0 else 'Low'} {name.replace('_', ' ')}" for name in strongest
+            f"{'High' if z_row[name] > 0 else 'Low'} {name}" for name in strongest
         )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from somseg.config import SegmentationConfig
 from somseg.errors import ConfigError
 
 UNIQUE = "expect_column_values_to_be_unique"
@@ -58,6 +59,51 @@ def partition_suite(suite: dict[str, Any], first: bool) -> dict[str, Any]:
     """
     kept = [e for e in suite["expectations"] if e.get("type") != UNIQUE and (first or is_per_row(e))]
     return {**suite, "expectations": kept}
+
+
+AUTO_SUITE = "auto"
+
+
+def suite_from_config(config: SegmentationConfig) -> dict[str, Any]:
+    """The expectation suite a config implies (``quality.suite: auto``).
+
+    The id column and every feature must exist; the id is never missing and
+    unique; a feature stays within the range the config declares and has at
+    most ``quality.max_missing_share`` missing values; the table has at
+    least ``quality.min_rows`` rows. The checks the ingest makes are the
+    same, so both give the same verdict.
+
+    Parameters
+    ----------
+    config : SegmentationConfig
+        With its features resolved (not empty).
+
+    Returns
+    -------
+    dict
+        A suite as Great Expectations reads it (``name``, ``expectations``).
+    """
+    def expectation(kind: str, **kwargs: Any) -> dict[str, Any]:
+        return {"type": kind, "kwargs": kwargs}
+
+    columns = [config.id_column, *config.feature_names]
+    expectations = [expectation("expect_column_to_exist", column=name) for name in columns]
+    expectations += [
+        expectation("expect_table_row_count_to_be_between", min_value=config.quality.min_rows),
+        expectation(NOT_NULL, column=config.id_column),
+        expectation(UNIQUE, column=config.id_column),
+    ]
+    for feature in config.features:
+        if feature.min is not None or feature.max is not None:
+            expectation_kwargs = {"column": feature.name, "min_value": feature.min, "max_value": feature.max}
+            expectations.append(expectation("expect_column_values_to_be_between", **expectation_kwargs))
+        if config.quality.max_missing_share < 1:
+            expectations.append(expectation(NOT_NULL, column=feature.name, mostly=1.0 - config.quality.max_missing_share))
+    return {
+        "name": AUTO_SUITE,
+        "meta": {"description": "Derived from the run's config (quality.suite: auto): columns, id, ranges, missing shares, rows."},
+        "expectations": expectations,
+    }
 
 
 def scoring_suite(suite: dict[str, Any]) -> dict[str, Any]:

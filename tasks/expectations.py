@@ -16,12 +16,20 @@ from typing import Any
 
 import pandas as pd
 
+from somseg.config import SegmentationConfig
 from somseg.errors import ConfigError
-from somseg.quality import report_statistics
+from somseg.quality import AUTO_SUITE, report_statistics, suite_from_config
 from somseg.tasks.private_apis import release_freed_memory, skip_gx_frame_fingerprint
 
 SHIPPED_SUITES = "somseg.expectations"
 _ONE_AT_A_TIME = threading.Lock()
+
+
+def training_suite(config: SegmentationConfig) -> dict[str, Any]:
+    """The suite a training run checks its input against: derived from ``config``, or the one it names."""
+    if config.quality.suite == AUTO_SUITE:
+        return suite_from_config(config)
+    return load_suite(config.quality.suite)
 
 
 def load_suite(suite: str) -> dict[str, Any]:
@@ -50,6 +58,13 @@ def load_suite(suite: str) -> dict[str, Any]:
         raise ConfigError(f"expectation suite {where} is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict) or not isinstance(parsed.get("expectations"), list):
         raise ConfigError(f"expectation suite {where} has no 'expectations' list")
+    if not parsed["expectations"]:
+        raise ConfigError(f"expectation suite {where} (quality.suite) has no expectations; use 'auto' to derive one "
+                          "from the config")
+    malformed = [e for e in parsed["expectations"] if not isinstance(e, dict) or not isinstance(e.get("type"), str)]
+    if malformed:
+        raise ConfigError(f"expectation suite {where}: {len(malformed)} expectation(s) without a 'type', "
+                          f"e.g. {json.dumps(malformed[0])[:200]}")
     return parsed
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
 from somseg.cleaning import CleaningFit, ScalingRequest
 from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig
+from somseg.dataset import numeric_columns
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
 from somseg.results import Evaluation, MapFigures, ScoringFigures
@@ -65,6 +66,16 @@ class Table:
     def first_rows(self) -> list[int]:
         """The global index of each partition's first row."""
         return np.concatenate([[0], np.cumsum([part.n_rows for part in self.parts])[:-1]]).astype(int).tolist()
+
+
+def resolve_features(config: SegmentationConfig, input_path: str) -> SegmentationConfig:
+    """``config`` with its features: the ones it names, or else every numeric column of the input but the id."""
+    if config.features:
+        return config
+    names = numeric_columns(input_path, config.id_column)
+    print(f"features: {', '.join(names)} (every numeric column of the input but {config.id_column!r}; "
+          "name them in the config's 'features' or with --features to choose)")
+    return config.with_features(names)
 
 
 def ingest(

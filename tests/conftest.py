@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_TABLE = REPO_ROOT.parent / "shared" / "data" / "customers_train.csv"
 SAMPLE_TABLE = REPO_ROOT / "data" / "customers_sample.csv"
+REFERENCE_CONFIG = REPO_ROOT / "configs" / "reference.yaml"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,9 +58,12 @@ def fast_config() -> "object":
     A 4x4 map quantizes the sample more coarsely than the reference's 8x8
     (QE about 0.63), so its gates are wider; the gate tests set their own.
     """
-    from somseg.config import EvaluationConfig, GateConfig, SegmentationConfig, SomConfig
+    from somseg.config import EvaluationConfig, FeatureSpec, GateConfig, SegmentationConfig, SomConfig
 
     return SegmentationConfig(
+        # The sample's features with their valid ranges, so that the derived suite checks them.
+        features=[FeatureSpec(name="Age", min=18, max=100), FeatureSpec(name="Work_Experience", min=0, max=60),
+                  FeatureSpec(name="Family_Size", min=1, max=20)],
         som=SomConfig(engine="batch", init="pca", rows=4, cols=4, epochs=5, sigma=1.5),
         gates=GateConfig(max_quantization_error=1.0, max_topographic_error=0.5),
         evaluation=EvaluationConfig(bootstrap_resamples=0, k_max=5, silhouette_sample=1000, stability_rows=2000),
@@ -67,12 +71,22 @@ def fast_config() -> "object":
 
 
 @pytest.fixture(scope="session")
-def reference_run(prefect_harness: None, reference_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One training run on the reference table, shared by the tests that read it."""
+def reference_config() -> "object":
+    """The reference recipe, configs/reference.yaml."""
+    from somseg.config import load_config
+
+    return load_config(REFERENCE_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def reference_run(
+    prefect_harness: None, reference_table: Path, reference_config: "object", tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """One training run of the reference recipe on the reference table, shared by the tests that read it."""
     from somseg.flows.train import train_segments_flow
 
     base = tmp_path_factory.mktemp("reference")
-    return Path(train_segments_flow(str(reference_table), str(base / "run"), work_dir=str(base / "work")))
+    return Path(train_segments_flow(str(reference_table), str(base / "run"), reference_config, work_dir=str(base / "work")))
 
 
 def profiles_of(raw: "pd.DataFrame", segment: "np.ndarray", features: list[str], k: int) -> "pd.DataFrame":

@@ -1,4 +1,4 @@
-"""somseg.config: reference defaults, strictness, YAML loading, validators."""
+"""somseg.config: the defaults for any table, the reference recipe, strictness, YAML loading, validators."""
 
 from pathlib import Path
 
@@ -15,11 +15,22 @@ from somseg.config import (
 )
 from somseg.errors import ConfigError
 
+REFERENCE_YAML = Path(__file__).resolve().parents[2] / "configs" / "reference.yaml"
 
-def test_defaults_reproduce_reference_recipe() -> None:
+
+def test_the_defaults_are_for_any_table() -> None:
     cfg = SegmentationConfig()
     assert cfg.id_column == "ID"
+    assert cfg.features == [] and cfg.labels.rules == [], "every numeric column; segments named from their profiles"
+    assert (cfg.quality.suite, cfg.quality.min_rows, cfg.quality.max_missing_share) == ("auto", 100, 0.5)
+
+
+def test_the_reference_config_holds_the_notebooks_recipe() -> None:
+    cfg = load_config(REFERENCE_YAML)
+    assert cfg.id_column == "ID"
     assert cfg.feature_names == ["Age", "Work_Experience", "Family_Size"]
+    assert [(f.min, f.max) for f in cfg.features] == [(18, 100), (0, 60), (1, 20)]
+    assert cfg.quality.suite == "customers"
     assert (cfg.som.rows, cfg.som.cols) == (8, 8)
     assert cfg.som.sigma == 2.0
     assert cfg.som.learning_rate == 0.3
@@ -44,10 +55,22 @@ def test_the_default_gates_mean_the_same_at_any_number_of_features_and_the_refer
     gates = SegmentationConfig().gates
     assert (gates.max_quantization_error, gates.max_relative_quantization_error) == (None, 0.8)
     assert gates.max_topographic_error == 0.1 and gates.min_explained_variance is None
-    reference = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml")
+    reference = load_config(REFERENCE_YAML)
     assert reference.gates.model_dump() == {"max_quantization_error": 0.5, "max_relative_quantization_error": None,
                                             "max_topographic_error": 0.1, "min_explained_variance": None}
-    assert reference.model_dump(exclude={"gates"}) == SegmentationConfig().model_dump(exclude={"gates"})
+    # Besides what it is about (features, labels, suite, gates), the reference recipe uses the defaults.
+    about = {"features", "labels", "gates", "quality"}
+    assert reference.model_dump(exclude=about) == SegmentationConfig().model_dump(exclude=about)
+
+
+def test_features_are_set_once_known_and_checked_again() -> None:
+    rules = {"rules": [{"label": "Rich", "when": [{"feature": "Income", "op": ">=", "z": 1.0}]}]}
+    cfg = SegmentationConfig.model_validate({"id_column": "CUST_ID", "labels": rules})
+    assert cfg.with_features(["Income", "Spend"]).feature_names == ["Income", "Spend"]
+    with pytest.raises(ConfigError, match=r"label rules test features that are not in 'features': \['Income'\]"):
+        cfg.with_features(["Spend"])
+    with pytest.raises(ConfigError, match="cannot also be a feature"):
+        cfg.with_features(["CUST_ID", "Spend"])
 
 
 def test_load_config_none_gives_defaults() -> None:
@@ -134,9 +157,10 @@ def test_missing_config_file_is_config_error(tmp_path) -> None:
     "kwargs, match",
     [
         ({"features": [{"name": "Age"}, {"name": "Age"}], "labels": {"rules": []}}, "features must be unique"),
-        ({"id_column": "Age"}, "id column 'Age' cannot also be a feature"),
+        ({"id_column": "Age", "features": [{"name": "Age"}]}, "id column 'Age' cannot also be a feature"),
         (
-            {"labels": {"rules": [{"label": "X", "when": [{"feature": "Income", "op": ">", "value": 1}]}]}},
+            {"features": [{"name": "Age"}],
+             "labels": {"rules": [{"label": "X", "when": [{"feature": "Income", "op": ">", "value": 1}]}]}},
             r"not in 'features': \['Income'\]",
         ),
         ({"som": {"rows": 2, "cols": 2}, "segments": {"k": 5}}, "exceeds the 2x2 map's neurons"),

@@ -209,3 +209,22 @@ def test_a_first_pass_is_computed_on_each_partition_as_it_is_read(tmp_path) -> N
     assert [p.partial for p in partitions] == [30 + 50 + 1 + 2 + 3, 60 + 70 + 4 + 5]
     assert np.isnan(feature_values(partitions[0].table, FEATURES)[1, 0])
     assert [p.partial for p in read_partitions(part, "ID", FEATURES, 3)] == [None, None]
+
+
+def test_the_numeric_columns_of_any_input_but_the_id(tmp_path: Path) -> None:
+    from somseg.dataset import numeric_columns
+
+    frame = pd.DataFrame({
+        "CUST_ID": ["C1", "C2", "C3"], "BALANCE": [1.5, np.nan, 3.0], "Segment": ["a", "b", "a"],
+        "Kids": [0, 1, 2], "Empty": [np.nan] * 3, "Annual Income (k$)": [15, 16, 17],
+    })
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text("\ufeff" + frame.to_csv(index=False, sep=";"), encoding="utf-8")
+    assert numeric_columns(csv_path, "CUST_ID") == ["BALANCE", "Kids", "Empty", "Annual Income (k$)"]
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    assert numeric_columns(tmp_path / "t.parquet", "CUST_ID") == ["BALANCE", "Kids", "Empty", "Annual Income (k$)"]
+    with pytest.raises(DataError, match=r"lacks column\(s\) ID"):
+        numeric_columns(csv_path, "ID")
+    frame[["CUST_ID", "Segment"]].to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(DataError, match=r"no numeric column besides the id column 'CUST_ID'.*--features"):
+        numeric_columns(tmp_path / "text.csv", "CUST_ID")

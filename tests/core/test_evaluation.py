@@ -12,9 +12,9 @@ from sklearn import metrics as skm
 from somseg.assessment import assess_in_memory, sample_positions
 from somseg.config import (
     EvaluationConfig,
-    SegmentationConfig,
     SegmentsConfig,
     SomConfig,
+    load_config,
 )
 from somseg.evaluation import (
     bootstrap_stability,
@@ -249,7 +249,7 @@ def test_reference_figures(reference_table: Path) -> None:
     from somseg.dataset import read_table
     from somseg.som import build_engine
 
-    config = SegmentationConfig()
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml")
     X = FeatureCleaner(config.feature_names).fit_transform(read_table(reference_table, config.id_column, config.feature_names))
     weights = build_engine(config.som).fit(X).weights_
     start = time.perf_counter()

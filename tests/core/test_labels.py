@@ -1,12 +1,13 @@
 """somseg.labels: naming segments from their profiles by declarative rules."""
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from somseg.config import Condition, LabelRule, SegmentationConfig
+from somseg.config import Condition, LabelRule, load_config
 from somseg.labels import TYPICAL, UNPOPULATED, SegmentLabeller
 
 FEATURES = ["Age", "Work_Experience", "Family_Size"]
@@ -32,7 +33,7 @@ def _population(means=(43.6, 2.4, 2.84), sds=(16.7, 3.4, 1.53)) -> pd.DataFrame:
 
 
 def _default_labeller() -> SegmentLabeller:
-    labels = SegmentationConfig().labels
+    labels = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml").labels
     return SegmentLabeller(labels.rules, labels.fallback_min_z)
 
 
@@ -60,9 +61,9 @@ def test_labels_are_unique_even_for_identical_fallbacks() -> None:
     assert len(set(labels.values())) == 4
     assert labels == {
         0: "Old",
-        1: "High Work Experience",
-        2: "High Work Experience (2)",
-        3: "High Work Experience (3)",
+        1: "High Work_Experience",
+        2: "High Work_Experience (2)",
+        3: "High Work_Experience (3)",
     }
 
 
@@ -78,10 +79,10 @@ def test_fallback_names() -> None:
     labeller = SegmentLabeller(rules, fallback_min_z=0.5).fit(_profiles(rows), _population())
     assert labeller.labels_ == {
         0: "Old",
-        1: "High Work Experience, Low Family Size",  # the two strongest, strongest first
+        1: "High Work_Experience, Low Family_Size",  # the two strongest, strongest first
         2: TYPICAL,
         3: UNPOPULATED,
-        4: "Low Work Experience",
+        4: "Low Work_Experience",
     }
     assert labeller.rule_of_ == {0: "Old", 1: None, 2: None, 3: None, 4: None}
     assert TYPICAL == "Typical Customers" and UNPOPULATED == "Unpopulated Segment"
@@ -114,7 +115,7 @@ def test_rule_margin_is_smallest_over_conditions() -> None:
     rows = [(10, 95.0, 6.0, 2.84), (10, 70.0, 7.0, 2.84), (10, 95.0, 2.0, 2.84)]
     labels = SegmentLabeller([rule]).fit(_profiles(rows), _population()).labels_
     assert labels[1] == "Old and experienced"
-    assert labels[0] == "High Age, High Work Experience"
+    assert labels[0] == "High Age, High Work_Experience"
     assert labels[2] == "High Age"  # fails the WE condition: never named by the rule
 
 

@@ -1,15 +1,19 @@
 """The training flow end to end, under the Prefect test harness."""
 
 import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from somseg.config import GateConfig, SegmentationConfig
+from somseg.config import GateConfig, SegmentationConfig, load_config
 from somseg.errors import DataQualityError, QualityGateError
 from somseg.flows.cli import main
 from somseg.flows.train import train_segments_flow
+
+REFERENCE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reference.yaml"
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -42,10 +46,13 @@ def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path, fast
     assert not list(tmp_path.glob(".run.*")), "staging folders must not be left behind"
 
 
-def test_failed_expectation_stops_before_training(sample_table: Path, tmp_path: Path) -> None:
+def test_failed_expectation_stops_before_training(
+    sample_table: Path, tmp_path: Path, reference_config: SegmentationConfig
+) -> None:
     out = tmp_path / "run"
     with pytest.raises(DataQualityError) as failure:
-        train_segments_flow(str(_with_bad_ages(sample_table, tmp_path)), str(out), work_dir=str(tmp_path / "work"))
+        train_segments_flow(str(_with_bad_ages(sample_table, tmp_path)), str(out), reference_config,
+                            work_dir=str(tmp_path / "work"))
 
     message = str(failure.value)
     assert "expect_column_values_to_be_between on column 'Age'" in message
@@ -77,7 +84,7 @@ def test_cli_exits_non_zero_with_a_plain_message(
     sample_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["train", str(_with_bad_ages(sample_table, tmp_path)), "--out", str(tmp_path / "run"),
-                 "--work-dir", str(tmp_path / "work")])
+                 "--config", str(REFERENCE_CONFIG), "--work-dir", str(tmp_path / "work")])
 
     err = capsys.readouterr().err
     assert code == DataQualityError.exit_code
@@ -90,3 +97,55 @@ def test_cli_rejects_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code != 0
     assert "nope.csv does not exist" in capsys.readouterr().err
     assert not (tmp_path / "run" / "segments.parquet").exists()
+
+
+def _money_table(path: Path, n: int, seed: int) -> pd.DataFrame:
+    """A table unlike the reference: text ids, skewed money columns with gaps, a text column, ';' and a BOM."""
+    rng = np.random.default_rng(seed)
+    wealth = rng.lognormal(0, 1, n)
+    frame = pd.DataFrame({"CUST_ID": [f"C{10001 + i}" for i in range(n)], "TENURE_BAND": rng.choice(["new", "old"], n)})
+    for j, name in enumerate(["BALANCE", "PURCHASES", "CASH_ADVANCE", "CREDIT LIMIT", "PAYMENTS", "MIN_PAYMENTS"]):
+        values = np.round(wealth ** (0.5 + 0.2 * j) * rng.lognormal(5, 0.8, n), 2)
+        values[rng.random(n) < 0.03] = np.nan
+        frame[name] = values
+    path.write_text("\ufeff" + frame.to_csv(index=False, sep=";"), encoding="utf-8")
+    return frame
+
+
+def test_any_table_trains_with_only_its_id_column_and_scores_new_rows(tmp_path: Path) -> None:
+    table = _money_table(tmp_path / "cards.csv", 2_500, seed=1)
+    _money_table(tmp_path / "new.csv", 500, seed=2)
+    # Only what keeps the test fast; the features, the suite and the names come from the defaults.
+    (tmp_path / "fast.yaml").write_text(
+        "som: {engine: batch, init: pca, rows: 4, cols: 4, epochs: 5}\n"
+        "gates: {max_topographic_error: 0.5}\n"
+        "evaluation: {bootstrap_resamples: 0, k_max: 5, silhouette_sample: 1000, stability_rows: 2000}\n",
+        encoding="utf-8",
+    )
+    run, work = tmp_path / "run", str(tmp_path / "work")
+
+    assert main(["train", str(tmp_path / "cards.csv"), "--id-column", "CUST_ID", "--config", str(tmp_path / "fast.yaml"),
+                 "--out", str(run), "--work-dir", work]) == 0
+    assert main(["score", str(tmp_path / "new.csv"), "--model", str(run / "model"), "--out", str(tmp_path / "scored"),
+                 "--work-dir", work]) == 0
+
+    written = load_config(run / "config.yaml")
+    money = [name for name in table.columns if name not in ("CUST_ID", "TENURE_BAND")]
+    assert written.id_column == "CUST_ID" and written.feature_names == money
+    assert json.loads((run / "validation.json").read_text())["suite_name"] == "auto"
+    labels = set(pd.read_parquet(run / "profiles.parquet")["label"])
+    assert all(any(name in label for name in money) or label == "Typical Customers" for label in labels), labels
+    segments = pd.read_parquet(run / "segments.parquet")
+    assert segments["CUST_ID"].tolist() == table["CUST_ID"].tolist()
+    scored = pd.read_parquet(tmp_path / "scored" / "segments.parquet")
+    assert len(scored) == 500 and scored["CUST_ID"].iloc[0] == "C10001"
+
+
+def test_features_and_id_column_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _money_table(tmp_path / "cards.csv", 300, seed=3)
+    code = main(["train", str(tmp_path / "cards.csv"), "--id-column", "CUST_ID", "--features", "BALANCE,TENURE_BAND",
+                 "--out", str(tmp_path / "run"), "--work-dir", str(tmp_path / "work")])
+    assert code == 3 and "column 'TENURE_BAND'" in capsys.readouterr().err
+    code = main(["train", str(tmp_path / "cards.csv"), "--id-column", "CUST_ID", "--features", "CUST_ID,BALANCE",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "cannot also be a feature" in capsys.readouterr().err

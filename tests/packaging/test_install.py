@@ -88,6 +88,6 @@ def test_train_and_score_the_shipped_sample_from_another_directory(installed: Pa
     metrics = json.loads((elsewhere / "run" / "metrics.json").read_text())
     assert metrics["n_rows"] == 5_000 and metrics["input"].endswith("customers_sample.csv")
     validation = json.loads((elsewhere / "run" / "validation.json").read_text())
-    assert validation["success"] and validation["suite_name"] == "customers"
+    assert validation["success"] and validation["suite_name"] == "auto"
     assert json.loads((elsewhere / "scored" / "metrics.json").read_text())["segment_psi"] < 1e-9
     assert sys.executable != str(installed / "bin" / "python")

@@ -17,7 +17,8 @@ def test_the_shipped_suite_is_found_by_name_from_the_installed_package() -> None
 
 def test_a_suite_by_path_and_the_errors_that_name_the_setting(tmp_path: Path) -> None:
     path = tmp_path / "mine.json"
-    path.write_text('{"name": "mine", "expectations": []}', encoding="utf-8")
+    path.write_text('{"name": "mine", "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "ID"}}]}',
+                    encoding="utf-8")
     assert load_suite(str(path))["name"] == "mine"
     with pytest.raises(ConfigError, match=r"'nope' \(quality.suite\) is neither a shipped suite \(customers\)"):
         load_suite("nope")
@@ -29,6 +30,39 @@ def test_a_suite_by_path_and_the_errors_that_name_the_setting(tmp_path: Path) ->
     path.write_text('{"name": "x"}', encoding="utf-8")
     with pytest.raises(ConfigError, match="no 'expectations' list"):
         load_suite(str(path))
+    path.write_text('{"name": "x", "expectations": []}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"has no expectations; use 'auto'"):
+        load_suite(str(path))
+    path.write_text('{"name": "x", "expectations": [{"kwargs": {}}]}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"1 expectation\(s\) without a 'type'"):
+        load_suite(str(path))
+
+
+def test_the_auto_suite_follows_the_config() -> None:
+    from somseg.config import SegmentationConfig
+    from somseg.tasks.expectations import training_suite
+
+    config = SegmentationConfig.model_validate({
+        "id_column": "CUST_ID", "features": [{"name": "Income", "min": 0}, {"name": "Spend"}],
+        "quality": {"min_rows": 20, "max_missing_share": 0.1},
+    })
+    suite = training_suite(config)
+    kinds = [(e["type"].removeprefix("expect_"), e["kwargs"].get("column")) for e in suite["expectations"]]
+    assert suite["name"] == "auto" and kinds == [
+        ("column_to_exist", "CUST_ID"), ("column_to_exist", "Income"), ("column_to_exist", "Spend"),
+        ("table_row_count_to_be_between", None), ("column_values_to_not_be_null", "CUST_ID"),
+        ("column_values_to_be_unique", "CUST_ID"), ("column_values_to_be_between", "Income"),
+        ("column_values_to_not_be_null", "Income"), ("column_values_to_not_be_null", "Spend"),
+    ]
+    between = suite["expectations"][6]["kwargs"]
+    assert (between["min_value"], between["max_value"]) == (0, None)
+    assert suite["expectations"][3]["kwargs"] == {"min_value": 20}
+    assert suite["expectations"][7]["kwargs"]["mostly"] == pytest.approx(0.9)
+    frame = pd.DataFrame({"CUST_ID": [f"C{i}" for i in range(30)], "Income": np.r_[np.arange(29.0), -1.0],
+                          "Spend": np.r_[np.ones(26), [np.nan] * 4]})
+    report = run_suite(frame, suite)
+    failed = [r["expectation_config"]["kwargs"].get("column") for r in report["results"] if not r["success"]]
+    assert failed == ["Income", "Spend"], "one income below 0; 4 of 30 spends missing, above 10 %"
 
 
 def test_results_come_back_in_the_suites_order_even_when_gx_reorders_them() -> None:

@@ -11,7 +11,7 @@ from prefect.settings import (
 )
 from prefect.states import Completed, Failed
 
-from somseg.config import SegmentationConfig
+from somseg.config import load_config
 from somseg.dataset import plan_input
 from somseg.errors import DataError, DataQualityError, QualityGateError
 from somseg.tasks import ingest
@@ -25,7 +25,7 @@ from somseg.tasks.scoring import score_partition
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
-CONFIG = SegmentationConfig()
+CONFIG = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml")  # the reference recipe
 
 
 @pytest.fixture(autouse=True)

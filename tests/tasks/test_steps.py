@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from prefect.logging import disable_run_logger
 
-from somseg.config import GateConfig, SegmentationConfig
+from somseg.config import GateConfig, load_config
 from somseg.dataset import plan_input
 from somseg.errors import DataError, DataQualityError, QualityGateError
 from somseg.model import SegmentationModel
@@ -17,7 +17,7 @@ from somseg.stats import combine
 from somseg.tasks.catalog import NeuronSegments, Store, writing
 from somseg.tasks.expectations import load_suite
 
-CONFIG = SegmentationConfig()
+CONFIG = load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml")  # the reference recipe
 COLUMNS = [CONFIG.id_column, *CONFIG.feature_names]
 
 
