@@ -1,7 +1,7 @@
 """What every run of the flows shares: its tags, its step timings, its diagnostics on failure."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,6 +45,7 @@ class RunLog:
     durations: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
+    failure_report: Callable[[Path, BaseException], Any] | None = None
 
     @classmethod
     def start(cls, flow_name: str, source: str, out_dir: str, work_dir: str, execution: ExecutionConfig) -> "RunLog":
@@ -81,7 +82,7 @@ class RunLog:
             yield
         except BaseException as error:
             figures = {**self.figures, "durations_seconds": self.durations} if self.figures else {}
-            folder = record_failure(self.out_dir, self.diagnostics, figures, error)
+            folder = record_failure(self.out_dir, self.diagnostics, figures, error, self.failure_report)
             if folder is not None:
                 get_run_logger().error("run failed; diagnostics in %s", folder)
             raise

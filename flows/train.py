@@ -10,6 +10,7 @@ from prefect import flow
 
 from somseg.config import SegmentationConfig
 from somseg.flows.support import SAMPLE_TABLE, RunLog
+from somseg.report import failure_report
 from somseg.results import training_metrics
 from somseg.tasks import stages
 from somseg.tasks.artifacts import (
@@ -66,7 +67,10 @@ def train_segments_flow(
                                        execution=config.execution.mode)
             run.figures = metrics.model_dump(mode="json")
             publish_map(weights.load(), assessment.figures, config.gates)
+            run.failure_report = failure_report(weights.load(), assessment.figures.hits, metrics, summary.validation,
+                                                config, run.out_dir)
             enforce_gates(assessment.figures, config.gates)
+            run.failure_report = None  # what follows fails for other reasons than the map
         with run.step("cluster"):
             neuron_segment = stages.cluster(ex, store, weights, assessment.figures, config)
         with run.step("evaluate"):

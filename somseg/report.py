@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import yaml
 from pyarrow import ArrowException
 
-from somseg.config import GateConfig
+from somseg.config import GateConfig, SegmentationConfig
 from somseg.errors import DataError
 from somseg.gates import map_checks
 from somseg.io import atomic_path
@@ -186,6 +187,88 @@ def render_report(run: RunFolder, figures: Mapping[str, Path], location: Path | 
         + "\n".join(f"<section>{section}</section>" for section in sections if section)
         + f"\n<footer>Rebuild with <code>segment report {_esc(str(location))}</code>.</footer>\n</body></html>\n"
     )
+
+
+def failure_report(
+    weights: np.ndarray,
+    hits: np.ndarray,
+    metrics: TrainingMetrics,
+    validation: dict[str, Any] | None,
+    config: SegmentationConfig,
+    run_dir: str | Path,
+) -> Callable[[Path, BaseException], Path]:
+    """What :func:`write_failure_report` writes for a run stopped by a gate, as a callable of the folder and the error."""
+    config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+    def write(folder: Path, error: BaseException) -> Path:
+        return write_failure_report(folder, weights, hits, metrics, validation, config_text, str(error), run_dir)
+
+    return write
+
+
+def write_failure_report(
+    folder: str | Path,
+    weights: np.ndarray,
+    hits: np.ndarray,
+    metrics: TrainingMetrics,
+    validation: dict[str, Any] | None,
+    config_text: str,
+    error: str,
+    run_dir: str | Path,
+) -> Path:
+    """A report of a training run stopped by a gate: what it measured, and its map to look at.
+
+    Draws the U-matrix and the hit map into ``<folder>/figures/`` and writes
+    ``<folder>/report.html`` with the error, the figures against their
+    gates, the map and the data-quality result. There are no segments yet.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Where the failed run's diagnostics go (``<run>/last_failure``).
+    weights : ndarray of shape (rows, cols, n_features)
+    hits : ndarray of shape (rows * cols,)
+    metrics : TrainingMetrics
+    validation : dict, optional
+        The data-quality report.
+    config_text : str
+        The run's config as YAML.
+    error : str
+        Why the run stopped.
+    run_dir : str or Path
+        The run's output folder, named in the title.
+
+    Returns
+    -------
+    Path
+        The report file.
+    """
+    from somseg.plots import plot_hit_map, plot_u_matrix, save_png
+
+    folder = Path(folder)
+    shape = weights.shape[:2]
+    figures = {
+        "u_matrix": save_png(plot_u_matrix(weights), folder / FIGURES_DIR / "u_matrix.png"),
+        "hit_map": save_png(plot_hit_map(hits, shape), folder / FIGURES_DIR / "hit_map.png"),
+    }
+    title = f"Failed training run: {Path(run_dir).name}"
+    sections = [
+        f"<h2>Why it stopped</h2><p>{_esc(error)}</p><p class=\"note\">The map below did not pass its gates, "
+        "so no segments were made and the previous outputs of the folder were left as they were.</p>",
+        _metrics_section(metrics, None),
+        _map_section(figures),
+        _quality_section(validation),
+        f"<h2>Configuration</h2><pre>{_esc(config_text)}</pre>",
+    ]
+    page = (
+        f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n<h1>{_esc(title)}</h1>\n"
+        + "\n".join(f"<section>{section}</section>" for section in sections if section)
+        + "\n</body></html>\n"
+    )
+    with atomic_path(folder / REPORT_FILE) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return folder / REPORT_FILE
 
 
 # ---------------------------------------------------------------- sections

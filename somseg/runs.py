@@ -8,9 +8,10 @@ table. Large files are hard-linked from the work folder, not copied.
 """
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel
@@ -80,11 +81,20 @@ def link_or_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def record_failure(out_dir: Path, files: dict[str, Path], figures: dict | None, error: BaseException) -> Path | None:
+def record_failure(
+    out_dir: Path,
+    files: dict[str, Path],
+    figures: dict | None,
+    error: BaseException,
+    report: Callable[[Path, BaseException], Any] | None = None,
+) -> Path | None:
     """Keep a failed run's diagnostics in ``<out>/last_failure/``, touching nothing else.
 
     A failure before anything was measured (bad input, bad model bundle)
-    has no diagnostics, and then nothing at all is written.
+    has no diagnostics, and then nothing at all is written. ``report``, when
+    given, writes more into the folder (a report of what was measured); if
+    it fails in turn, that is noted in ``report-error.txt`` and the run's own
+    error stands.
     """
     files = {name: path for name, path in files.items() if path.is_file()}
     if not files and not figures:
@@ -100,4 +110,9 @@ def record_failure(out_dir: Path, files: dict[str, Path], figures: dict | None, 
         if figures:
             write_json(staging / METRICS_FILE, figures)
         (staging / "error.txt").write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")
+        if report is not None:
+            try:
+                report(staging, error)
+            except Exception as failure:  # the run's own error is what the user must see
+                (staging / "report-error.txt").write_text(f"{type(failure).__name__}: {failure}\n", encoding="utf-8")
     return folder

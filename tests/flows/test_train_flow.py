@@ -78,6 +78,12 @@ def test_failed_gate_keeps_metrics_and_the_last_good_run(
     assert _digest(out / "segments.parquet") == good
     failed_metrics = (out / "last_failure" / "metrics.json").read_text()
     assert '"max_quantization_error": 0.01' in failed_metrics
+    # The map that failed can be looked at: its report and pictures are kept with the diagnostics.
+    report = (out / "last_failure" / "report.html").read_text()
+    assert "Failed training run: run" in report and "&gt; max 0.01 (gates.max_quantization_error)" in report
+    assert report.count("data:image/png;base64,") == 2
+    assert (out / "last_failure" / "figures" / "u_matrix.png").is_file()
+    assert not (out / "last_failure" / "report-error.txt").exists()
 
 
 def test_cli_exits_non_zero_with_a_plain_message(
