@@ -193,7 +193,7 @@ def run_flows(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
         # The reference recipe's features and suite, so that the work is that of earlier figures; a
         # performance run: the map need not pass the reference gates on synthetic data.
         config = load_config(Path(__file__).resolve().parents[1] / "configs" / "reference.yaml").model_copy(update={
-            "som": SomConfig(engine="batch", init="pca"),
+            "som": SomConfig(engine="batch", init="pca", rows=8, cols=8, sigma=2.0),
             "gates": GateConfig(max_quantization_error=10.0, max_topographic_error=1.0),
             "execution": execution,
         })

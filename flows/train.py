@@ -55,6 +55,7 @@ def train_segments_flow(
             enforce_expectations(summary.validation, input_path, config.quality.suite)
         with run.step("clean"):
             cleaned = stages.clean(ex, store, table, cleaning, config.som)
+            config = stages.fit_grid(config, cleaned, table.n_rows)
         with run.step("train"):
             progress = Progress("som-training", f"Training the {config.som.rows}x{config.som.cols} map ({config.som.engine})")
             weights = stages.train_map(ex, store, cleaned, table.first_rows, config.som,

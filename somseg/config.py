@@ -40,22 +40,26 @@ class SomConfig(_Section):
     """The Self-Organizing Map and how it is trained."""
 
     engine: Literal["minisom", "batch"] = Field(
-        "minisom",
+        "batch",
         description=(
-            "Training engine. 'minisom' reproduces the reference notebook exactly; 'batch' is "
-            "Kohonen's batch rule, deterministic and fast on millions of rows."
+            "Training engine. 'batch' is Kohonen's batch rule, deterministic, learnt partition by partition and "
+            "fast on millions of rows; 'minisom' is the reference notebook's online rule (configs/reference.yaml)."
         ),
     )
-    rows: int = Field(8, ge=1, le=500, description="Grid rows.")
-    cols: int = Field(8, ge=1, le=500, description="Grid columns.")
-    sigma: float = Field(2.0, gt=0, description="Initial neighbourhood radius, in grid units.")
+    rows: int | Literal["auto"] = Field(
+        "auto", description="Grid rows; 'auto' (with cols 'auto') sizes the grid from the table (see docs/configuration.md)."
+    )
+    cols: int | Literal["auto"] = Field("auto", description="Grid columns; 'auto' together with rows.")
+    sigma: float | Literal["auto"] = Field(
+        "auto", description="Initial neighbourhood radius, in grid units; 'auto': a quarter of the grid's longer side."
+    )
     learning_rate: float = Field(0.3, gt=0, description="Initial learning rate (MiniSom only).")
     neighborhood: Literal["gaussian", "mexican_hat", "bubble", "triangle"] = Field(
         "gaussian", description="Neighbourhood function (the batch engine supports 'gaussian' only)."
     )
     iterations: int = Field(8000, ge=1, description="Training iterations (one sample each for MiniSom).")
     init: Literal["random", "pca"] = Field(
-        "random", description="Weight initialisation: random samples of the data, or the first two principal components."
+        "pca", description="Weight initialisation: the plane of the first two principal components, or random rows of the data."
     )
     seed: int = Field(42, description="Random seed: the same seed and data give the same map.")
     epochs: int = Field(
@@ -74,8 +78,20 @@ class SomConfig(_Section):
         description="Batch engine: train once per distinct row, weighted by its count ('auto': when at most half the rows are distinct).",
     )
 
+    @property
+    def grid_is_auto(self) -> bool:
+        return self.rows == "auto"
+
     @model_validator(mode="after")
     def _batch_neighbourhood(self) -> "SomConfig":
+        if (self.rows == "auto") != (self.cols == "auto"):
+            raise ValueError("som.rows and som.cols are both 'auto' or both numbers")
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if value != "auto" and not 1 <= value <= 500:
+                raise ValueError(f"som.{name} must be between 1 and 500, got {value}")
+        if self.sigma != "auto" and self.sigma <= 0:
+            raise ValueError(f"som.sigma must be above 0, got {self.sigma}")
         if self.engine == "batch" and self.neighborhood != "gaussian":
             raise ValueError(f"the batch engine supports the 'gaussian' neighborhood only, got {self.neighborhood!r}")
         return self
@@ -319,7 +335,7 @@ class SegmentationConfig(_Section):
         )
         if unknown and names:  # without features, they are the input's numeric columns: checked once known
             raise ValueError(f"label rules test features that are not in 'features': {unknown}")
-        if self.segments.k > self.som.rows * self.som.cols:
+        if not self.som.grid_is_auto and self.segments.k > self.som.rows * self.som.cols:
             raise ValueError(
                 f"segments.k={self.segments.k} exceeds the {self.som.rows}x{self.som.cols} map's neurons"
             )

@@ -111,8 +111,60 @@ class MiniSomEngine:
         return match_units(X, self.weights_)
 
 
+MIN_NEURONS = 16
+MAX_NEURONS = 400
+
+
+def concrete_som(config: SomConfig, n_rows: int, covariance: np.ndarray) -> SomConfig:
+    """``config`` with an 'auto' grid and radius made concrete for a table.
+
+    The grid has about ``5 * sqrt(n_rows)`` neurons, kept between
+    :data:`MIN_NEURONS` and :data:`MAX_NEURONS`, its sides in the ratio of
+    the data's spread along its first two principal components (the square
+    root of the ratio of their eigenvalues), the longer side along the first,
+    as SOM Toolbox's ``som_topol_struct`` sizes a map. An 'auto' radius
+    starts at a quarter of the longer side (at least 1), so the
+    neighbourhood covers the same share of any grid.
+
+    Parameters
+    ----------
+    config : SomConfig
+    n_rows : int
+        Rows of the training table.
+    covariance : ndarray of shape (n_features, n_features)
+        Of the standardised training rows.
+
+    Returns
+    -------
+    SomConfig
+        ``config`` itself when nothing in it is 'auto'.
+    """
+    updates: dict[str, float | int] = {}
+    rows, cols = config.rows, config.cols
+    if config.grid_is_auto:
+        neurons = int(np.clip(round(5 * np.sqrt(max(n_rows, 1))), MIN_NEURONS, MAX_NEURONS))
+        eigenvalues = np.sort(np.linalg.eigvalsh(np.atleast_2d(covariance)))[::-1]
+        ratio = float(np.sqrt(eigenvalues[0] / eigenvalues[1])) if len(eigenvalues) > 1 and eigenvalues[1] > 0 else 1.0
+        cols = max(2, int(round(np.sqrt(neurons / ratio))))
+        rows = max(cols, int(round(neurons / cols)))
+        updates.update(rows=rows, cols=cols)
+    if config.sigma == "auto":
+        updates["sigma"] = max(1.0, max(int(rows), int(cols)) / 4)
+    if not updates:
+        return config
+    return SomConfig.model_validate({**config.model_dump(), **updates})
+
+
 def build_engine(config: SomConfig) -> SomEngine:
-    """The engine the configuration asks for, with its hyperparameters."""
+    """The engine the configuration asks for, with its hyperparameters.
+
+    Raises
+    ------
+    ValueError
+        If the grid or the radius is still 'auto' (see :func:`concrete_som`).
+    """
+    if config.grid_is_auto or config.sigma == "auto":
+        raise ValueError("the map's grid and radius are 'auto': make them concrete for the table first (concrete_som)")
     if config.engine == "minisom":
         return MiniSomEngine(
             rows=config.rows,

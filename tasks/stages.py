@@ -15,13 +15,13 @@ import numpy as np
 
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
 from somseg.cleaning import CleaningFit, ScalingRequest
-from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig
+from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig, validate_config
 from somseg.dataset import numeric_columns
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
 from somseg.results import Evaluation, MapFigures, ScoringFigures
 from somseg.scoring import ScoreSummary
-from somseg.som import build_engine
+from somseg.som import build_engine, concrete_som
 from somseg.stats import CoMoments, Request, WindowRequest, combine
 from somseg.tasks import assessment as assess_steps
 from somseg.tasks import cleaning as cleaning_steps
@@ -195,6 +195,16 @@ def train_map(
         cleaning=cleaning,
     )
     return ex.run(som_steps.save_weights, store=store, weights=trainer.weights_)
+
+
+def fit_grid(config: SegmentationConfig, cleaned: Cleaned, n_rows: int) -> SegmentationConfig:
+    """``config`` with its map's 'auto' grid and radius made concrete for the cleaned table."""
+    som = concrete_som(config.som, n_rows, standardised_moments(cleaned).covariance())
+    if som is config.som:
+        return config
+    print(f"map: {som.rows}x{som.cols} neurons, radius {som.sigma:g} -> {som.sigma_end:g} "
+          f"(som.rows, som.cols and som.sigma 'auto' for {n_rows:,} rows)")
+    return validate_config({**config.model_dump(), "som": som.model_dump()}, "the config with its map's grid")
 
 
 def standardised_moments(cleaned: Cleaned) -> CoMoments:

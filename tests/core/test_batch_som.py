@@ -152,10 +152,11 @@ def test_sample_weight_is_validated(X):
 
 
 def test_config_selects_the_batch_engine():
-    engine = build_engine(SomConfig(engine="batch", init="pca", sigma=3.0, epochs=12, sigma_end=0.7, chunk_rows=512))
+    engine = build_engine(SomConfig(engine="batch", init="pca", rows=8, cols=8, sigma=3.0, epochs=12, sigma_end=0.7,
+                                    chunk_rows=512))
     assert isinstance(engine, BatchSom)
     assert (engine.sigma, engine.sigma_end, engine.epochs, engine.chunk_rows, engine.init) == (3.0, 0.7, 12, 512, "pca")
-    assert SomConfig().engine == "minisom"
+    assert SomConfig().engine == "batch"
     with pytest.raises(ValidationError):
         SomConfig(engine="batch", neighborhood="bubble")
 

@@ -59,7 +59,7 @@ def test_the_default_gates_mean_the_same_at_any_number_of_features_and_the_refer
     assert reference.gates.model_dump() == {"max_quantization_error": 0.5, "max_relative_quantization_error": None,
                                             "max_topographic_error": 0.1, "min_explained_variance": None}
     # Besides what it is about (features, labels, suite, gates), the reference recipe uses the defaults.
-    about = {"features", "labels", "gates", "quality"}
+    about = {"features", "labels", "gates", "quality", "som"}
     assert reference.model_dump(exclude=about) == SegmentationConfig().model_dump(exclude=about)
 
 
@@ -104,11 +104,11 @@ def test_extra_keys_rejected(kwargs) -> None:
 
 def test_yaml_partial_override_keeps_other_defaults(tmp_path) -> None:
     path = tmp_path / "cfg.yaml"
-    path.write_text("som:\n  rows: 5\n  iterations: 100\nsegments:\n  k: 3\n", encoding="utf-8")
+    path.write_text("som:\n  rows: 5\n  cols: 7\n  iterations: 100\nsegments:\n  k: 3\n", encoding="utf-8")
     cfg = load_config(path)
-    assert (cfg.som.rows, cfg.som.iterations, cfg.segments.k) == (5, 100, 3)
+    assert (cfg.som.rows, cfg.som.cols, cfg.som.iterations, cfg.segments.k) == (5, 7, 100, 3)
     defaults = SegmentationConfig()
-    assert cfg.som.cols == 8 and cfg.som.sigma == 2.0 and cfg.som.seed == 42
+    assert cfg.som.sigma == "auto" and cfg.som.seed == 42 and cfg.som.engine == "batch"
     assert cfg.segments.n_init == 20
     assert cfg.gates == defaults.gates
     assert cfg.labels == defaults.labels
@@ -255,3 +255,11 @@ def test_the_execution_mode_chooses_nothing_but_where_tasks_run() -> None:
         ExecutionConfig(mode="spark")
     with pytest.raises(ValidationError):
         ExecutionConfig(threads=0)
+
+
+def test_the_grid_is_auto_or_numbers_on_both_sides() -> None:
+    with pytest.raises(ValidationError, match="both 'auto' or both numbers"):
+        SomConfig(rows=5)
+    with pytest.raises(ValidationError, match=r"som.cols must be between 1 and 500, got 0"):
+        SomConfig(rows=5, cols=0)
+    assert SomConfig(rows=5, cols=7).grid_is_auto is False and SomConfig().grid_is_auto is True

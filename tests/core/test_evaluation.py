@@ -30,7 +30,7 @@ from somseg.metrics import match_units
 from somseg.results import KScore
 from somseg.segments import cluster_neurons
 
-TINY_SOM = SomConfig(rows=3, cols=3, sigma=1.0, learning_rate=0.5, iterations=300, seed=1)
+TINY_SOM = SomConfig(engine="minisom", init="random", rows=3, cols=3, sigma=1.0, learning_rate=0.5, iterations=300, seed=1)
 
 
 def _blobs(n_per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ from somseg.results import TrainingRecord, dump_json, training_metrics
 from somseg.segments import cluster_neurons, profile_segments
 
 FEATURES = ["Age", "Work_Experience"]
-SOM = SomConfig(rows=3, cols=3, sigma=1.0, iterations=200, seed=3)
+SOM = SomConfig(engine="minisom", init="random", rows=3, cols=3, sigma=1.0, iterations=200, seed=3)
 SEGMENTS = SegmentsConfig(k=3, n_init=3)
 EVALUATION = EvaluationConfig(bootstrap_resamples=2, k_min=2, k_max=4)
 HOSTILE_LABEL = "Seniors <script>alert(1)</script>"

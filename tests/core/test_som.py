@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from minisom import MiniSom
 
+from somseg.batch_som import BatchSom
 from somseg.config import SomConfig
 from somseg.metrics import match_units, quantization_error
 from somseg.som import MiniSomEngine, SomEngine, build_engine
@@ -95,7 +96,8 @@ def test_match_uses_trained_weights(X) -> None:
 
 def test_build_engine_maps_config_fields() -> None:
     config = SomConfig(
-        rows=5, cols=6, sigma=1.25, learning_rate=0.7, neighborhood="bubble", iterations=123, init="pca", seed=9
+        engine="minisom", rows=5, cols=6, sigma=1.25, learning_rate=0.7, neighborhood="bubble", iterations=123,
+        init="pca", seed=9,
     )
     engine = build_engine(config)
     assert isinstance(engine, MiniSomEngine)
@@ -105,9 +107,31 @@ def test_build_engine_maps_config_fields() -> None:
     assert engine.random_state == 9
 
 
-def test_build_engine_defaults_are_reference() -> None:
-    engine = build_engine(SomConfig())
+def test_the_reference_recipe_builds_the_notebooks_engine() -> None:
+    from pathlib import Path
+
+    from somseg.config import load_config
+
+    engine = build_engine(load_config(Path(__file__).resolve().parents[2] / "configs" / "reference.yaml").som)
     assert vars(engine) == {
         "rows": 8, "cols": 8, "sigma": 2.0, "learning_rate": 0.3, "neighborhood": "gaussian",
         "iterations": 8000, "init": "random", "random_state": 42,
     }
+
+
+def test_an_auto_grid_fits_the_table_and_must_be_made_concrete_first() -> None:
+    from somseg.som import MAX_NEURONS, MIN_NEURONS, concrete_som
+
+    auto = SomConfig()
+    with pytest.raises(ValueError, match="'auto'"):
+        build_engine(auto)
+    # 5,000 rows spread four times as widely along the first component as the second: ~354 neurons, sides ~2:1.
+    som = concrete_som(auto, 5_000, np.diag([4.0, 1.0, 0.5]))
+    assert (som.rows, som.cols, som.sigma) == (27, 13, 27 / 4)
+    assert isinstance(build_engine(som), BatchSom)
+    assert concrete_som(auto, 200, np.eye(2)).rows * concrete_som(auto, 200, np.eye(2)).cols == 72  # ~5 * sqrt(200)
+    tiny, huge = concrete_som(auto, 3, np.eye(3)), concrete_som(auto, 10**9, np.eye(3))
+    assert tiny.rows * tiny.cols == MIN_NEURONS and huge.rows * huge.cols == MAX_NEURONS
+    fixed = SomConfig(rows=8, cols=8, sigma=2.0)
+    assert concrete_som(fixed, 10**6, np.eye(3)) is fixed
+    assert concrete_som(SomConfig(rows=12, cols=4), 100, np.eye(3)).sigma == 3.0

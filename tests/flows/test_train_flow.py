@@ -121,9 +121,9 @@ def _money_table(path: Path, n: int, seed: int) -> pd.DataFrame:
 def test_any_table_trains_with_only_its_id_column_and_scores_new_rows(tmp_path: Path) -> None:
     table = _money_table(tmp_path / "cards.csv", 2_500, seed=1)
     _money_table(tmp_path / "new.csv", 500, seed=2)
-    # Only what keeps the test fast; the features, the suite and the names come from the defaults.
+    # Only what keeps the test fast; the features, the grid, the suite and the names come from the defaults.
     (tmp_path / "fast.yaml").write_text(
-        "som: {engine: batch, init: pca, rows: 4, cols: 4, epochs: 5}\n"
+        "som: {epochs: 5}\n"
         "gates: {max_topographic_error: 0.5}\n"
         "evaluation: {bootstrap_resamples: 0, k_max: 5, silhouette_sample: 1000, stability_rows: 2000}\n",
         encoding="utf-8",
@@ -138,6 +138,10 @@ def test_any_table_trains_with_only_its_id_column_and_scores_new_rows(tmp_path: 
     written = load_config(run / "config.yaml")
     money = [name for name in table.columns if name not in ("CUST_ID", "TENURE_BAND")]
     assert written.id_column == "CUST_ID" and written.feature_names == money
+    grid = json.loads((run / "metrics.json").read_text())["grid"]
+    assert (grid["rows"], grid["cols"]) == (written.som.rows, written.som.cols)
+    assert 240 <= grid["rows"] * grid["cols"] <= 260, "about 5 * sqrt(2,500) neurons"
+    assert written.som.sigma == max(grid["rows"], grid["cols"]) / 4
     assert json.loads((run / "validation.json").read_text())["suite_name"] == "auto"
     labels = set(pd.read_parquet(run / "profiles.parquet")["label"])
     assert all(any(name in label for name in money) or label == "Typical Customers" for label in labels), labels
