@@ -1,4 +1,4 @@
-"""Imputation and standardisation fitted on the training data only.
+"""Imputation, a declared transform, and standardisation fitted on the training data only.
 
 Fitting is a learner over partitions (:class:`CleaningFit`): a first pass
 summarises each feature (count, range, values out of their valid range,
@@ -12,7 +12,7 @@ cleans it.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,36 @@ from somseg.stats import (
 )
 
 Bounds = tuple[float | None, float | None]
+Transform = Literal["none", "log1p", "signed_log1p"]
+TRANSFORMS: tuple[Transform, ...] = ("none", "log1p", "signed_log1p")
 _SAMPLE_VALUES = 5
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _signed_expm1(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.expm1(np.abs(x))
+
+
+# Each transform and its inverse; "none" is absent.
+_FUNCTIONS = {"log1p": (np.log1p, np.expm1), "signed_log1p": (_signed_log1p, _signed_expm1)}
+
+
+def apply_transforms(values: np.ndarray, transforms: Sequence[Transform], inverse: bool = False) -> np.ndarray:
+    """Each column of ``values`` (imputed, raw units) through its transform, in place.
+
+    ``log1p`` is ``log(1 + x)``, for values above -1 (counts, amounts of
+    money); ``signed_log1p`` is ``sign(x) * log(1 + |x|)``, for values of
+    either sign (balances). Both are monotone, so a median imputed before
+    the transform is the transformed values' median. ``inverse`` maps
+    transformed values back to raw units.
+    """
+    for c, transform in enumerate(transforms):
+        if transform in _FUNCTIONS:
+            values[:, c] = _FUNCTIONS[transform][int(inverse)](values[:, c])
+    return values
 
 
 def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -117,16 +146,17 @@ class ScalingPartial:
 
 @dataclass(frozen=True)
 class ScalingRequest:
-    """Last pass: impute with the medians, take moments (as ``StandardScaler``), count rows per decile bin."""
+    """Last pass: impute with the medians, transform, take moments (as ``StandardScaler``), count rows per decile bin."""
 
     medians: np.ndarray
     edges: tuple[np.ndarray, ...]
+    transforms: tuple[Transform, ...] = ()
 
     def impute(self, values: np.ndarray) -> np.ndarray:
-        """A copy of ``values`` with each missing value replaced by its feature's median."""
+        """A copy of ``values`` with each missing value replaced by its feature's median, then transformed."""
         imputed = np.array(values, dtype=np.float64, copy=True)
         np.copyto(imputed, self.medians, where=np.isnan(imputed))
-        return imputed
+        return apply_transforms(imputed, self.transforms)
 
     def partial(self, values: np.ndarray) -> ScalingPartial:
         return self.summarise(values, self.impute(values))
@@ -211,11 +241,14 @@ class CleaningFit:
         Valid range of each feature; a value outside stops the fit.
     source : str
         How error messages name the data (for example the input file).
+    transforms : sequence of {'none', 'log1p', 'signed_log1p'}, optional
+        Applied to each feature after imputation, before scaling.
     """
 
     features: Sequence[str]
     bounds: Sequence[Bounds] | None = None
     source: str = "the table"
+    transforms: Sequence[Transform] | None = None
     _order: OrderStatistics | None = field(default=None, init=False)
     _profile: ValueProfile | None = field(default=None, init=False)
     _scaling: ScalingRequest | None = field(default=None, init=False)
@@ -268,8 +301,18 @@ class CleaningFit:
             for name, (low, high), count, samples in zip(self.features, bounds, profile.outside, profile.samples)
             if count
         ]
+        below = [
+            f"column {name!r}: transform log1p needs values above -1, the lowest is {summary.low:g} "
+            "(signed_log1p takes values of either sign)"
+            for name, transform, summary in zip(self.features, self._transforms(), profile.summaries.columns)
+            if transform == "log1p" and summary.n and summary.low <= -1
+        ]
+        problems += below
         if problems:
             raise DataError(f"{self.source}: " + "; ".join(problems))
+
+    def _transforms(self) -> tuple[Transform, ...]:
+        return tuple(self.transforms) if self.transforms is not None else tuple("none" for _ in self.features)
 
     @staticmethod
     def _ranks_of(n_observed: np.ndarray) -> list[np.ndarray]:
@@ -283,12 +326,12 @@ class CleaningFit:
         for n, values in zip(self._order.n_observed_, found):
             lower, upper = values[2 : 2 + len(DECILES)], values[2 + len(DECILES) :]
             edges.append(np.unique(quantile_from(lower, upper, quantile_ranks(int(n), DECILES)[2])))
-        return ScalingRequest(medians, tuple(edges))
+        return ScalingRequest(medians, tuple(edges), self._transforms())
 
     def _finish(self, total: ScalingPartial) -> None:
         assert self._profile is not None and self._scaling is not None
         n_rows = self._profile.n_rows
-        cleaner = FeatureCleaner(list(self.features), self.bounds)
+        cleaner = FeatureCleaner(list(self.features), self.bounds, self._transforms())
         cleaner.medians_ = self._scaling.medians
         cleaner.mean_ = total.moments.mean[0].copy()
         cleaner.scale_ = standard_scale(total.moments.m2[0] / total.moments.n[0], cleaner.mean_, total.moments.n[0])
@@ -317,7 +360,7 @@ def standard_scale(variance: np.ndarray, mean: np.ndarray, n_samples: np.ndarray
 
 
 class FeatureCleaner:
-    """Median imputation, then standardisation to zero mean and unit variance.
+    """Median imputation, a declared transform per feature, then standardisation to zero mean and unit variance.
 
     Both are learned by :meth:`fit` on training data and applied unchanged by
     :meth:`transform`: new data is imputed with the *training* medians and
@@ -329,6 +372,8 @@ class FeatureCleaner:
         Columns to use, in the order of the output matrix.
     bounds : sequence of (float or None, float or None), optional
         Valid range of each feature; :meth:`fit` refuses values outside.
+    transforms : sequence of {'none', 'log1p', 'signed_log1p'}, optional
+        Applied to each imputed feature before scaling (:func:`apply_transforms`).
 
     Attributes
     ----------
@@ -343,13 +388,20 @@ class FeatureCleaner:
         How many training values of each feature were missing.
     """
 
-    def __init__(self, features: Sequence[str], bounds: Sequence[Bounds] | None = None) -> None:
+    def __init__(
+        self, features: Sequence[str], bounds: Sequence[Bounds] | None = None, transforms: Sequence[Transform] | None = None
+    ) -> None:
         self.features = features
         self.bounds = bounds
+        self.transforms = transforms
+
+    @property
+    def transforms_in_use(self) -> tuple[Transform, ...]:
+        return tuple(self.transforms) if self.transforms is not None else tuple("none" for _ in self.features)
 
     def fit(self, frame: pd.DataFrame) -> "FeatureCleaner":
         """Learn medians and scaling from ``frame``; returns self."""
-        learner = CleaningFit(list(self.features), self.bounds)
+        learner = CleaningFit(list(self.features), self.bounds, transforms=self.transforms)
         fit_in_memory(learner, feature_matrix(frame, self.features))
         fitted = learner.result().cleaner
         self.medians_, self.mean_, self.scale_, self.n_imputed_ = (
@@ -374,10 +426,10 @@ class FeatureCleaner:
         return self.standardise_values(self.impute_values(values))
 
     def impute_values(self, values: np.ndarray) -> np.ndarray:
-        """Replace the missing values of a raw feature array with the training medians, in place."""
+        """Replace the missing values of a raw feature array with the training medians and transform it, in place."""
         self._check_fitted()
         np.copyto(values, self.medians_, where=np.isnan(values))
-        return values
+        return apply_transforms(values, self.transforms_in_use)
 
     def standardise_values(self, imputed: np.ndarray) -> np.ndarray:
         """Standardise an imputed feature array with the training means and scales, in place."""
@@ -393,7 +445,9 @@ class FeatureCleaner:
     def inverse_transform(self, standardised: np.ndarray) -> np.ndarray:
         """Map standardised values (such as neuron weights) back to raw units."""
         self._check_fitted()
-        return np.asarray(standardised) * self.scale_ + self.mean_
+        scaled = np.asarray(standardised, dtype=np.float64) * self.scale_ + self.mean_
+        rows = scaled.reshape(-1, scaled.shape[-1])  # any leading shape (a grid of neurons, say)
+        return apply_transforms(rows, self.transforms_in_use, inverse=True).reshape(scaled.shape)
 
     def to_dict(self) -> dict[str, list[float] | list[str] | list[int]]:
         """The fitted parameters as plain lists (JSON-ready, exact floats)."""
@@ -404,12 +458,13 @@ class FeatureCleaner:
             "mean": self.mean_.tolist(),
             "scale": self.scale_.tolist(),
             "n_imputed": self.n_imputed_.tolist(),
+            "transforms": list(self.transforms_in_use),
         }
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "FeatureCleaner":
         """Rebuild a fitted cleaner from :meth:`to_dict` output."""
-        cleaner = cls(list(params["features"]))
+        cleaner = cls(list(params["features"]), transforms=params.get("transforms"))
         cleaner.medians_ = np.asarray(params["medians"], dtype=float)
         cleaner.mean_ = np.asarray(params["mean"], dtype=float)
         cleaner.scale_ = np.asarray(params["scale"], dtype=float)

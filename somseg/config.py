@@ -28,6 +28,12 @@ class FeatureSpec(_Section):
     name: str = Field(description="Column name in the input table.")
     min: float | None = Field(None, description="Smallest valid value (inclusive); none if unbounded.")
     max: float | None = Field(None, description="Largest valid value (inclusive); none if unbounded.")
+    transform: Literal["none", "log1p", "signed_log1p"] = Field(
+        "none",
+        description="Applied after imputation, before scaling, at training and scoring alike: 'log1p' (log(1 + x), for "
+        "skewed amounts and counts above -1) or 'signed_log1p' (sign(x) log(1 + |x|), for either sign). Ranges, "
+        "profiles and label thresholds stay in raw units.",
+    )
 
     @model_validator(mode="after")
     def _range_is_ordered(self) -> "FeatureSpec":

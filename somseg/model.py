@@ -61,6 +61,7 @@ class CleanerParams(_Schema):
     mean: list[float]
     scale: list[float]
     n_imputed: list[int]
+    transforms: list[Literal["none", "log1p", "signed_log1p"]] | None = None
 
 
 class GridShape(_Schema):

@@ -127,7 +127,8 @@ def validate(ex: Executor, store: Store, table: Table, suite: dict[str, Any]) ->
 
 def cleaning_learner(features: Sequence[FeatureSpec], source: str) -> CleaningFit:
     """The learner of the medians, scaling and drift reference of ``features`` (its first request goes to ingest)."""
-    return CleaningFit([f.name for f in features], [(f.min, f.max) for f in features], source=f"input {source}")
+    return CleaningFit([f.name for f in features], [(f.min, f.max) for f in features], source=f"input {source}",
+                       transforms=[f.transform for f in features])
 
 
 @dataclass(frozen=True)

@@ -229,3 +229,46 @@ def test_the_fused_last_pass_deduplicates_repeated_rows_with_their_counts() -> N
     assert partition.block.rows.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert partition.block.weight.tolist() == [15.0, 5.0]
     assert partition.moments.weight == 20
+
+
+# --- declared transforms ----------------------------------------------------------------
+
+
+def test_a_log1p_feature_is_imputed_in_raw_units_then_transformed_then_scaled() -> None:
+    rng = np.random.default_rng(8)
+    money = rng.lognormal(5, 1.5, 400)
+    money[::10] = np.nan
+    raw = np.column_stack([money, rng.normal(size=400)])
+    cleaner = FeatureCleaner(["spend", "z"], transforms=["log1p", "none"]).fit(pd.DataFrame(raw, columns=["spend", "z"]))
+
+    imputed = np.where(np.isnan(raw), np.nanmedian(raw, axis=0), raw)
+    expected = np.column_stack([np.log1p(imputed[:, 0]), imputed[:, 1]])
+    np.testing.assert_allclose(cleaner.mean_, expected.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(cleaner.scale_, expected.std(axis=0), rtol=1e-12)
+    X = cleaner.transform_values(raw.copy())
+    np.testing.assert_allclose(X, (expected - expected.mean(axis=0)) / expected.std(axis=0), rtol=1e-10, atol=1e-12)
+    # Back to raw units, for a grid of neuron weights as for rows.
+    np.testing.assert_allclose(cleaner.inverse_transform(X.reshape(20, 20, 2)).reshape(-1, 2), imputed, rtol=1e-9)
+    assert FeatureCleaner.from_dict(cleaner.to_dict()).transforms_in_use == ("log1p", "none")
+
+
+def test_partitions_give_the_transformed_scaling_of_the_whole_table() -> None:
+    rng = np.random.default_rng(9)
+    raw = np.column_stack([rng.normal(0, 1e4, 3000), rng.exponential(50, 3000)])
+    raw[rng.random(3000) < 0.05, 1] = np.nan
+    whole = FeatureCleaner(["balance", "count"], transforms=["signed_log1p", "log1p"])
+    whole.fit(pd.DataFrame(raw, columns=["balance", "count"]))
+    learner = CleaningFit(["balance", "count"], transforms=["signed_log1p", "log1p"])
+    while (request := learner.request()) is not None:
+        learner.update(combine([request.partial(chunk) for chunk in np.array_split(raw, 7)]))
+    parted = learner.result().cleaner
+    np.testing.assert_allclose(parted.mean_, whole.mean_, rtol=1e-12)
+    np.testing.assert_allclose(parted.scale_, whole.scale_, rtol=1e-12)
+    assert np.all(np.isfinite(whole.transform_values(raw.copy())))
+
+
+def test_log1p_refuses_values_it_cannot_take_and_names_the_column() -> None:
+    frame = pd.DataFrame({"balance": [10.0, -3.0, 5.0, 2.0]})
+    with pytest.raises(DataError, match=r"column 'balance': transform log1p needs values above -1, the lowest is -3 "
+                                        r"\(signed_log1p takes values of either sign\)"):
+        FeatureCleaner(["balance"], transforms=["log1p"]).fit(frame)

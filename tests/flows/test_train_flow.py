@@ -159,3 +159,32 @@ def test_features_and_id_column_from_the_command_line(tmp_path: Path, capsys: py
     code = main(["train", str(tmp_path / "cards.csv"), "--id-column", "CUST_ID", "--features", "CUST_ID,BALANCE",
                  "--out", str(tmp_path / "run")])
     assert code == 2 and "cannot also be a feature" in capsys.readouterr().err
+
+
+def test_declared_transforms_are_kept_in_the_model_and_applied_again_at_scoring(tmp_path: Path) -> None:
+    _money_table(tmp_path / "cards.csv", 1_500, seed=4)
+    (tmp_path / "config.yaml").write_text(
+        "id_column: CUST_ID\n"
+        "features:\n"
+        "  - {name: BALANCE, transform: log1p}\n"
+        "  - {name: PURCHASES, transform: signed_log1p}\n"
+        "  - {name: PAYMENTS}\n"
+        "som: {rows: 4, cols: 4, epochs: 5}\n"
+        "gates: {max_topographic_error: 0.5}\n"
+        "evaluation: {bootstrap_resamples: 0, k_max: 5, silhouette_sample: 1000, stability_rows: 2000}\n",
+        encoding="utf-8",
+    )
+    run, work = tmp_path / "run", str(tmp_path / "work")
+    assert main(["train", str(tmp_path / "cards.csv"), "--config", str(tmp_path / "config.yaml"), "--out", str(run),
+                 "--work-dir", work]) == 0
+    assert main(["score", str(tmp_path / "cards.csv"), "--model", str(run / "model"), "--out", str(tmp_path / "scored"),
+                 "--work-dir", work]) == 0
+
+    model = json.loads((run / "model" / "model.json").read_text())
+    assert model["cleaner"]["transforms"] == ["log1p", "signed_log1p", "none"]
+    trained = pd.read_parquet(run / "segments.parquet")
+    scored = pd.read_parquet(tmp_path / "scored" / "segments.parquet")
+    pd.testing.assert_frame_equal(scored, trained)
+    profiles = pd.read_parquet(run / "profiles.parquet")
+    raw = pd.read_csv(tmp_path / "cards.csv", sep=";", encoding="utf-8-sig")
+    assert profiles["BALANCE_mean"].min() >= raw["BALANCE"].min(), "profiles stay in raw units"
