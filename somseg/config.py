@@ -365,8 +365,19 @@ def load_config(path: str | Path | None) -> SegmentationConfig:
     ------
     ConfigError
         If the file cannot be read or does not describe a valid config.
+
+    Notes
+    -----
+    A relative path to a suite file (``quality.suite``) is relative to the
+    config file's folder, and becomes absolute, so that the config a run
+    writes (``config.yaml``) can be given again from any folder.
     """
-    return _load(path, SegmentationConfig)
+    config = _load(path, SegmentationConfig)
+    suite = Path(config.quality.suite)
+    if path is None or suite.is_absolute() or not (suite.suffix == ".json" or suite.parent != Path(".")):
+        return config
+    quality = config.quality.model_copy(update={"suite": str((Path(path).parent / suite).resolve())})
+    return config.model_copy(update={"quality": quality})
 
 
 def _load(path: str | Path | None, model: type[_Section]) -> Any:

@@ -46,9 +46,9 @@ FIGURES: dict[str, FigureGuide] = {
     ),
     "profiles": FigureGuide(
         "Segment profiles",
-        "One panel per feature, in original units: each bar is a segment's mean over observed values, the whisker "
-        "one standard deviation, the dashed line the mean of all customers. A segment is defined by the features "
-        "where its bar stands clearly away from the dashed line.",
+        "One row per segment, one column per feature. The number is the segment's mean over observed values, in "
+        "original units; the colour is how far it stands from the mean of all customers, in their standard "
+        "deviations (red above, blue below). A segment is defined by its strongly coloured cells.",
     ),
     "u_matrix": FigureGuide(
         "U-matrix",
@@ -316,29 +316,68 @@ def plot_segment_map(
 
 
 def plot_profiles(profiles: pd.DataFrame, feature_names: Sequence[str]) -> Figure:
-    """Per feature, each segment's mean ± sd (observed values) against the population mean."""
-    k = len(profiles)
-    colors = segment_colors(max(int(profiles["segment"].max()) + 1, k))
-    names = profiles["label"] if "label" in profiles else profiles["segment"].map(lambda s: f"segment {s}")
-    population = population_means(profiles, feature_names)
-    figure = Figure(figsize=(3.2 * len(feature_names) + 2.0, 0.45 * k + 1.6), layout="constrained")
-    axes = np.atleast_1d(figure.subplots(1, len(feature_names), sharey=True, squeeze=False)).ravel()
-    position = np.arange(k)
-    for ax, name in zip(axes, feature_names):
-        ax.barh(
-            position,
-            profiles[f"{name}_mean"].to_numpy(dtype=float),
-            xerr=profiles[f"{name}_sd"].fillna(0).to_numpy(dtype=float),
-            color=[colors[s] for s in profiles["segment"]],
-            error_kw={"ecolor": "0.3", "capsize": 3, "linewidth": 1},
-        )
-        ax.axvline(population[name], color="0.2", linestyle="--", linewidth=1)
-        ax.set_title(str(name))
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(position, [str(v) for v in names])
-    axes[0].invert_yaxis()
-    figure.suptitle("Segment profiles: mean ± sd (observed values); dashed: all customers")
+    """A heatmap of the segments' profiles: one row per segment, one column per feature.
+
+    The colour is how far the segment's mean stands from all customers' mean,
+    in all customers' standard deviations (z); the number in the cell is the
+    mean in original units. The figure grows with the features and the
+    segments, and stays readable from 2 to 20 features.
+    """
+    k, n = len(profiles), len(feature_names)
+    names = [str(v) for v in (profiles["label"] if "label" in profiles else profiles["segment"].map(lambda s: f"segment {s}"))]
+    means = profiles[[f"{name}_mean" for name in feature_names]].to_numpy(dtype=float)
+    centre = population_means(profiles, feature_names).to_numpy(dtype=float)
+    spread = population_sds(profiles, feature_names).to_numpy(dtype=float)
+    z = (means - centre) / np.where(spread > 0, spread, np.nan)
+    finite = np.abs(z[np.isfinite(z)])
+    limit = float(np.clip(finite.max() if finite.size else 1.0, 1.0, 3.0))
+    longest = max((len(name) for name in feature_names), default=1)
+    widest = min(max(map(len, names), default=1), 40)  # past 40 characters a label takes room from the cells rather than widening the figure
+    figure = Figure(figsize=(2.0 + 0.07 * widest + 0.85 * n, 1.6 + 0.04 * longest + 0.42 * k),
+                    layout="constrained")
+    ax = figure.subplots()
+    image = ax.imshow(np.nan_to_num(z), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for row in range(k):
+        for col in range(n):
+            dark = np.isfinite(z[row, col]) and abs(z[row, col]) > 0.6 * limit
+            ax.text(col, row, _short(means[row, col]), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    slanted = n > 4 or longest > 12
+    ax.set_xticks(np.arange(n), [str(name) for name in feature_names], rotation=40 if slanted else 0,
+                  ha="right" if slanted else "center", rotation_mode="anchor")
+    ax.set_yticks(np.arange(k), names)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="segment mean − all customers' mean (sd)")
+    figure.suptitle("Segment profiles: mean in original units; colour: distance from all customers")
     return figure
+
+
+def population_sds(profiles: pd.DataFrame, feature_names: Sequence[str]) -> pd.Series:
+    """Sample standard deviation of each feature over all observed values, pooled from the segment profiles."""
+    means = population_means(profiles, feature_names)
+    sds = {}
+    for name in feature_names:
+        observed = (profiles["size"] - profiles[f"{name}_imputed"]).to_numpy(dtype=float)
+        present = observed > 0
+        mean = profiles[f"{name}_mean"].to_numpy(dtype=float)[present]
+        sd = np.nan_to_num(profiles[f"{name}_sd"].to_numpy(dtype=float)[present])
+        count = observed[present]
+        within = np.sum((count - 1) * sd**2)
+        between = np.sum(count * (mean - means[name]) ** 2)
+        total = count.sum()
+        sds[name] = float(np.sqrt((within + between) / (total - 1))) if total > 1 else np.nan
+    return pd.Series(sds)
+
+
+def _short(value: float) -> str:
+    """A mean as a cell holds it: three significant digits, thousands and millions as k and M."""
+    if not np.isfinite(value):
+        return "–"
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if magnitude >= 1e3:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:.3g}"
 
 
 def _grid_figure(shape: tuple[int, int], width_extra: float = 1.2) -> tuple[Figure, object]:

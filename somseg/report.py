@@ -509,7 +509,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; border-bottom: 2px solid #ccc; padding-bottom: .3em; }
 h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; vertical-align: top; }
 thead th { background: #f3f3f3; }
 table.facts th { background: #f8f8f8; width: 10em; }

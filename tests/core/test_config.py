@@ -263,3 +263,12 @@ def test_the_grid_is_auto_or_numbers_on_both_sides() -> None:
     with pytest.raises(ValidationError, match=r"som.cols must be between 1 and 500, got 0"):
         SomConfig(rows=5, cols=0)
     assert SomConfig(rows=5, cols=7).grid_is_auto is False and SomConfig().grid_is_auto is True
+
+
+def test_a_suite_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.yaml").write_text("quality: {suite: suites/mine.json}\n", encoding="utf-8")
+    (tmp_path / "other.yaml").write_text("quality: {suite: customers}\n", encoding="utf-8")
+
+    assert load_config(tmp_path / "project" / "config.yaml").quality.suite == str(tmp_path / "project" / "suites" / "mine.json")
+    assert load_config(tmp_path / "other.yaml").quality.suite == "customers", "a shipped suite's name stays a name"

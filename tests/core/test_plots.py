@@ -131,3 +131,30 @@ def test_segment_map_and_profiles_name_every_segment(profiles: Callable) -> None
 
     assert [t.get_text().split("  ")[1].split(" (")[0] for t in legend.get_texts()] == [view.labels[s] for s in range(12)]
     assert profile_ticks == [view.labels[s] for s in range(12)]
+
+
+def test_the_profile_heatmap_colours_z_scores_and_writes_raw_means(profiles: Callable) -> None:
+    from somseg.plots import population_sds
+
+    raw = pd.DataFrame({"Income": [10.0, 20.0, 30.0, 1000.0, 2000.0, 3000.0], "Age": [20.0, 30.0, 40.0, 50.0, np.nan, 70.0]})
+    table = profiles(raw, np.array([0, 0, 0, 1, 1, 1]), ["Income", "Age"], 2)
+    sds = population_sds(table, ["Income", "Age"])
+    assert sds["Income"] == pytest.approx(raw["Income"].std()) and sds["Age"] == pytest.approx(raw["Age"].std())
+
+    figure = plot_profiles(table, ["Income", "Age"])
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["20", "30", "2k", "60"]
+    z = ax.images[0].get_array()
+    assert z[0, 0] < 0 < z[1, 0] and z[0, 0] == pytest.approx((20 - raw["Income"].mean()) / raw["Income"].std())
+
+
+def test_seventeen_features_and_long_labels_make_a_figure_that_fits_a_page(profiles: Callable) -> None:
+    rng = np.random.default_rng(2)
+    names = [f"CREDIT_FEATURE_NUMBER_{i}" for i in range(17)]
+    raw = pd.DataFrame(rng.lognormal(5, 1, (60, 17)), columns=names)
+    table = profiles(raw, np.repeat(np.arange(6), 10), names, 6)
+    table["label"] = [f"High CREDIT_FEATURE_NUMBER_{i}, Low CREDIT_FEATURE_NUMBER_{i + 1}" for i in range(6)]
+
+    width, height = plot_profiles(table, names).get_size_inches()
+
+    assert width <= 21 and height <= 6, (width, height)
