@@ -46,7 +46,7 @@ def train_segments_flow(
         with run.step("ingest"):
             cleaning = stages.cleaning_learner(config.features, input_path)
             table = stages.ingest(ex, store, input_path, config.id_column, names, config.execution.partition_rows,
-                                  first_pass=cleaning.request())
+                                  first_pass=cleaning.request(), expressions=config.expressions)
         with run.step("validate"):
             validation = stages.validate(ex, store, table, suite)
             run.diagnostics["validation.json"] = validation.path

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from somseg.errors import ConfigError
+from somseg.expressions import parse_expression
 
 
 class _Section(BaseModel):
@@ -35,11 +36,25 @@ class FeatureSpec(_Section):
         "profiles and label thresholds stay in raw units.",
     )
 
+    expr: str | None = Field(
+        None,
+        description="A derived feature: an expression of input columns, e.g. '2014 - Year_Birth' or "
+        "'MntWines + MntFruits'; numbers, column names (quoted unless identifiers), + - * / **, parentheses, "
+        "log1p, log, sqrt, abs, min, max (docs/configuration.md). Empty: the input column of this name.",
+    )
+
     @model_validator(mode="after")
     def _range_is_ordered(self) -> "FeatureSpec":
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
+        if self.expr is not None:
+            parse_expression(self.expr)  # a ValueError names what is not allowed
         return self
+
+
+def derived_features(features: list[FeatureSpec]) -> dict[str, str]:
+    """The derived features among ``features``: name -> expression."""
+    return {feature.name: feature.expr for feature in features if feature.expr is not None}
 
 
 class SomConfig(_Section):
@@ -315,6 +330,11 @@ class SegmentationConfig(_Section):
     @property
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @property
+    def expressions(self) -> dict[str, str]:
+        """The derived features: name -> expression."""
+        return derived_features(self.features)
 
     def with_features(self, names: list[str]) -> "SegmentationConfig":
         """This config with ``names`` as its features (no ranges), checked again.

@@ -14,7 +14,7 @@ integers, IDs such as ``007`` stay text).
 
 import csv
 import glob
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from somseg.errors import DataError
+from somseg.expressions import parse_expression
 from somseg.io import file_sha256
 from somseg.stats import Request
 
@@ -209,10 +210,27 @@ def _row_group_runs(path: Path, columns: Sequence[str], max_rows: int) -> list[t
     return runs
 
 
-def read_part(part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int) -> list[pa.Table]:
+def input_columns(features: Sequence[str], expressions: Mapping[str, str] | None = None) -> list[str]:
+    """The input columns that ``features`` are read or derived from, in order: plain features, then expression inputs."""
+    expressions = expressions or {}
+    plain = [name for name in features if name not in expressions]
+    used = [column for name in features if name in expressions for column in parse_expression(expressions[name]).columns]
+    return list(dict.fromkeys([*plain, *used]))
+
+
+def read_part(
+    part: SourcePart,
+    id_column: str,
+    features: Sequence[str],
+    partition_rows: int,
+    expressions: Mapping[str, str] | None = None,
+) -> list[pa.Table]:
     """The id column and the features of a source part, as Arrow tables of at most ``partition_rows`` rows.
 
-    Features are float64 (missing values null), the id column as read.
+    Features are float64 (missing values null), the id column as read. A
+    feature with an expression (``expressions``, name -> text) is derived
+    from the input columns it names, which are read and checked as numbers
+    but not kept.
 
     Raises
     ------
@@ -220,6 +238,9 @@ def read_part(part: SourcePart, id_column: str, features: Sequence[str], partiti
         If the file is unreadable, a column is absent, or a feature holds
         values that are not numbers.
     """
+    if expressions:
+        tables = read_part(part, id_column, input_columns(features, expressions), partition_rows)
+        return [_derive(table, id_column, features, expressions) for table in tables]
     if part.kind == "parquet":
         return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features)]
     frame = read_csv(Path(part.path), id_column, features)
@@ -228,6 +249,15 @@ def read_part(part: SourcePart, id_column: str, features: Sequence[str], partiti
         for start in range(0, max(len(frame), 1), partition_rows)
     ]
     return tables
+
+
+def _derive(table: pa.Table, id_column: str, features: Sequence[str], expressions: Mapping[str, str]) -> pa.Table:
+    inputs = {name: table.column(name).to_numpy() for name in table.column_names if name != id_column}
+    columns = {id_column: table.column(id_column)}
+    for name in features:
+        values = parse_expression(expressions[name]).evaluate(inputs) if name in expressions else inputs[name]
+        columns[name] = pa.array(values, type=pa.float64(), from_pandas=True)
+    return pa.table(columns)
 
 
 @dataclass(frozen=True)
@@ -239,7 +269,12 @@ class Partition:
 
 
 def read_partitions(
-    part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int, first_pass: Request | None = None
+    part: SourcePart,
+    id_column: str,
+    features: Sequence[str],
+    partition_rows: int,
+    first_pass: Request | None = None,
+    expressions: Mapping[str, str] | None = None,
 ) -> list[Partition]:
     """:func:`read_part`, with the partial result of ``first_pass`` on each partition's features.
 
@@ -249,7 +284,7 @@ def read_partitions(
     """
     return [
         Partition(table, None if first_pass is None else first_pass.partial(feature_values(table, features)))
-        for table in read_part(part, id_column, features, partition_rows)
+        for table in read_part(part, id_column, features, partition_rows, expressions)
     ]
 
 

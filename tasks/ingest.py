@@ -13,7 +13,13 @@ def plan(source: str, columns: list[str], partition_rows: int) -> list[SourcePar
 
 @step("ingest-partition", saves=TablePart, retry_io=True)
 def ingest_partition(
-    store: Store, part: SourcePart, id_column: str, features: list[str], partition_rows: int, first_pass: Request | None
+    store: Store,
+    part: SourcePart,
+    id_column: str,
+    features: list[str],
+    partition_rows: int,
+    first_pass: Request | None,
+    expressions: dict[str, str] | None = None,
 ) -> list[Partition]:
-    """Read one source part (the id column unchanged, the features as float64), and a learner's first pass on it."""
-    return read_partitions(part, id_column, features, partition_rows, first_pass)
+    """Read one source part (the id column unchanged, the features as float64, derived ones computed), and a learner's first pass on it."""
+    return read_partitions(part, id_column, features, partition_rows, first_pass, expressions)

@@ -16,7 +16,7 @@ import numpy as np
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
 from somseg.cleaning import CleaningFit, ScalingRequest
 from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig, validate_config
-from somseg.dataset import numeric_columns
+from somseg.dataset import input_columns, numeric_columns
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
 from somseg.results import Evaluation, MapFigures, ScoringFigures
@@ -86,13 +86,17 @@ def ingest(
     features: list[str],
     partition_rows: int,
     first_pass: Request | None = None,
+    expressions: dict[str, str] | None = None,
 ) -> Table:
     """Plan the input and read it into partitions of the id column and the features.
 
     ``first_pass``, when given, is computed on every partition as it is read
     (the training flow passes the cleaning learner's first request).
+    ``expressions`` (name -> text) derive features from input columns.
     """
-    plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *features], partition_rows=partition_rows)
+    expressions = expressions or {}
+    plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *input_columns(features, expressions)],
+                  partition_rows=partition_rows)
     parts = ex.map(
         ingest_steps.ingest_partition,
         {"part": plan},
@@ -101,6 +105,7 @@ def ingest(
         features=features,
         partition_rows=partition_rows,
         first_pass=first_pass,
+        expressions=expressions,
     )
     return Table(source, tuple(part for group in parts for part in group))
 

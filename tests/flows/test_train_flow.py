@@ -161,24 +161,27 @@ def test_features_and_id_column_from_the_command_line(tmp_path: Path, capsys: py
     assert code == 2 and "cannot also be a feature" in capsys.readouterr().err
 
 
-def test_declared_transforms_are_kept_in_the_model_and_applied_again_at_scoring(tmp_path: Path) -> None:
-    _money_table(tmp_path / "cards.csv", 1_500, seed=4)
+def _train_and_score(tmp_path: Path, table: str, new: str, features_yaml: str) -> Path:
+    """Train on ``table`` with these features and a small fast map, score ``new`` with the model; the run folder."""
     (tmp_path / "config.yaml").write_text(
-        "id_column: CUST_ID\n"
-        "features:\n"
-        "  - {name: BALANCE, transform: log1p}\n"
-        "  - {name: PURCHASES, transform: signed_log1p}\n"
-        "  - {name: PAYMENTS}\n"
-        "som: {rows: 4, cols: 4, epochs: 5}\n"
-        "gates: {max_topographic_error: 0.5}\n"
+        features_yaml + "som: {rows: 4, cols: 4, epochs: 5}\ngates: {max_topographic_error: 0.5}\n"
         "evaluation: {bootstrap_resamples: 0, k_max: 5, silhouette_sample: 1000, stability_rows: 2000}\n",
         encoding="utf-8",
     )
     run, work = tmp_path / "run", str(tmp_path / "work")
-    assert main(["train", str(tmp_path / "cards.csv"), "--config", str(tmp_path / "config.yaml"), "--out", str(run),
+    assert main(["train", str(tmp_path / table), "--config", str(tmp_path / "config.yaml"), "--out", str(run),
                  "--work-dir", work]) == 0
-    assert main(["score", str(tmp_path / "cards.csv"), "--model", str(run / "model"), "--out", str(tmp_path / "scored"),
+    assert main(["score", str(tmp_path / new), "--model", str(run / "model"), "--out", str(tmp_path / "scored"),
                  "--work-dir", work]) == 0
+    return run
+
+
+def test_declared_transforms_are_kept_in_the_model_and_applied_again_at_scoring(tmp_path: Path) -> None:
+    _money_table(tmp_path / "cards.csv", 1_500, seed=4)
+    run = _train_and_score(tmp_path, "cards.csv", "cards.csv", "id_column: CUST_ID\nfeatures:\n"
+                           "  - {name: BALANCE, transform: log1p}\n"
+                           "  - {name: PURCHASES, transform: signed_log1p}\n"
+                           "  - {name: PAYMENTS}\n")
 
     model = json.loads((run / "model" / "model.json").read_text())
     assert model["cleaner"]["transforms"] == ["log1p", "signed_log1p", "none"]
@@ -188,3 +191,58 @@ def test_declared_transforms_are_kept_in_the_model_and_applied_again_at_scoring(
     profiles = pd.read_parquet(run / "profiles.parquet")
     raw = pd.read_csv(tmp_path / "cards.csv", sep=";", encoding="utf-8-sig")
     assert profiles["BALANCE_mean"].min() >= raw["BALANCE"].min(), "profiles stay in raw units"
+
+
+def test_a_map_trained_for_one_iteration_fails_the_default_gates(sample_table: Path, tmp_path: Path) -> None:
+    config = SegmentationConfig.model_validate({"som": {"engine": "minisom", "init": "random", "iterations": 1},
+                                                "evaluation": {"bootstrap_resamples": 0}})
+    with pytest.raises(QualityGateError) as failure:
+        train_segments_flow(str(sample_table), str(tmp_path / "run"), config, str(tmp_path / "work"))
+    assert "(gates.max_topographic_error)" in str(failure.value)
+
+
+def _marketing_table(path: Path, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "ID": np.arange(n) + 5000, "Year_Birth": rng.integers(1945, 1996, n), "Kidhome": rng.integers(0, 3, n),
+        "Teenhome": rng.integers(0, 3, n), "Income": np.round(rng.lognormal(10.8, 0.4, n)),
+        "MntWines": rng.integers(0, 1500, n), "MntFruits": rng.integers(0, 200, n), "MntMeatProducts": rng.integers(0, 1000, n),
+        "Education": rng.choice(["Graduation", "PhD", "Master"], n),
+    })
+    frame.loc[rng.random(n) < 0.02, "Income"] = np.nan
+    path.write_text("\ufeff" + frame.to_csv(index=False, sep=";"), encoding="utf-8")
+    return frame
+
+
+def test_derived_features_are_computed_at_training_and_again_at_scoring(tmp_path: Path) -> None:
+    _marketing_table(tmp_path / "marketing.csv", 1_200, seed=5)
+    _marketing_table(tmp_path / "new.csv", 300, seed=6)
+    run = _train_and_score(tmp_path, "marketing.csv", "new.csv", "features:\n"
+                           "  - {name: Age, expr: '2014 - Year_Birth', min: 18, max: 100}\n"
+                           "  - {name: Children, expr: 'Kidhome + Teenhome'}\n"
+                           "  - {name: Spent, expr: 'MntWines + MntFruits + MntMeatProducts', transform: log1p}\n"
+                           "  - {name: Income, transform: log1p}\n")
+
+    raw = pd.read_csv(tmp_path / "marketing.csv", sep=";", encoding="utf-8-sig")
+    segments = pd.read_parquet(run / "segments.parquet")
+    profiles = pd.read_parquet(run / "profiles.parquet")
+    overall = (profiles["Age_mean"] * profiles["size"]).sum() / profiles["size"].sum()
+    assert overall == pytest.approx((2014 - raw["Year_Birth"]).mean())
+    assert (profiles["Spent_mean"] * profiles["size"]).sum() / len(segments) == pytest.approx(
+        (raw["MntWines"] + raw["MntFruits"] + raw["MntMeatProducts"]).mean()), "profiles in raw units"
+    model = json.loads((run / "model" / "model.json").read_text())
+    assert [f.get("expr") for f in model["features"]] == ["2014 - Year_Birth", "Kidhome + Teenhome",
+                                                          "MntWines + MntFruits + MntMeatProducts", None]
+    assert len(pd.read_parquet(tmp_path / "scored" / "segments.parquet")) == 300
+
+
+def test_a_derived_feature_out_of_its_range_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frame = _marketing_table(tmp_path / "marketing.csv", 300, seed=7)
+    frame.loc[3, "Year_Birth"] = 1893  # an absurd row: 121 years old in 2014
+    frame.to_csv(tmp_path / "marketing.csv", index=False)
+    (tmp_path / "config.yaml").write_text("features:\n  - {name: Age, expr: '2014 - Year_Birth', min: 18, max: 100}\n"
+                                          "  - {name: Income}\n", encoding="utf-8")
+    code = main(["train", str(tmp_path / "marketing.csv"), "--config", str(tmp_path / "config.yaml"),
+                 "--out", str(tmp_path / "run"), "--work-dir", str(tmp_path / "work")])
+    err = capsys.readouterr().err
+    assert code in (3, 4) and "Age" in err and "121" in err
