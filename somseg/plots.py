@@ -297,7 +297,10 @@ def plot_segment_map(
     """Neurons coloured by segment, borders drawn, a legend naming each segment."""
     k = max(int(np.max(neuron_segment)) + 1, len(labels))
     colors = segment_colors(k)
-    figure, ax = _grid_figure(shape, width_extra=3.2)
+    longest = max((len(str(label)) for label in labels.values()), default=10)
+    # The legend gets the width its longest entry needs (about 0.075 inch a character at 9 points, plus the count),
+    # so long names widen the figure instead of squashing the map.
+    figure, ax = _grid_figure(shape, width_extra=1.4 + 0.075 * (longest + 10))
     grid = np.asarray(neuron_segment).reshape(shape)
     ax.imshow(grid, cmap=ListedColormap(colors), vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
     _draw_borders(ax, neuron_segment, shape)

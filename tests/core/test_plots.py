@@ -158,3 +158,18 @@ def test_seventeen_features_and_long_labels_make_a_figure_that_fits_a_page(profi
     width, height = plot_profiles(table, names).get_size_inches()
 
     assert width <= 21 and height <= 6, (width, height)
+
+
+def test_long_segment_names_widen_the_segment_map_not_squash_it() -> None:
+    neuron_segment = np.repeat(np.arange(4), 4)
+    short = plot_segment_map(neuron_segment, {s: f"S{s}" for s in range(4)}, (4, 4), np.ones(16))
+    long = plot_segment_map(neuron_segment, {s: f"High PURCHASES_INSTALLMENTS_FREQUENCY, Low BALANCE {s}" for s in range(4)},
+                            (4, 4), np.ones(16))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    def map_width(figure) -> float:  # inches the map itself gets once laid out
+        FigureCanvasAgg(figure).draw()
+        return figure.axes[0].get_position().width * figure.get_size_inches()[0]
+
+    assert long.get_size_inches()[0] > short.get_size_inches()[0] + 2
+    assert map_width(long) >= 0.9 * map_width(short)
