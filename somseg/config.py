@@ -135,6 +135,13 @@ class GateConfig(_Section):
     min_explained_variance: float | None = Field(
         None, ge=0, le=1, description="Smallest acceptable share of the data's variance the map explains; none = reported only."
     )
+    max_dead_neuron_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest acceptable share of neurons no training row is closest to; none = reported only (a "
+        "table with few distinct rows leaves many neurons empty on a map sized for its row count).",
+    )
 
 
 class SegmentsConfig(_Section):

@@ -29,6 +29,8 @@ class MapQuality(Protocol):
     def topographic_error(self) -> float | None: ...
     @property
     def explained_variance(self) -> float | None: ...
+    @property
+    def dead_neuron_share(self) -> float | None: ...
 
 
 def map_checks(figures: MapQuality | None, gates: GateConfig) -> list[Check]:
@@ -46,6 +48,7 @@ def map_checks(figures: MapQuality | None, gates: GateConfig) -> list[Check]:
          "relative_quantization_error", False),
         ("topographic error", "max_topographic_error", "topographic_error", False),
         ("explained variance", "min_explained_variance", "explained_variance", True),
+        ("dead neuron share", "max_dead_neuron_share", "dead_neuron_share", False),
     ]
     return [
         Check(name=name, setting=f"gates.{setting}", value=value(figure), limit=getattr(gates, setting), at_least=at_least)

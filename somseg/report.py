@@ -323,7 +323,8 @@ def _metrics_section(metrics: TrainingMetrics, evaluation: Evaluation | None) ->
             for check in checks]
     gated = {check.name for check in checks}
     for name, value in (("quantization error relative to one neuron", metrics.relative_quantization_error),
-                        ("explained variance", metrics.explained_variance)):
+                        ("explained variance", metrics.explained_variance),
+                        ("dead neuron share", metrics.dead_neuron_share)):
         if name not in gated and value is not None:
             rows.append([name.capitalize(), _fmt(value), "reported only", _info()])
     rows.append(["Topographic error (4 neighbours, SOM Toolbox)", _fmt(metrics.topographic_error_4), "reported only", _info()])

@@ -97,6 +97,11 @@ class MapFigures:
         return int(np.sum(self.hits == 0))
 
     @property
+    def dead_neuron_share(self) -> float:
+        """The share of neurons no row is closest to."""
+        return self.dead_neurons / max(len(self.hits), 1)
+
+    @property
     def relative_quantization_error(self) -> float:
         """The quantization error over a one-neuron map's: about the same scale at any number of features."""
         baseline = self.one_neuron_quantization_error
@@ -202,6 +207,7 @@ class Thresholds(_Record):
     max_relative_quantization_error: float | None = None
     max_topographic_error: float
     min_explained_variance: float | None = None
+    max_dead_neuron_share: float | None = None
 
 
 class TrainingMetrics(_Record):
@@ -214,6 +220,7 @@ class TrainingMetrics(_Record):
     topographic_error_4: Figure
     relative_quantization_error: Figure = None
     explained_variance: Figure = None
+    dead_neuron_share: Figure = None
     thresholds: Thresholds
     gates_passed: bool
     n_rows: int
@@ -362,6 +369,7 @@ def training_metrics(
         topographic_error_4=figures.topographic_error_4,
         relative_quantization_error=figures.relative_quantization_error,
         explained_variance=figures.explained_variance,
+        dead_neuron_share=figures.dead_neuron_share,
         thresholds=Thresholds(**config.gates.model_dump()),
         gates_passed=all(check.passed for check in checks),
         n_rows=figures.n_rows,

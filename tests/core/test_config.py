@@ -57,7 +57,8 @@ def test_the_default_gates_mean_the_same_at_any_number_of_features_and_the_refer
     assert gates.max_topographic_error == 0.1 and gates.min_explained_variance is None
     reference = load_config(REFERENCE_YAML)
     assert reference.gates.model_dump() == {"max_quantization_error": 0.5, "max_relative_quantization_error": None,
-                                            "max_topographic_error": 0.1, "min_explained_variance": None}
+                                            "max_topographic_error": 0.1, "min_explained_variance": None,
+                                            "max_dead_neuron_share": None}
     # Besides what it is about (features, labels, suite, gates), the reference recipe uses the defaults.
     about = {"features", "labels", "gates", "quality", "som"}
     assert reference.model_dump(exclude=about) == SegmentationConfig().model_dump(exclude=about)

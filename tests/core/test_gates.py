@@ -38,6 +38,15 @@ def test_the_default_qe_gate_is_relative_and_explained_variance_can_be_a_minimum
     assert [check.value for check in map_checks(None, gates)] == [None, None, None]
 
 
+def test_the_dead_neuron_share_is_a_gate_only_when_set() -> None:
+    figures = SimpleNamespace(quantization_error=0.3, relative_quantization_error=0.3, topographic_error=0.05,
+                              explained_variance=0.9, dead_neuron_share=0.6)
+    assert "gates.max_dead_neuron_share" not in [c.setting for c in map_checks(figures, GateConfig())]
+    assert failed(map_checks(figures, GateConfig(max_dead_neuron_share=0.5))) == [
+        "dead neuron share 0.6 > max 0.5 (gates.max_dead_neuron_share)"
+    ]
+
+
 @pytest.mark.parametrize("value", [None, math.nan])
 def test_a_figure_that_was_not_measured_never_passes(value) -> None:
     (check,) = [c for c in map_checks(_map(0.3, value), GateConfig()) if c.name == "topographic error"]
