@@ -58,7 +58,7 @@ TRAIN = "train-segments/weekly"
 SCORE = "score-segments/daily"
 BEFORE_CLUSTERING = (
     "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
-    "train-minisom", "assess-partition",
+    "pack-training-blocks", "train-batch-som", "assess-partition",  # the default engine, on a table of one partition
 )
 FROM_CLUSTERING = (
     "cluster-neurons", "evaluate-run", "label-segments", "build-model", "assign-partition", "draw-figures", "publish-run",
