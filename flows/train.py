@@ -11,7 +11,7 @@ from prefect import flow
 from somseg.config import SegmentationConfig
 from somseg.flows.support import SAMPLE_TABLE, RunLog
 from somseg.report import failure_report
-from somseg.results import training_metrics
+from somseg.runs import training_metrics
 from somseg.tasks import stages
 from somseg.tasks.artifacts import (
     Progress,

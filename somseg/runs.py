@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
+from somseg.gates import map_checks
 from somseg.io import RUN_MARKER, staged_folder, write_json
 from somseg.layout import (
     CONFIG_FILE,
@@ -27,7 +28,7 @@ from somseg.layout import (
     SEGMENTS_FILE,
     VALIDATION_FILE,
 )
-from somseg.results import dump_json
+from somseg.results import Evaluation, Grid, MapFigures, Thresholds, TrainingMetrics, dump_json
 
 
 def utc_now() -> str:
@@ -116,3 +117,42 @@ def record_failure(
             except Exception as failure:  # the run's own error is what the user must see
                 (staging / "report-error.txt").write_text(f"{type(failure).__name__}: {failure}\n", encoding="utf-8")
     return folder
+
+
+def training_metrics(
+    figures: MapFigures,
+    config: Any,
+    *,
+    source: str,
+    n_partitions: int,
+    execution: str,
+    outlier_share: float | None = None,
+    evaluation: Evaluation | None = None,
+    durations: dict[str, float] | None = None,
+    finished_at: str | None = None,
+) -> TrainingMetrics:
+    """``metrics.json`` of a training run from the map's figures and the run's config (a SegmentationConfig)."""
+    checks = map_checks(figures, config.gates)
+    return TrainingMetrics(
+        quantization_error=figures.quantization_error,
+        topographic_error=figures.topographic_error,
+        topographic_error_4=figures.topographic_error_4,
+        relative_quantization_error=figures.relative_quantization_error,
+        explained_variance=figures.explained_variance,
+        dead_neuron_share=figures.dead_neuron_share,
+        thresholds=Thresholds(**config.gates.model_dump()),
+        gates_passed=all(check.passed for check in checks),
+        n_rows=figures.n_rows,
+        n_features=len(config.features),
+        n_partitions=n_partitions,
+        execution=execution,
+        grid=Grid(rows=config.som.rows, cols=config.som.cols),
+        engine=config.som.engine,
+        outlier_threshold=figures.outlier_threshold,
+        outlier_percentile=figures.outlier_percentile,
+        outlier_share=outlier_share,
+        input=source,
+        evaluation=evaluation,
+        durations_seconds=durations or {},
+        finished_at=finished_at,
+    )

@@ -23,7 +23,8 @@ from somseg.evaluation import evaluate_segmentation
 from somseg.model import SegmentationModel
 from somseg.plots import FIGURES, load_map_view
 from somseg.report import FIGURES_DIR, REPORT_FILE, build_report
-from somseg.results import TrainingRecord, dump_json, training_metrics
+from somseg.results import TrainingRecord, dump_json
+from somseg.runs import training_metrics
 from somseg.segments import cluster_neurons, profile_segments
 
 FEATURES = ["Age", "Work_Experience"]
