@@ -22,7 +22,7 @@ SCRIPT = REPO_ROOT / "scripts" / "real_server_check.py"
 TIMEOUT_SECONDS = 480
 EARLY_STEPS = (
     "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
-    "train-minisom", "assess-partition",
+    "pack-training-blocks", "train-batch-som", "assess-partition",  # the default engine, on one partition
 )
 LATE_STEPS = (
     "cluster-neurons", "evaluate-run", "label-segments", "build-model", "assign-partition", "draw-figures", "publish-run",
