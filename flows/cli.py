@@ -149,7 +149,7 @@ def _quiet_environment() -> None:
     # ephemeral server's SQLite database on a fresh PREFECT_HOME.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The temporary server's first start migrates a new SQLite database,
-    # which on a busy 2-core machine can take longer than Prefect's 20 s.
+    # which on a busy machine can outlast Prefect's default startup timeout.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 

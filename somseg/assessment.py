@@ -32,7 +32,7 @@ from somseg.stats import (
 )
 from somseg.ward import grid_edges
 
-_PATH_BLOCK_CELLS = 8_000_000  # path lengths computed per block of source units (~64 MB)
+_PATH_BLOCK_CELLS = 8_000_000  # path lengths per block of source units: bounds the memory of one block
 
 
 def sample_positions(n_rows: int, size: int, seed: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from somseg.results import (
 from somseg.segments import cluster_neurons
 from somseg.som import build_engine
 
-_CHUNK_CELLS = 8_000_000  # distance cells per chunk (~64 MB of float64)
+_CHUNK_CELLS = 8_000_000  # distance cells per chunk: bounds the memory of one chunk
 
 
 # ---------------------------------------------------------------- validity indices

@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 DedupMode = Literal["auto", "always", "never"]
 
-# Cross-term cells per chunk: 256 Ki float64 = 2 MB, about one core's L2 here.
+# Cross-term cells per chunk, sized to stay in one core's L2 cache.
 _CELL_BUDGET = 262_144
 _MIN_CHUNK_ROWS = 256
 # Deduplicate only when at most this share of the rows is distinct, and decide
