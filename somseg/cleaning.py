@@ -3,8 +3,9 @@
 Fitting is a learner over partitions (:class:`CleaningFit`): a first pass
 summarises each feature (count, range, values out of their valid range,
 distinct values when few); refinement passes find exact medians and deciles
-where a feature has many distinct values; a last pass sums the imputed
-features' moments and the rows in each decile bin. :class:`FeatureCleaner`
+(and the quartiles or percentiles a ``robust`` or ``quantile`` transform
+needs) where a feature has many distinct values; a last pass sums the
+imputed features' moments and the rows in each decile bin. :class:`FeatureCleaner`
 drives the same learner over one table in memory, so a table of one
 partition is cleaned to the last bit as scikit-learn's ``StandardScaler``
 cleans it.
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, ndtri
 
 from somseg.batch_som import TrainingBlock, training_block
 from somseg.drift import DECILES, bin_counts
@@ -37,9 +39,18 @@ from somseg.stats import (
 )
 
 Bounds = tuple[float | None, float | None]
-Transform = Literal["none", "log1p", "signed_log1p"]
-TRANSFORMS: tuple[Transform, ...] = ("none", "log1p", "signed_log1p")
+Transform = Literal["none", "log1p", "signed_log1p", "robust", "quantile"]
+TRANSFORMS: tuple[Transform, ...] = ("none", "log1p", "signed_log1p", "robust", "quantile")
 _SAMPLE_VALUES = 5
+# The quantile transform's reference: the exact percentiles 0, 1, ..., 100 of the training values.
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)
+QUARTILES = np.array([0.25, 0.75])
+# A normal deviate's largest size after the quantile transform, as scikit-learn's QuantileTransformer
+# bounds it: the training extremes map to about ±5.2 standard deviations, not to infinity.
+_TAIL = 1e-7
+# The interquartile range of a normal distribution in standard deviations: a robust scale so
+# measured is comparable with the standard deviations the other features are divided by.
+_IQR_PER_SD = 1.3489795003921634
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -54,19 +65,60 @@ def _signed_expm1(x: np.ndarray) -> np.ndarray:
 _FUNCTIONS = {"log1p": (np.log1p, np.expm1), "signed_log1p": (_signed_log1p, _signed_expm1)}
 
 
-def apply_transforms(values: np.ndarray, transforms: Sequence[Transform], inverse: bool = False) -> np.ndarray:
+def apply_transforms(
+    values: np.ndarray,
+    transforms: Sequence[Transform],
+    inverse: bool = False,
+    quantiles: Sequence[np.ndarray | None] | None = None,
+) -> np.ndarray:
     """Each column of ``values`` (imputed, raw units) through its transform, in place.
 
     ``log1p`` is ``log(1 + x)``, for values above -1 (counts, amounts of
     money); ``signed_log1p`` is ``sign(x) * log(1 + |x|)``, for values of
-    either sign (balances). Both are monotone, so a median imputed before
-    the transform is the transformed values' median. ``inverse`` maps
-    transformed values back to raw units.
+    either sign (balances); ``quantile`` maps a value to the standard
+    normal deviate of its rank among the training values (``quantiles``:
+    the training values at :data:`QUANTILE_LEVELS`, linear in between).
+    All three are monotone, so a median imputed before the transform is the
+    transformed values' median. ``robust`` and ``none`` change nothing here:
+    ``robust`` centres and scales by the median and interquartile range,
+    which is the cleaner's standardisation. ``inverse`` maps transformed
+    values back to raw units.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_features)
+    transforms : sequence of str
+        One of :data:`TRANSFORMS` per column.
+    inverse : bool
+    quantiles : sequence of ndarray or None, optional
+        Per column, the reference percentiles of a ``quantile`` column.
+
+    Returns
+    -------
+    ndarray
+        ``values``, transformed.
     """
     for c, transform in enumerate(transforms):
         if transform in _FUNCTIONS:
             values[:, c] = _FUNCTIONS[transform][int(inverse)](values[:, c])
+        elif transform == "quantile":
+            if quantiles is None or quantiles[c] is None:
+                raise ValueError(f"column {c}: the quantile transform needs its reference percentiles")
+            reference = np.asarray(quantiles[c], dtype=np.float64)
+            values[:, c] = _from_normal(values[:, c], reference) if inverse else _to_normal(values[:, c], reference)
     return values
+
+
+def _to_normal(x: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    # Interpolating forwards and backwards and averaging gives a value that repeats in the
+    # reference (a spike of zeros, say) the middle of its levels, as scikit-learn does.
+    up = np.interp(x, reference, QUANTILE_LEVELS)
+    down = -np.interp(-x, -reference[::-1], -QUANTILE_LEVELS[::-1])
+    return ndtri(np.clip(0.5 * (up + down), _TAIL, 1.0 - _TAIL))
+
+
+def _from_normal(z: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.interp(ndtr(z), QUANTILE_LEVELS, reference)
 
 
 def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -151,12 +203,13 @@ class ScalingRequest:
     medians: np.ndarray
     edges: tuple[np.ndarray, ...]
     transforms: tuple[Transform, ...] = ()
+    quantiles: tuple[np.ndarray | None, ...] | None = None
 
     def impute(self, values: np.ndarray) -> np.ndarray:
         """A copy of ``values`` with each missing value replaced by its feature's median, then transformed."""
         imputed = np.array(values, dtype=np.float64, copy=True)
         np.copyto(imputed, self.medians, where=np.isnan(imputed))
-        return apply_transforms(imputed, self.transforms)
+        return apply_transforms(imputed, self.transforms, quantiles=self.quantiles)
 
     def partial(self, values: np.ndarray) -> ScalingPartial:
         return self.summarise(values, self.impute(values))
@@ -241,7 +294,7 @@ class CleaningFit:
         Valid range of each feature; a value outside stops the fit.
     source : str
         How error messages name the data (for example the input file).
-    transforms : sequence of {'none', 'log1p', 'signed_log1p'}, optional
+    transforms : sequence of {'none', 'log1p', 'signed_log1p', 'robust', 'quantile'}, optional
         Applied to each feature after imputation, before scaling.
     """
 
@@ -253,6 +306,7 @@ class CleaningFit:
     _profile: ValueProfile | None = field(default=None, init=False)
     _scaling: ScalingRequest | None = field(default=None, init=False)
     _result: TrainingStatistics | None = field(default=None, init=False)
+    _quartiles: list[np.ndarray | None] = field(default_factory=list, init=False)
 
     def request(self) -> ProfileRequest | WindowRequest | ScalingRequest | None:
         if self._profile is None:
@@ -314,19 +368,32 @@ class CleaningFit:
     def _transforms(self) -> tuple[Transform, ...]:
         return tuple(self.transforms) if self.transforms is not None else tuple("none" for _ in self.features)
 
-    @staticmethod
-    def _ranks_of(n_observed: np.ndarray) -> list[np.ndarray]:
-        return [np.concatenate([median_ranks(int(n)), *quantile_ranks(int(n), DECILES)[:2]]) for n in n_observed]
+    def _levels(self) -> list[np.ndarray]:
+        """The quantiles each feature needs besides its median: deciles, and its transform's."""
+        extra = {"robust": QUARTILES, "quantile": QUANTILE_LEVELS}
+        return [np.concatenate([DECILES, extra.get(transform, [])]) for transform in self._transforms()]
+
+    def _ranks_of(self, n_observed: np.ndarray) -> list[np.ndarray]:
+        return [
+            np.concatenate([median_ranks(int(n)), *quantile_ranks(int(n), levels)[:2]])
+            for n, levels in zip(n_observed, self._levels(), strict=True)
+        ]
 
     def _scaling_request(self) -> ScalingRequest:
         assert self._order is not None
         found = self._order.result()
         medians = np.array([median_from(values[:2]) for values in found])
-        edges = []
-        for n, values in zip(self._order.n_observed_, found):
-            lower, upper = values[2 : 2 + len(DECILES)], values[2 + len(DECILES) :]
-            edges.append(np.unique(quantile_from(lower, upper, quantile_ranks(int(n), DECILES)[2])))
-        return ScalingRequest(medians, tuple(edges), self._transforms())
+        edges, quartiles, quantiles = [], [], []
+        for n, values, levels, transform in zip(
+            self._order.n_observed_, found, self._levels(), self._transforms(), strict=True
+        ):
+            lower, upper = values[2 : 2 + len(levels)], values[2 + len(levels) :]
+            at = quantile_from(lower, upper, quantile_ranks(int(n), levels)[2])
+            edges.append(np.unique(at[: len(DECILES)]))
+            quartiles.append(at[len(DECILES) :] if transform == "robust" else None)
+            quantiles.append(at[len(DECILES) :] if transform == "quantile" else None)
+        self._quartiles = quartiles
+        return ScalingRequest(medians, tuple(edges), self._transforms(), tuple(quantiles))
 
     def _finish(self, total: ScalingPartial) -> None:
         assert self._profile is not None and self._scaling is not None
@@ -335,6 +402,13 @@ class CleaningFit:
         cleaner.medians_ = self._scaling.medians
         cleaner.mean_ = total.moments.mean[0].copy()
         cleaner.scale_ = standard_scale(total.moments.m2[0] / total.moments.n[0], cleaner.mean_, total.moments.n[0])
+        for c, quartiles in enumerate(self._quartiles):
+            # A feature whose middle half is one value (mostly zeros, say) has no robust
+            # scale: it keeps its standard deviation rather than be divided by zero.
+            if quartiles is not None and quartiles[1] > quartiles[0]:
+                cleaner.mean_[c] = self._scaling.medians[c]
+                cleaner.scale_[c] = (quartiles[1] - quartiles[0]) / _IQR_PER_SD
+        cleaner.quantiles_ = list(self._scaling.quantiles or [None] * len(self.features))
         cleaner.n_imputed_ = self._profile.missing.astype(np.int64)
         reference = {
             name: {"edges": edges.tolist(), "shares": (counts / n_rows).tolist()}
@@ -360,7 +434,12 @@ def standard_scale(variance: np.ndarray, mean: np.ndarray, n_samples: np.ndarray
 
 
 class FeatureCleaner:
-    """Median imputation, a declared transform per feature, then standardisation to zero mean and unit variance.
+    """Median imputation, a declared transform per feature, then standardisation.
+
+    Standardisation is to zero mean and unit variance, but for a ``robust``
+    feature: to zero median and an interquartile range of 1.349 (a normal
+    distribution's, in standard deviations), so that a few absurd values do
+    not squeeze the rest.
 
     Both are learned by :meth:`fit` on training data and applied unchanged by
     :meth:`transform`: new data is imputed with the *training* medians and
@@ -372,7 +451,7 @@ class FeatureCleaner:
         Columns to use, in the order of the output matrix.
     bounds : sequence of (float or None, float or None), optional
         Valid range of each feature; :meth:`fit` refuses values outside.
-    transforms : sequence of {'none', 'log1p', 'signed_log1p'}, optional
+    transforms : sequence of {'none', 'log1p', 'signed_log1p', 'robust', 'quantile'}, optional
         Applied to each imputed feature before scaling (:func:`apply_transforms`).
 
     Attributes
@@ -380,10 +459,16 @@ class FeatureCleaner:
     medians_ : ndarray of shape (n_features,)
         Median of each feature over its observed training values.
     mean_ : ndarray of shape (n_features,)
-        Mean of each imputed training feature.
+        Mean of each imputed, transformed training feature (the median for
+        a ``robust`` one): the value standardised to 0.
     scale_ : ndarray of shape (n_features,)
-        Population standard deviation (ddof=0) of each imputed training
-        feature; 1 where it is 0, so a constant feature maps to 0.
+        Population standard deviation (ddof=0) of each imputed, transformed
+        training feature, 1 where it is 0, so a constant feature maps to 0;
+        for a ``robust`` feature its interquartile range / 1.349 when that
+        is above 0.
+    quantiles_ : list of ndarray or None
+        For a ``quantile`` feature, its training values at
+        :data:`QUANTILE_LEVELS`; None for the others.
     n_imputed_ : ndarray of shape (n_features,)
         How many training values of each feature were missing.
     """
@@ -404,11 +489,12 @@ class FeatureCleaner:
         learner = CleaningFit(list(self.features), self.bounds, transforms=self.transforms)
         fit_in_memory(learner, feature_matrix(frame, self.features))
         fitted = learner.result().cleaner
-        self.medians_, self.mean_, self.scale_, self.n_imputed_ = (
+        self.medians_, self.mean_, self.scale_, self.n_imputed_, self.quantiles_ = (
             fitted.medians_,
             fitted.mean_,
             fitted.scale_,
             fitted.n_imputed_,
+            fitted.quantiles_,
         )
         return self
 
@@ -429,7 +515,7 @@ class FeatureCleaner:
         """Replace the missing values of a raw feature array with the training medians and transform it, in place."""
         self._check_fitted()
         np.copyto(values, self.medians_, where=np.isnan(values))
-        return apply_transforms(values, self.transforms_in_use)
+        return apply_transforms(values, self.transforms_in_use, quantiles=self.quantiles_)
 
     def standardise_values(self, imputed: np.ndarray) -> np.ndarray:
         """Standardise an imputed feature array with the training means and scales, in place."""
@@ -447,9 +533,9 @@ class FeatureCleaner:
         self._check_fitted()
         scaled = np.asarray(standardised, dtype=np.float64) * self.scale_ + self.mean_
         rows = scaled.reshape(-1, scaled.shape[-1])  # any leading shape (a grid of neurons, say)
-        return apply_transforms(rows, self.transforms_in_use, inverse=True).reshape(scaled.shape)
+        return apply_transforms(rows, self.transforms_in_use, inverse=True, quantiles=self.quantiles_).reshape(scaled.shape)
 
-    def to_dict(self) -> dict[str, list[float] | list[str] | list[int]]:
+    def to_dict(self) -> dict[str, Any]:
         """The fitted parameters as plain lists (JSON-ready, exact floats)."""
         self._check_fitted()
         return {
@@ -459,6 +545,7 @@ class FeatureCleaner:
             "scale": self.scale_.tolist(),
             "n_imputed": self.n_imputed_.tolist(),
             "transforms": list(self.transforms_in_use),
+            "quantiles": [None if q is None else np.asarray(q).tolist() for q in self.quantiles_],
         }
 
     @classmethod
@@ -469,6 +556,8 @@ class FeatureCleaner:
         cleaner.mean_ = np.asarray(params["mean"], dtype=float)
         cleaner.scale_ = np.asarray(params["scale"], dtype=float)
         cleaner.n_imputed_ = np.asarray(params.get("n_imputed", [0] * len(cleaner.features)), dtype=int)
+        quantiles = params.get("quantiles") or [None] * len(cleaner.features)
+        cleaner.quantiles_ = [None if q is None else np.asarray(q, dtype=float) for q in quantiles]
         return cleaner
 
     def _check_fitted(self) -> None:

@@ -29,11 +29,13 @@ class FeatureSpec(_Section):
     name: str = Field(description="Column name in the input table.")
     min: float | None = Field(None, description="Smallest valid value (inclusive); none if unbounded.")
     max: float | None = Field(None, description="Largest valid value (inclusive); none if unbounded.")
-    transform: Literal["none", "log1p", "signed_log1p"] = Field(
+    transform: Literal["none", "log1p", "signed_log1p", "robust", "quantile"] = Field(
         "none",
-        description="Applied after imputation, before scaling, at training and scoring alike: 'log1p' (log(1 + x), for "
-        "skewed amounts and counts above -1) or 'signed_log1p' (sign(x) log(1 + |x|), for either sign). Ranges, "
-        "profiles and label thresholds stay in raw units.",
+        description="Applied after imputation, at training and scoring alike: 'log1p' (log(1 + x), for skewed amounts "
+        "and counts above -1), 'signed_log1p' (sign(x) log(1 + |x|), for either sign), 'robust' (centred on the "
+        "median and scaled by the interquartile range instead of the mean and sd, for a few absurd values) or "
+        "'quantile' (each value's training rank as a normal deviate, for any shape). Ranges, profiles and label "
+        "thresholds stay in raw units.",
     )
 
     expr: str | None = Field(

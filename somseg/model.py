@@ -61,7 +61,8 @@ class CleanerParams(_Schema):
     mean: list[float]
     scale: list[float]
     n_imputed: list[int]
-    transforms: list[Literal["none", "log1p", "signed_log1p"]] | None = None
+    transforms: list[Literal["none", "log1p", "signed_log1p", "robust", "quantile"]] | None = None
+    quantiles: list[list[float] | None] | None = None
 
 
 class GridShape(_Schema):

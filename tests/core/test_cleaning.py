@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from somseg.cleaning import CleaningFit, FeatureCleaner, feature_matrix
+from somseg.cleaning import QUANTILE_LEVELS, CleaningFit, FeatureCleaner, feature_matrix
 from somseg.drift import DECILES, bin_shares
 from somseg.errors import DataError
 from somseg.stats import combine, fit_in_memory
@@ -272,3 +272,79 @@ def test_log1p_refuses_values_it_cannot_take_and_names_the_column() -> None:
     with pytest.raises(DataError, match=r"column 'balance': transform log1p needs values above -1, the lowest is -3 "
                                         r"\(signed_log1p takes values of either sign\)"):
         FeatureCleaner(["balance"], transforms=["log1p"]).fit(frame)
+
+
+def test_a_robust_feature_is_centred_on_its_median_and_scaled_by_its_interquartile_range() -> None:
+    rng = np.random.default_rng(10)
+    income = rng.normal(50.0, 10.0, 1000)
+    income[:5] = 1e7  # a few absurd rows: a standard deviation would squeeze everyone else together
+    frame = pd.DataFrame({"income": income, "z": rng.normal(size=1000)})
+    cleaner = FeatureCleaner(["income", "z"], transforms=["robust", "none"]).fit(frame)
+
+    q1, median, q3 = np.percentile(income, [25, 50, 75])
+    assert cleaner.mean_[0] == median
+    np.testing.assert_allclose(cleaner.scale_[0], (q3 - q1) / 1.3489795003921634, rtol=1e-12)
+    np.testing.assert_allclose(cleaner.scale_[1], frame["z"].std(ddof=0), rtol=1e-12)  # the others as before
+    X = cleaner.transform(frame)
+    assert 0.9 < np.std(X[5:, 0]) < 1.1  # the ordinary rows keep a unit spread
+    np.testing.assert_allclose(cleaner.inverse_transform(X), frame.to_numpy(), rtol=1e-9)
+    rebuilt = FeatureCleaner.from_dict(cleaner.to_dict())
+    assert np.array_equal(rebuilt.transform(frame), X)
+
+
+def test_a_robust_feature_whose_middle_half_is_one_value_keeps_its_standard_deviation() -> None:
+    values = np.r_[np.zeros(90), np.arange(1.0, 11.0)]
+    cleaner = FeatureCleaner(["spend"], transforms=["robust"]).fit(pd.DataFrame({"spend": values}))
+    assert cleaner.mean_[0] == values.mean()
+    np.testing.assert_allclose(cleaner.scale_[0], values.std(), rtol=1e-12)
+
+
+def test_a_quantile_feature_becomes_normal_deviates_of_its_training_ranks() -> None:
+    rng = np.random.default_rng(11)
+    spend = rng.lognormal(3, 2, 5000)
+    cleaner = FeatureCleaner(["spend"], transforms=["quantile"]).fit(pd.DataFrame({"spend": spend}))
+    np.testing.assert_array_equal(cleaner.quantiles_[0], np.quantile(spend, QUANTILE_LEVELS))
+    X = cleaner.transform(pd.DataFrame({"spend": spend}))[:, 0]
+    assert abs(np.mean(X)) < 0.01 and abs(np.std(X) - 1) < 0.01
+    assert abs(np.mean(X**3)) < 0.1  # the skew is gone (a log-normal with sigma 2 has a skewness in the hundreds)
+    # Monotone, and the median maps to 0 before scaling.
+    order = np.argsort(spend)
+    assert np.all(np.diff(X[order]) >= 0)
+    middle = FeatureCleaner(["spend"], transforms=["quantile"]).fit(pd.DataFrame({"spend": spend}))
+    z = middle.impute_values(np.array([[np.median(spend)]]))
+    assert abs(z[0, 0]) < 1e-9
+    # Back to raw units within the training range; beyond it, the transform saturates.
+    # (the normal's far tails lose a few digits: the extremes come back to 1e-4)
+    np.testing.assert_allclose(cleaner.inverse_transform(X[:, None])[:, 0], spend, rtol=1e-4)
+    far = cleaner.transform(pd.DataFrame({"spend": [spend.max() * 100, -1.0]}))[:, 0]
+    assert np.all(np.isfinite(far)) and far[0] > 5 and far[1] < -5
+
+
+def test_a_quantile_feature_with_a_spike_of_zeros_puts_the_zeros_in_the_middle_of_their_levels() -> None:
+    values = np.r_[np.zeros(400), np.arange(1.0, 601.0)]
+    cleaner = FeatureCleaner(["spend"], transforms=["quantile"]).fit(pd.DataFrame({"spend": values}))
+    z = cleaner.impute_values(np.array([[0.0]]))[0, 0]
+    np.testing.assert_allclose(z, scipy_norm_ppf(0.2), atol=0.02)  # the zeros hold levels 0 to 0.4
+
+
+def scipy_norm_ppf(p: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(p))
+
+
+def test_robust_and_quantile_partitions_give_the_whole_table_fit() -> None:
+    rng = np.random.default_rng(12)
+    raw = np.column_stack([rng.normal(0, 1e4, 5000), rng.exponential(50, 5000)])
+    raw[rng.random(5000) < 0.05, 1] = np.nan
+    names, transforms = ["balance", "count"], ["robust", "quantile"]
+    whole = FeatureCleaner(names, transforms=transforms).fit(pd.DataFrame(raw, columns=names))
+    learner = CleaningFit(names, transforms=transforms)
+    while (request := learner.request()) is not None:
+        learner.update(combine([request.partial(chunk) for chunk in np.array_split(raw, 7)]))
+    parted = learner.result().cleaner
+    assert parted.mean_[0] == whole.mean_[0] == np.median(raw[:, 0])  # order statistics are exact
+    np.testing.assert_array_equal(parted.scale_[0], whole.scale_[0])
+    np.testing.assert_array_equal(parted.quantiles_[1], whole.quantiles_[1])
+    np.testing.assert_allclose(parted.mean_[1], whole.mean_[1], rtol=1e-12)  # sums added in another order
+    np.testing.assert_allclose(parted.transform_values(raw.copy()), whole.transform_values(raw.copy()), rtol=1e-10, atol=1e-12)

@@ -181,10 +181,13 @@ def test_declared_transforms_are_kept_in_the_model_and_applied_again_at_scoring(
     run = _train_and_score(tmp_path, "cards.csv", "cards.csv", "id_column: CUST_ID\nfeatures:\n"
                            "  - {name: BALANCE, transform: log1p}\n"
                            "  - {name: PURCHASES, transform: signed_log1p}\n"
-                           "  - {name: PAYMENTS}\n")
+                           "  - {name: PAYMENTS, transform: robust}\n"
+                           "  - {name: CASH_ADVANCE, transform: quantile}\n"
+                           "  - {name: MIN_PAYMENTS}\n")
 
     model = json.loads((run / "model" / "model.json").read_text())
-    assert model["cleaner"]["transforms"] == ["log1p", "signed_log1p", "none"]
+    assert model["cleaner"]["transforms"] == ["log1p", "signed_log1p", "robust", "quantile", "none"]
+    assert len(model["cleaner"]["quantiles"][3]) == 101 and model["cleaner"]["quantiles"][0] is None
     trained = pd.read_parquet(run / "segments.parquet")
     scored = pd.read_parquet(tmp_path / "scored" / "segments.parquet")
     pd.testing.assert_frame_equal(scored, trained)
