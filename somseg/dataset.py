@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from somseg.errors import DataError
-from somseg.expressions import parse_expression
+from somseg.expressions import DateParseError, parse_expression
 from somseg.io import file_sha256
 from somseg.stats import Request
 
@@ -218,6 +218,11 @@ def input_columns(features: Sequence[str], expressions: Mapping[str, str] | None
     return list(dict.fromkeys([*plain, *used]))
 
 
+def date_columns(expressions: Mapping[str, str] | None) -> list[str]:
+    """The input columns the expressions read as dates (not numbers)."""
+    return list(dict.fromkeys(c for text in (expressions or {}).values() for c in parse_expression(text).date_columns))
+
+
 def read_part(
     part: SourcePart,
     id_column: str,
@@ -239,11 +244,19 @@ def read_part(
         values that are not numbers.
     """
     if expressions:
-        tables = read_part(part, id_column, input_columns(features, expressions), partition_rows)
-        return [_derive(table, id_column, features, expressions) for table in tables]
+        dates = date_columns(expressions)
+        numbers = [name for name in input_columns(features, expressions) if name not in dates]
+        tables = _read_part(part, id_column, numbers, partition_rows, dates)
+        return [_derive(table, id_column, features, expressions, part.path) for table in tables]
+    return _read_part(part, id_column, features, partition_rows)
+
+
+def _read_part(
+    part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int, raw: Sequence[str] = ()
+) -> list[pa.Table]:
     if part.kind == "parquet":
-        return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features)]
-    frame = read_csv(Path(part.path), id_column, features)
+        return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features, raw)]
+    frame = read_csv(Path(part.path), id_column, features, raw)
     tables = [
         pa.Table.from_pandas(frame.iloc[start : start + partition_rows], preserve_index=False)
         for start in range(0, max(len(frame), 1), partition_rows)
@@ -251,11 +264,16 @@ def read_part(
     return tables
 
 
-def _derive(table: pa.Table, id_column: str, features: Sequence[str], expressions: Mapping[str, str]) -> pa.Table:
-    inputs = {name: table.column(name).to_numpy() for name in table.column_names if name != id_column}
+def _derive(
+    table: pa.Table, id_column: str, features: Sequence[str], expressions: Mapping[str, str], source: str
+) -> pa.Table:
+    inputs = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != id_column}
     columns = {id_column: table.column(id_column)}
     for name in features:
-        values = parse_expression(expressions[name]).evaluate(inputs) if name in expressions else inputs[name]
+        try:
+            values = parse_expression(expressions[name]).evaluate(inputs) if name in expressions else inputs[name]
+        except DateParseError as exc:
+            raise DataError(f"input file {source}, {exc} (feature {name!r}: {expressions[name]})") from exc
         columns[name] = pa.array(values, type=pa.float64(), from_pandas=True)
     return pa.table(columns)
 
@@ -316,8 +334,10 @@ def read_table(path: str | Path, id_column: str, features: Sequence[str]) -> pd.
     return pa.concat_tables(tables).to_pandas()[columns]
 
 
-def _read_parquet_groups(path: Path, groups: tuple[int, ...], id_column: str, features: Sequence[str]) -> pa.Table:
-    columns = [id_column, *features]
+def _read_parquet_groups(
+    path: Path, groups: tuple[int, ...], id_column: str, features: Sequence[str], raw: Sequence[str] = ()
+) -> pa.Table:
+    columns = [id_column, *features, *raw]
     try:
         table = pq.ParquetFile(path).read_row_groups(list(groups), columns=columns)
     except Exception as exc:  # pyarrow raises several unrelated types here
@@ -338,9 +358,12 @@ def _float_column(column: pa.ChunkedArray, path: Path, name: str) -> pa.ChunkedA
     raise DataError(f"input file {path}, column {name!r}: values of type {kind} are not numbers")
 
 
-def read_csv(path: Path, id_column: str, features: Sequence[str]) -> pd.DataFrame:
-    """The id column and the features of a CSV file; delimiter sniffed, UTF-8 with or without BOM."""
-    columns = [id_column, *features]
+def read_csv(path: Path, id_column: str, features: Sequence[str], raw: Sequence[str] = ()) -> pd.DataFrame:
+    """The id column and the features of a CSV file; delimiter sniffed, UTF-8 with or without BOM.
+
+    The ``raw`` columns (dates, say) are kept as text, the features parsed as numbers.
+    """
+    columns = [id_column, *features, *raw]
     delimiter = sniff_delimiter(path)
     try:
         raw_header = pd.read_csv(path, sep=delimiter, nrows=0, encoding="utf-8-sig").columns
@@ -355,7 +378,7 @@ def read_csv(path: Path, id_column: str, features: Sequence[str]) -> pd.DataFram
             usecols=lambda name: str(name).strip() in columns,
             # IDs are read as text so that leading zeros survive; they are
             # turned back into integers only when that loses nothing.
-            dtype={name: str for name in raw_header if str(name).strip() == id_column},
+            dtype={name: str for name in raw_header if str(name).strip() in (id_column, *raw)},
             skipinitialspace=True,
         )
     except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:

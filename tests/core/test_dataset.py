@@ -228,3 +228,30 @@ def test_the_numeric_columns_of_any_input_but_the_id(tmp_path: Path) -> None:
     frame[["CUST_ID", "Segment"]].to_csv(tmp_path / "text.csv", index=False)
     with pytest.raises(DataError, match=r"no numeric column besides the id column 'CUST_ID'.*--features"):
         numeric_columns(tmp_path / "text.csv", "CUST_ID")
+
+
+def test_a_date_column_is_read_as_text_and_turned_into_years_since(tmp_path: Path) -> None:
+    source = tmp_path / "marketing.csv"
+    source.write_text("\ufeffID;Year_Birth;Dt_Customer\n1;1980;04-09-2012\n2;1970;\n3;1990;31-12-2013\n", encoding="utf-8")
+    expressions = {"Age": "2014 - Year_Birth", "Tenure": 'years_since(Dt_Customer, "2014-12-31", "%d-%m-%Y")'}
+    (part,) = plan_input(source, ["ID", "Year_Birth", "Dt_Customer"], 1_000)
+    (table,) = read_part(part, "ID", ["Age", "Tenure"], 1_000, expressions)
+    assert table.column_names == ["ID", "Age", "Tenure"]
+    np.testing.assert_allclose(table.column("Tenure").to_numpy(zero_copy_only=False),
+                               [848 / 365.2425, np.nan, 365 / 365.2425])
+    parquet = tmp_path / "marketing.parquet"
+    pd.DataFrame({"ID": [1, 2], "Year_Birth": [1980, 1970],
+                  "Dt_Customer": pd.to_datetime(["2012-09-04", None])}).to_parquet(parquet)
+    (part,) = plan_input(parquet, ["ID", "Year_Birth", "Dt_Customer"], 1_000)
+    (table,) = read_part(part, "ID", ["Age", "Tenure"], 1_000,
+                         {**expressions, "Tenure": 'years_since(Dt_Customer, "2014-12-31")'})
+    np.testing.assert_allclose(table.column("Tenure").to_numpy(zero_copy_only=False), [848 / 365.2425, np.nan])
+
+
+def test_dates_that_do_not_parse_name_the_file_the_column_and_the_feature(tmp_path: Path) -> None:
+    source = tmp_path / "marketing.csv"
+    source.write_text("ID,Dt_Customer\n1,2012-09-04\n2,04-09-2012\n", encoding="utf-8")
+    (part,) = plan_input(source, ["ID", "Dt_Customer"], 1_000)
+    with pytest.raises(DataError, match=r"input file .*marketing.csv, column 'Dt_Customer': 1 value\(s\) are not "
+                                        r"dates .*'04-09-2012' \(feature 'Tenure'"):
+        read_part(part, "ID", ["Tenure"], 1_000, {"Tenure": 'days_since(Dt_Customer, "2014-12-31")'})
