@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from somseg.config import ScoringConfig, derived_features
+from somseg.config import ScoringConfig, derived_features, encodings
 from somseg.flows.support import SAMPLE_TABLE, RunLog
 from somseg.gates import judge_drift
 from somseg.quality import scoring_suite
@@ -40,7 +40,8 @@ def score_segments_flow(
             contract = model.load()
         with run.step("ingest"):
             table = stages.ingest(ex, store, input_path, contract.id_column, contract.feature_names,
-                                  config.execution.partition_rows, expressions=derived_features(contract.features))
+                                  config.execution.partition_rows, expressions=derived_features(contract.features),
+                                  encodings=encodings(contract.features))
         with run.step("validate"):
             validation = stages.validate(ex, store, table, scoring_suite(contract.suite))
             run.diagnostics["validation.json"] = validation.path

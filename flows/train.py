@@ -46,7 +46,8 @@ def train_segments_flow(
         with run.step("ingest"):
             cleaning = stages.cleaning_learner(config.features, input_path)
             table = stages.ingest(ex, store, input_path, config.id_column, names, config.execution.partition_rows,
-                                  first_pass=cleaning.request(), expressions=config.expressions)
+                                  first_pass=cleaning.request(), expressions=config.expressions,
+                                  encodings=config.encodings)
         with run.step("validate"):
             validation = stages.validate(ex, store, table, suite)
             run.diagnostics["validation.json"] = validation.path

@@ -296,12 +296,15 @@ class CleaningFit:
         How error messages name the data (for example the input file).
     transforms : sequence of {'none', 'log1p', 'signed_log1p', 'robust', 'quantile'}, optional
         Applied to each feature after imputation, before scaling.
+    blocks : sequence of sequence of int, optional
+        The columns of each categorical feature's one-hot block (see :class:`FeatureCleaner`).
     """
 
     features: Sequence[str]
     bounds: Sequence[Bounds] | None = None
     source: str = "the table"
     transforms: Sequence[Transform] | None = None
+    blocks: Sequence[Sequence[int]] | None = None
     _order: OrderStatistics | None = field(default=None, init=False)
     _profile: ValueProfile | None = field(default=None, init=False)
     _scaling: ScalingRequest | None = field(default=None, init=False)
@@ -368,6 +371,9 @@ class CleaningFit:
     def _transforms(self) -> tuple[Transform, ...]:
         return tuple(self.transforms) if self.transforms is not None else tuple("none" for _ in self.features)
 
+    def _block_columns(self) -> list[int]:
+        return [int(column) for block in self.blocks or () for column in block]
+
     def _levels(self) -> list[np.ndarray]:
         """The quantiles each feature needs besides its median: deciles, and its transform's."""
         extra = {"robust": QUARTILES, "quantile": QUANTILE_LEVELS}
@@ -383,6 +389,13 @@ class CleaningFit:
         assert self._order is not None
         found = self._order.result()
         medians = np.array([median_from(values[:2]) for values in found])
+        for column in self._block_columns():
+            # A missing category is imputed with the block's shares, which standardise to 0:
+            # it pulls the row towards no level rather than towards the commonest.
+            summary = self._order.summaries_[column]
+            assert summary.counts is not None  # a 0/1 column has two distinct values
+            values, counts = summary.counts
+            medians[column] = float(np.dot(values, counts) / summary.n)
         edges, quartiles, quantiles = [], [], []
         for n, values, levels, transform in zip(
             self._order.n_observed_, found, self._levels(), self._transforms(), strict=True
@@ -398,7 +411,7 @@ class CleaningFit:
     def _finish(self, total: ScalingPartial) -> None:
         assert self._profile is not None and self._scaling is not None
         n_rows = self._profile.n_rows
-        cleaner = FeatureCleaner(list(self.features), self.bounds, self._transforms())
+        cleaner = FeatureCleaner(list(self.features), self.bounds, self._transforms(), self.blocks)
         cleaner.medians_ = self._scaling.medians
         cleaner.mean_ = total.moments.mean[0].copy()
         cleaner.scale_ = standard_scale(total.moments.m2[0] / total.moments.n[0], cleaner.mean_, total.moments.n[0])
@@ -408,6 +421,12 @@ class CleaningFit:
             if quartiles is not None and quartiles[1] > quartiles[0]:
                 cleaner.mean_[c] = self._scaling.medians[c]
                 cleaner.scale_[c] = (quartiles[1] - quartiles[0]) / _IQR_PER_SD
+        for block in self.blocks or ():
+            # Two rows at different levels differ by 2 / scale**2 in squared distance; at this
+            # scale they do so as often, on average, as two rows differ on a standardised feature.
+            shares = cleaner.mean_[list(block)]
+            spread = 1.0 - float(np.sum(shares**2))
+            cleaner.scale_[list(block)] = np.sqrt(spread) if spread > 0 else 1.0
         cleaner.quantiles_ = list(self._scaling.quantiles or [None] * len(self.features))
         cleaner.n_imputed_ = self._profile.missing.astype(np.int64)
         reference = {
@@ -439,7 +458,11 @@ class FeatureCleaner:
     Standardisation is to zero mean and unit variance, but for a ``robust``
     feature: to zero median and an interquartile range of 1.349 (a normal
     distribution's, in standard deviations), so that a few absurd values do
-    not squeeze the rest.
+    not squeeze the rest; and for the 0/1 columns of a categorical feature
+    (a *block*): each column minus its share ``p``, divided by
+    ``sqrt(1 - sum(p**2))``, so that the block adds as much to the expected
+    squared distance between two customers as one standardised feature. A
+    missing category is imputed with the shares.
 
     Both are learned by :meth:`fit` on training data and applied unchanged by
     :meth:`transform`: new data is imputed with the *training* medians and
@@ -453,6 +476,8 @@ class FeatureCleaner:
         Valid range of each feature; :meth:`fit` refuses values outside.
     transforms : sequence of {'none', 'log1p', 'signed_log1p', 'robust', 'quantile'}, optional
         Applied to each imputed feature before scaling (:func:`apply_transforms`).
+    blocks : sequence of sequence of int, optional
+        The column indices of each categorical feature's 0/1 columns.
 
     Attributes
     ----------
@@ -474,11 +499,16 @@ class FeatureCleaner:
     """
 
     def __init__(
-        self, features: Sequence[str], bounds: Sequence[Bounds] | None = None, transforms: Sequence[Transform] | None = None
+        self,
+        features: Sequence[str],
+        bounds: Sequence[Bounds] | None = None,
+        transforms: Sequence[Transform] | None = None,
+        blocks: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.features = features
         self.bounds = bounds
         self.transforms = transforms
+        self.blocks = blocks
 
     @property
     def transforms_in_use(self) -> tuple[Transform, ...]:
@@ -486,7 +516,7 @@ class FeatureCleaner:
 
     def fit(self, frame: pd.DataFrame) -> "FeatureCleaner":
         """Learn medians and scaling from ``frame``; returns self."""
-        learner = CleaningFit(list(self.features), self.bounds, transforms=self.transforms)
+        learner = CleaningFit(list(self.features), self.bounds, transforms=self.transforms, blocks=self.blocks)
         fit_in_memory(learner, feature_matrix(frame, self.features))
         fitted = learner.result().cleaner
         self.medians_, self.mean_, self.scale_, self.n_imputed_, self.quantiles_ = (
@@ -546,12 +576,13 @@ class FeatureCleaner:
             "n_imputed": self.n_imputed_.tolist(),
             "transforms": list(self.transforms_in_use),
             "quantiles": [None if q is None else np.asarray(q).tolist() for q in self.quantiles_],
+            "blocks": [[int(c) for c in block] for block in self.blocks or ()],
         }
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "FeatureCleaner":
         """Rebuild a fitted cleaner from :meth:`to_dict` output."""
-        cleaner = cls(list(params["features"]), transforms=params.get("transforms"))
+        cleaner = cls(list(params["features"]), transforms=params.get("transforms"), blocks=params.get("blocks") or None)
         cleaner.medians_ = np.asarray(params["medians"], dtype=float)
         cleaner.mean_ = np.asarray(params["mean"], dtype=float)
         cleaner.scale_ = np.asarray(params["scale"], dtype=float)

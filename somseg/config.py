@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from somseg.encoding import model_columns
 from somseg.errors import ConfigError
 from somseg.expressions import parse_expression
 
@@ -23,10 +24,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+MAX_CATEGORIES = 50  # levels a categorical feature may have: more is an identifier or free text
+
+
 class FeatureSpec(_Section):
-    """One numeric feature the map is trained on."""
+    """One feature the map is trained on: a number, a ranked level, or a category."""
 
     name: str = Field(description="Column name in the input table.")
+    kind: Literal["numeric", "ordinal", "categorical"] = Field(
+        "numeric",
+        description="'numeric'; 'ordinal': text levels in a known order, given in 'categories', coded 0, 1, 2, ...; "
+        "'categorical': text levels without order, one-hot coded, the block weighted to count as one feature.",
+    )
+    categories: list[str] | None = Field(
+        None,
+        description="The levels of an ordinal feature, lowest first (required), or of a categorical one (optional: "
+        "learnt from the training table when empty). A value outside them is an invalid row.",
+    )
     min: float | None = Field(None, description="Smallest valid value (inclusive); none if unbounded.")
     max: float | None = Field(None, description="Largest valid value (inclusive); none if unbounded.")
     transform: Literal["none", "log1p", "signed_log1p", "robust", "quantile"] = Field(
@@ -51,7 +65,44 @@ class FeatureSpec(_Section):
             raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
         if self.expr is not None:
             parse_expression(self.expr)  # a ValueError names what is not allowed
+        if self.kind == "numeric":
+            if self.categories is not None:
+                raise ValueError(f"feature {self.name!r}: categories are for kind 'ordinal' or 'categorical'")
+            return self
+        settings = [key for key in ("min", "max", "expr") if getattr(self, key) is not None]
+        if self.transform != "none":
+            settings.append("transform")
+        if settings:
+            raise ValueError(f"feature {self.name!r}: a {self.kind} feature takes no {', '.join(settings)}")
+        if self.kind == "ordinal" and not self.categories:
+            raise ValueError(f"feature {self.name!r}: an ordinal feature needs its categories, lowest first")
+        if self.categories is not None:
+            levels = [str(level).strip() for level in self.categories]
+            if len(set(levels)) != len(levels) or "" in levels:
+                raise ValueError(f"feature {self.name!r}: categories must be distinct and not empty, got {self.categories}")
+            if len(levels) > MAX_CATEGORIES:
+                raise ValueError(f"feature {self.name!r}: {len(levels)} categories, at most {MAX_CATEGORIES}")
         return self
+
+    @property
+    def columns(self) -> list[str]:
+        """The model's columns for this feature: its name, or ``name=level`` for each level of a categorical one.
+
+        Raises
+        ------
+        ValueError
+            For a categorical feature whose levels are not known yet.
+        """
+        if self.kind != "categorical":
+            return [self.name]
+        if self.categories is None:
+            raise ValueError(f"categorical feature {self.name!r}: its categories are not known yet")
+        return model_columns(self.name, self.kind, self.categories)
+
+
+def encodings(features: list[FeatureSpec]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The coded features among ``features``: name -> (kind, levels)."""
+    return {f.name: (f.kind, tuple(f.categories or ())) for f in features if f.kind != "numeric"}
 
 
 def derived_features(features: list[FeatureSpec]) -> dict[str, str]:
@@ -338,7 +389,28 @@ class SegmentationConfig(_Section):
 
     @property
     def feature_names(self) -> list[str]:
-        return [feature.name for feature in self.features]
+        """The model's feature columns, in order: one per feature, one per level of a categorical one."""
+        return [column for feature in self.features for column in feature.columns]
+
+    @property
+    def categories_known(self) -> bool:
+        """Whether every categorical feature has its levels (given, or learnt from the table)."""
+        return all(f.categories is not None for f in self.features if f.kind == "categorical")
+
+    @property
+    def level_names(self) -> dict[str, str]:
+        """The one-hot columns of categorical features and how segment names show them: ``{"Gender=Female": "Gender: Female"}``."""
+        return {
+            column: f"{feature.name}: {level}"
+            for feature in self.features
+            if feature.kind == "categorical"
+            for column, level in zip(feature.columns, feature.categories or (), strict=True)
+        }
+
+    @property
+    def encodings(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """The ordinal and categorical features: name -> (kind, levels)."""
+        return encodings(self.features)
 
     @property
     def expressions(self) -> dict[str, str]:
@@ -358,11 +430,23 @@ class SegmentationConfig(_Section):
         except ValidationError as exc:
             raise ConfigError(f"the config does not fit the features {names}:\n{_describe(exc)}") from exc
 
+    def with_categories(self, levels: dict[str, list[str]]) -> "SegmentationConfig":
+        """This config with the levels of categorical features filled in (name -> levels)."""
+        features = [
+            feature.model_copy(update={"categories": levels[feature.name]}) if feature.name in levels else feature
+            for feature in self.features
+        ]
+        return validate_config({**self.model_dump(), "features": [f.model_dump() for f in features]}, "the config")
+
     @model_validator(mode="after")
     def _consistent(self) -> "SegmentationConfig":
-        names = self.feature_names
+        names = [feature.name for feature in self.features]
         if len(set(names)) != len(names):
             raise ValueError(f"features must be unique; got {names}")
+        if self.categories_known:
+            names = self.feature_names
+            if len(set(names)) != len(names):
+                raise ValueError(f"feature columns must be unique; got {names}")
         if self.id_column in names:
             raise ValueError(f"id column {self.id_column!r} cannot also be a feature")
         unknown = sorted(

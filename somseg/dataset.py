@@ -14,6 +14,7 @@ integers, IDs such as ``007`` stay text).
 
 import csv
 import glob
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from somseg.encoding import UnknownLevelError, count_levels, encode, model_columns
 from somseg.errors import DataError
 from somseg.expressions import DateParseError, parse_expression
 from somseg.io import file_sha256
@@ -210,10 +212,25 @@ def _row_group_runs(path: Path, columns: Sequence[str], max_rows: int) -> list[t
     return runs
 
 
-def input_columns(features: Sequence[str], expressions: Mapping[str, str] | None = None) -> list[str]:
-    """The input columns that ``features`` are read or derived from, in order: plain features, then expression inputs."""
-    expressions = expressions or {}
-    plain = [name for name in features if name not in expressions]
+# A coded feature: name -> (kind, levels), as SegmentationConfig.encodings gives it.
+Encodings = Mapping[str, tuple[str, tuple[str, ...]]]
+
+
+def coded_columns(encodings: Encodings | None) -> dict[str, str]:
+    """The model columns of the coded features: column -> the input column it comes from."""
+    columns = {}
+    for name, (kind, levels) in (encodings or {}).items():
+        for column in model_columns(name, kind, levels):  # type: ignore[arg-type]
+            columns[column] = name
+    return columns
+
+
+def input_columns(
+    features: Sequence[str], expressions: Mapping[str, str] | None = None, encodings: Encodings | None = None
+) -> list[str]:
+    """The input columns the model columns ``features`` are read, coded or derived from, in order."""
+    expressions, coded = expressions or {}, coded_columns(encodings)
+    plain = [coded.get(name, name) for name in features if name not in expressions]
     used = [column for name in features if name in expressions for column in parse_expression(expressions[name]).columns]
     return list(dict.fromkeys([*plain, *used]))
 
@@ -229,25 +246,28 @@ def read_part(
     features: Sequence[str],
     partition_rows: int,
     expressions: Mapping[str, str] | None = None,
+    encodings: Encodings | None = None,
 ) -> list[pa.Table]:
     """The id column and the features of a source part, as Arrow tables of at most ``partition_rows`` rows.
 
     Features are float64 (missing values null), the id column as read. A
     feature with an expression (``expressions``, name -> text) is derived
     from the input columns it names, which are read and checked as numbers
-    but not kept.
+    (or dates) but not kept. An ordinal or categorical feature
+    (``encodings``) is read as text and coded (:mod:`somseg.encoding`):
+    ``features`` then names its model columns.
 
     Raises
     ------
     DataError
         If the file is unreadable, a column is absent, or a feature holds
-        values that are not numbers.
+        values that are not numbers (dates, levels).
     """
-    if expressions:
-        dates = date_columns(expressions)
-        numbers = [name for name in input_columns(features, expressions) if name not in dates]
-        tables = _read_part(part, id_column, numbers, partition_rows, dates)
-        return [_derive(table, id_column, features, expressions, part.path) for table in tables]
+    if expressions or encodings:
+        raw = list(dict.fromkeys([*date_columns(expressions), *(encodings or {})]))
+        numbers = [name for name in input_columns(features, expressions, encodings) if name not in raw]
+        tables = _read_part(part, id_column, numbers, partition_rows, raw)
+        return [_derive(table, id_column, features, expressions or {}, encodings or {}, part.path) for table in tables]
     return _read_part(part, id_column, features, partition_rows)
 
 
@@ -265,9 +285,20 @@ def _read_part(
 
 
 def _derive(
-    table: pa.Table, id_column: str, features: Sequence[str], expressions: Mapping[str, str], source: str
+    table: pa.Table,
+    id_column: str,
+    features: Sequence[str],
+    expressions: Mapping[str, str],
+    encodings: Encodings,
+    source: str,
 ) -> pa.Table:
     inputs = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if name != id_column}
+    for name, (kind, levels) in encodings.items():
+        try:
+            coded = encode(inputs[name], name, kind, levels)  # type: ignore[arg-type]
+        except UnknownLevelError as exc:
+            raise DataError(f"input file {source}, {exc}") from exc
+        inputs.update(zip(model_columns(name, kind, levels), coded, strict=True))  # type: ignore[arg-type]
     columns = {id_column: table.column(id_column)}
     for name in features:
         try:
@@ -276,6 +307,23 @@ def _derive(
             raise DataError(f"input file {source}, {exc} (feature {name!r}: {expressions[name]})") from exc
         columns[name] = pa.array(values, type=pa.float64(), from_pandas=True)
     return pa.table(columns)
+
+
+def input_levels(source: str | Path, id_column: str, columns: Sequence[str]) -> dict[str, Counter[str]]:
+    """How often each level of each of ``columns`` occurs in an input (text, stripped, missing skipped).
+
+    Read part by part and added, as :func:`somseg.encoding.learn_levels` wants them.
+    """
+    totals: dict[str, Counter[str]] = {name: Counter() for name in columns}
+    for part in plan_input(source, list(columns), partition_rows=2**62):
+        frame = (
+            pq.ParquetFile(part.path).read_row_groups(list(part.row_groups), columns=list(columns)).to_pandas()
+            if part.kind == "parquet"
+            else read_csv(Path(part.path), id_column, [], columns)
+        )
+        for name in columns:
+            totals[name] += count_levels(frame[name].to_numpy())
+    return totals
 
 
 @dataclass(frozen=True)
@@ -293,6 +341,7 @@ def read_partitions(
     partition_rows: int,
     first_pass: Request | None = None,
     expressions: Mapping[str, str] | None = None,
+    encodings: Encodings | None = None,
 ) -> list[Partition]:
     """:func:`read_part`, with the partial result of ``first_pass`` on each partition's features.
 
@@ -302,7 +351,7 @@ def read_partitions(
     """
     return [
         Partition(table, None if first_pass is None else first_pass.partial(feature_values(table, features)))
-        for table in read_part(part, id_column, features, partition_rows, expressions)
+        for table in read_part(part, id_column, features, partition_rows, expressions, encodings)
     ]
 
 

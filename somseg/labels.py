@@ -4,7 +4,7 @@ Names follow the profiles, never the cluster numbering: a retrain that
 permutes KMeans' indices gives every customer the same name.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,10 @@ class SegmentLabeller:
     the widest margin (the smallest margin over its conditions, in
     population standard deviations) takes the name; ties go to the larger
     segment. Segments no rule names are described by the features on which
-    they differ most from the population, e.g. "High Age, Low Family Size".
+    they differ most from the population, e.g. "High Age, Low Family Size";
+    a level of a categorical feature enters only when the segment has more
+    of it than the population ("Gender: Female"), since fewer of one level
+    is more of the others.
 
     Parameters
     ----------
@@ -32,6 +35,9 @@ class SegmentLabeller:
     fallback_min_z : float
         How far (in population sds) a segment mean must be from the
         population mean for the feature to enter a fallback name.
+    levels : mapping of str to str, optional
+        The one-hot columns of categorical features and how a name shows
+        each (``{"Gender=Female": "Gender: Female"}``).
 
     Attributes
     ----------
@@ -41,9 +47,12 @@ class SegmentLabeller:
         The rule that named each segment; None for fallback names.
     """
 
-    def __init__(self, rules: Sequence[LabelRule], fallback_min_z: float = 0.5) -> None:
+    def __init__(
+        self, rules: Sequence[LabelRule], fallback_min_z: float = 0.5, levels: Mapping[str, str] | None = None
+    ) -> None:
         self.rules = rules
         self.fallback_min_z = fallback_min_z
+        self.levels = levels
 
     def fit(self, profiles: pd.DataFrame, population: pd.DataFrame) -> "SegmentLabeller":
         """Name the segments of ``profiles`` given the population statistics.
@@ -87,12 +96,13 @@ class SegmentLabeller:
     def _fallback(self, z_row: pd.Series, size: int) -> str:
         if size == 0:
             return UNPOPULATED
-        distinct = z_row[z_row.abs() >= self.fallback_min_z]
+        levels = self.levels or {}
+        distinct = z_row[(z_row.abs() >= self.fallback_min_z) & ~(z_row.index.isin(list(levels)) & (z_row < 0))]
         if distinct.empty:
             return TYPICAL
         strongest = distinct.abs().sort_values(ascending=False).index[:_FALLBACK_FEATURES]
         return ", ".join(
-            f"{'High' if z_row[name] > 0 else 'Low'} {name}" for name in strongest
+            levels[name] if name in levels else f"{'High' if z_row[name] > 0 else 'Low'} {name}" for name in strongest
         )
 
 

@@ -63,6 +63,7 @@ class CleanerParams(_Schema):
     n_imputed: list[int]
     transforms: list[Literal["none", "log1p", "signed_log1p", "robust", "quantile"]] | None = None
     quantiles: list[list[float] | None] | None = None
+    blocks: list[list[int]] | None = None
 
 
 class GridShape(_Schema):
@@ -106,7 +107,8 @@ class SegmentationModel:
 
     @property
     def feature_names(self) -> list[str]:
-        return [feature.name for feature in self.features]
+        """The model's feature columns (one per level of a categorical feature)."""
+        return [column for feature in self.features for column in feature.columns]
 
     @property
     def grid_shape(self) -> tuple[int, int]:

@@ -98,7 +98,9 @@ def suite_from_config(config: SegmentationConfig) -> dict[str, Any]:
             expectation_kwargs = {"column": feature.name, "min_value": feature.min, "max_value": feature.max}
             expectations.append(expectation("expect_column_values_to_be_between", **expectation_kwargs))
         if config.quality.max_missing_share < 1:
-            expectations.append(expectation(NOT_NULL, column=feature.name, mostly=1.0 - config.quality.max_missing_share))
+            # A categorical feature's columns are missing together: its first one speaks for it.
+            column = feature.columns[0]
+            expectations.append(expectation(NOT_NULL, column=column, mostly=1.0 - config.quality.max_missing_share))
     return {
         "name": AUTO_SUITE,
         "meta": {"description": "Derived from the run's config (quality.suite: auto): columns, id, ranges, missing shares, rows."},

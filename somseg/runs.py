@@ -143,7 +143,7 @@ def training_metrics(
         thresholds=Thresholds(**config.gates.model_dump()),
         gates_passed=all(check.passed for check in checks),
         n_rows=figures.n_rows,
-        n_features=len(config.features),
+        n_features=len(config.feature_names),
         n_partitions=n_partitions,
         execution=execution,
         grid=Grid(rows=config.som.rows, cols=config.som.cols),

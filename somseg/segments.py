@@ -1,6 +1,6 @@
 """Macro-segments: clustering the map's neurons, then profiling the segments."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,9 +90,17 @@ def population_stats(figures: MapFigures, features: Sequence[str]) -> pd.DataFra
 
 
 def labelled_profiles(
-    figures: MapFigures, neuron_segment: np.ndarray, features: Sequence[str], k: int, labels: LabelsConfig
+    figures: MapFigures,
+    neuron_segment: np.ndarray,
+    features: Sequence[str],
+    k: int,
+    labels: LabelsConfig,
+    levels: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """The segment profiles, each named by the label rules (``label`` and ``named_by_rule`` columns).
+
+    ``levels`` names the one-hot columns of categorical features (see
+    :class:`somseg.labels.SegmentLabeller`).
 
     Returns
     -------
@@ -102,7 +110,7 @@ def labelled_profiles(
         The name of each segment.
     """
     profiles = profile_segments(figures, neuron_segment, features, k)
-    labeller = SegmentLabeller(labels.rules, labels.fallback_min_z).fit(profiles, population_stats(figures, features))
+    labeller = SegmentLabeller(labels.rules, labels.fallback_min_z, levels).fit(profiles, population_stats(figures, features))
     profiles.insert(1, "label", profiles["segment"].map(labeller.labels_))
     profiles.insert(2, "named_by_rule", profiles["segment"].map(lambda s: labeller.rule_of_[s] is not None))
     return profiles, labeller.labels_

@@ -1,6 +1,6 @@
 """Ingest: the input planned as source parts, each read into partitions of the id and the features."""
 
-from somseg.dataset import Partition, SourcePart, plan_input, read_partitions
+from somseg.dataset import Encodings, Partition, SourcePart, plan_input, read_partitions
 from somseg.stats import Request
 from somseg.tasks.catalog import Store, TablePart, step
 
@@ -20,6 +20,7 @@ def ingest_partition(
     partition_rows: int,
     first_pass: Request | None,
     expressions: dict[str, str] | None = None,
+    encodings: Encodings | None = None,
 ) -> list[Partition]:
-    """Read one source part (the id column unchanged, the features as float64, derived ones computed), and a learner's first pass on it."""
-    return read_partitions(part, id_column, features, partition_rows, first_pass, expressions)
+    """Read one source part (the id unchanged, the features as float64, derived and coded ones computed), and a learner's first pass on it."""
+    return read_partitions(part, id_column, features, partition_rows, first_pass, expressions, encodings)

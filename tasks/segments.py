@@ -17,7 +17,13 @@ def cluster_segments(store: Store, weights: Weights, figures: MapFigures, segmen
 
 @step("label-segments", saves=Profiles)
 def label_segments(
-    store: Store, figures: MapFigures, neuron_segment: NeuronSegments, features: list[str], k: int, labels: LabelsConfig
+    store: Store,
+    figures: MapFigures,
+    neuron_segment: NeuronSegments,
+    features: list[str],
+    k: int,
+    labels: LabelsConfig,
+    levels: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """Profile each segment over observed raw values and name it by the rules."""
-    return labelled_profiles(figures, neuron_segment.load(), features, k, labels)
+    return labelled_profiles(figures, neuron_segment.load(), features, k, labels, levels)

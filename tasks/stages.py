@@ -15,8 +15,10 @@ import numpy as np
 
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
 from somseg.cleaning import CleaningFit, ScalingRequest
-from somseg.config import EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig, validate_config
-from somseg.dataset import input_columns, numeric_columns
+from somseg.config import MAX_CATEGORIES, EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig, validate_config
+from somseg.dataset import Encodings, input_columns, input_levels, numeric_columns
+from somseg.encoding import learn_levels
+from somseg.errors import DataError
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
 from somseg.results import Evaluation, MapFigures, ScoringFigures
@@ -69,13 +71,29 @@ class Table:
 
 
 def resolve_features(config: SegmentationConfig, input_path: str) -> SegmentationConfig:
-    """``config`` with its features: the ones it names, or else every numeric column of the input but the id."""
-    if config.features:
+    """``config`` with its features: the ones it names, or else every numeric column of the input but the id.
+
+    The levels of a categorical feature that the config does not list are
+    learnt from the input (every level, most frequent first), and the
+    returned config lists them, so that the model and scoring use the same.
+    """
+    if not config.features:
+        names = numeric_columns(input_path, config.id_column)
+        print(f"features: {', '.join(names)} (every numeric column of the input but {config.id_column!r}; "
+              "name them in the config's 'features' or with --features to choose)")
+        return config.with_features(names)
+    if config.categories_known:
         return config
-    names = numeric_columns(input_path, config.id_column)
-    print(f"features: {', '.join(names)} (every numeric column of the input but {config.id_column!r}; "
-          "name them in the config's 'features' or with --features to choose)")
-    return config.with_features(names)
+    unknown = [f.name for f in config.features if f.kind == "categorical" and f.categories is None]
+    counts = input_levels(input_path, config.id_column, unknown)
+    learnt = {}
+    for name in unknown:
+        try:
+            learnt[name] = learn_levels(counts[name], name, MAX_CATEGORIES)
+        except ValueError as exc:
+            raise DataError(f"input {input_path}: {exc}") from exc
+        print(f"categories of {name}: {', '.join(learnt[name])} (learnt from the input; list them in the config to fix them)")
+    return config.with_categories(learnt)
 
 
 def ingest(
@@ -87,15 +105,18 @@ def ingest(
     partition_rows: int,
     first_pass: Request | None = None,
     expressions: dict[str, str] | None = None,
+    encodings: Encodings | None = None,
 ) -> Table:
     """Plan the input and read it into partitions of the id column and the features.
 
     ``first_pass``, when given, is computed on every partition as it is read
     (the training flow passes the cleaning learner's first request).
-    ``expressions`` (name -> text) derive features from input columns.
+    ``expressions`` (name -> text) derive features from input columns;
+    ``encodings`` code ordinal and categorical ones (``features`` are then
+    the model's columns).
     """
     expressions = expressions or {}
-    plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *input_columns(features, expressions)],
+    plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *input_columns(features, expressions, encodings)],
                   partition_rows=partition_rows)
     parts = ex.map(
         ingest_steps.ingest_partition,
@@ -106,6 +127,7 @@ def ingest(
         partition_rows=partition_rows,
         first_pass=first_pass,
         expressions=expressions,
+        encodings=encodings or {},
     )
     return Table(source, tuple(part for group in parts for part in group))
 
@@ -131,9 +153,24 @@ def validate(ex: Executor, store: Store, table: Table, suite: dict[str, Any]) ->
 
 
 def cleaning_learner(features: Sequence[FeatureSpec], source: str) -> CleaningFit:
-    """The learner of the medians, scaling and drift reference of ``features`` (its first request goes to ingest)."""
-    return CleaningFit([f.name for f in features], [(f.min, f.max) for f in features], source=f"input {source}",
-                       transforms=[f.transform for f in features])
+    """The learner of the medians, scaling and drift reference of ``features`` (its first request goes to ingest).
+
+    A coded feature's columns are bounded by their codes (0 to the last
+    level) and untransformed; a categorical feature's columns form a block.
+    """
+    names, bounds, transforms, blocks = [], [], [], []
+    for feature in features:
+        columns = feature.columns
+        if feature.kind == "categorical":
+            blocks.append(list(range(len(names), len(names) + len(columns))))
+        if feature.kind == "numeric":
+            bound = (feature.min, feature.max)
+        else:
+            bound = (0.0, 1.0 if feature.kind == "categorical" else float(len(feature.categories or ()) - 1))
+        names += columns
+        bounds += [bound] * len(columns)
+        transforms += [feature.transform] * len(columns)
+    return CleaningFit(names, bounds, source=f"input {source}", transforms=transforms, blocks=blocks or None)
 
 
 @dataclass(frozen=True)
@@ -268,7 +305,7 @@ def label(
     """Profile the segments and name them by the rules."""
     return ex.run(
         segment_steps.label_segments, store=store, figures=figures, neuron_segment=neuron_segment,
-        features=config.feature_names, k=config.segments.k, labels=config.labels,
+        features=config.feature_names, k=config.segments.k, labels=config.labels, levels=config.level_names,
     )
 
 

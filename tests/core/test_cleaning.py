@@ -348,3 +348,27 @@ def test_robust_and_quantile_partitions_give_the_whole_table_fit() -> None:
     np.testing.assert_array_equal(parted.quantiles_[1], whole.quantiles_[1])
     np.testing.assert_allclose(parted.mean_[1], whole.mean_[1], rtol=1e-12)  # sums added in another order
     np.testing.assert_allclose(parted.transform_values(raw.copy()), whole.transform_values(raw.copy()), rtol=1e-10, atol=1e-12)
+
+
+def test_a_categorical_block_counts_as_one_feature_and_a_missing_level_is_neutral() -> None:
+    rng = np.random.default_rng(13)
+    level = rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])
+    onehot = np.eye(3)[level]
+    onehot[:30] = np.nan  # missing together
+    raw = np.column_stack([rng.normal(size=3000), onehot])
+    names = ["z", "P=a", "P=b", "P=c"]
+    cleaner = FeatureCleaner(names, blocks=[[1, 2, 3]]).fit(pd.DataFrame(raw, columns=names))
+
+    shares = np.nanmean(onehot, axis=0)
+    np.testing.assert_allclose(cleaner.medians_[1:], shares, rtol=1e-12)  # imputed with the shares
+    np.testing.assert_allclose(cleaner.scale_[1:], np.sqrt(1 - np.sum(shares**2)), rtol=1e-9)
+    X = cleaner.transform_values(raw.copy())
+    np.testing.assert_allclose(X[:30, 1:], 0.0, atol=1e-12)  # a missing level pulls towards none
+    # Two random customers differ as much on the block as on a standardised feature, on average.
+    pairs = rng.integers(0, 3000, size=(20_000, 2))
+    block = np.sum((X[pairs[:, 0], 1:] - X[pairs[:, 1], 1:]) ** 2, axis=1).mean()
+    single = np.mean((X[pairs[:, 0], 0] - X[pairs[:, 1], 0]) ** 2)
+    assert abs(block - single) / single < 0.1
+    rebuilt = FeatureCleaner.from_dict(cleaner.to_dict())
+    assert rebuilt.blocks == [[1, 2, 3]]
+    np.testing.assert_array_equal(rebuilt.transform_values(raw.copy()), X)

@@ -12,6 +12,7 @@ from somseg.config import (
     SegmentationConfig,
     SomConfig,
     load_config,
+    validate_config,
 )
 from somseg.errors import ConfigError
 
@@ -273,3 +274,29 @@ def test_a_suite_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
 
     assert load_config(tmp_path / "project" / "config.yaml").quality.suite == str(tmp_path / "project" / "suites" / "mine.json")
     assert load_config(tmp_path / "other.yaml").quality.suite == "customers", "a shipped suite's name stays a name"
+
+
+def test_ordinal_and_categorical_features_give_the_model_columns() -> None:
+    config = SegmentationConfig.model_validate({"features": [
+        {"name": "Age"},
+        {"name": "Spending_Score", "kind": "ordinal", "categories": ["Low", "Average", "High"]},
+        {"name": "Profession", "kind": "categorical", "categories": ["Artist", "Doctor"]},
+    ]})
+    assert config.feature_names == ["Age", "Spending_Score", "Profession=Artist", "Profession=Doctor"]
+    assert config.encodings == {"Spending_Score": ("ordinal", ("Low", "Average", "High")),
+                                "Profession": ("categorical", ("Artist", "Doctor"))}
+    assert config.level_names == {"Profession=Artist": "Profession: Artist", "Profession=Doctor": "Profession: Doctor"}
+    learnt = SegmentationConfig.model_validate({"features": [{"name": "Profession", "kind": "categorical"}]})
+    assert not learnt.categories_known
+    assert learnt.with_categories({"Profession": ["B", "A"]}).feature_names == ["Profession=B", "Profession=A"]
+
+
+@pytest.mark.parametrize(("feature", "message"), [
+    ({"name": "S", "kind": "ordinal"}, "an ordinal feature needs its categories, lowest first"),
+    ({"name": "S", "kind": "categorical", "min": 0, "transform": "log1p"}, "takes no min, transform"),
+    ({"name": "S", "categories": ["a"]}, "categories are for kind 'ordinal' or 'categorical'"),
+    ({"name": "S", "kind": "ordinal", "categories": ["a", "a "]}, "must be distinct"),
+])
+def test_coded_features_are_checked_when_the_config_is_read(feature: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"features": [feature]}, "config test.yaml")

@@ -211,7 +211,9 @@ def _marketing_table(path: Path, n: int, seed: int) -> pd.DataFrame:
         "Teenhome": rng.integers(0, 3, n), "Income": np.round(rng.lognormal(10.8, 0.4, n)),
         "MntWines": rng.integers(0, 1500, n), "MntFruits": rng.integers(0, 200, n), "MntMeatProducts": rng.integers(0, 1000, n),
         "Education": rng.choice(["Graduation", "PhD", "Master"], n),
+        "Dt_Customer": pd.to_datetime("2012-07-30") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
     })
+    frame["Dt_Customer"] = frame["Dt_Customer"].dt.strftime("%d-%m-%Y")
     frame.loc[rng.random(n) < 0.02, "Income"] = np.nan
     path.write_text("\ufeff" + frame.to_csv(index=False, sep=";"), encoding="utf-8")
     return frame
@@ -249,3 +251,50 @@ def test_a_derived_feature_out_of_its_range_is_named(tmp_path: Path, capsys: pyt
                  "--out", str(tmp_path / "run"), "--work-dir", str(tmp_path / "work")])
     err = capsys.readouterr().err
     assert code in (3, 4) and "Age" in err and "121" in err
+
+
+def test_dates_and_learnt_categories_are_kept_in_the_model_and_applied_at_scoring(tmp_path: Path) -> None:
+    _marketing_table(tmp_path / "marketing.csv", 1_200, seed=8)
+    _marketing_table(tmp_path / "new.csv", 300, seed=9)
+    run = _train_and_score(tmp_path, "marketing.csv", "new.csv", "features:\n"
+                           "  - {name: Tenure, expr: 'years_since(Dt_Customer, \"2014-12-31\", \"%d-%m-%Y\")'}\n"
+                           "  - {name: Income, transform: log1p}\n"
+                           "  - {name: Education, kind: categorical}\n")
+
+    raw = pd.read_csv(tmp_path / "marketing.csv", sep=";", encoding="utf-8-sig")
+    model = json.loads((run / "model" / "model.json").read_text())
+    education = raw["Education"].value_counts()
+    assert model["features"][2]["categories"] == list(education.index), "learnt, most frequent first"
+    assert model["cleaner"]["features"][2:] == [f"Education={level}" for level in education.index]
+    profiles = pd.read_parquet(run / "profiles.parquet")
+    shares = (profiles[[f"Education={level}_mean" for level in education.index]].mul(profiles["size"], axis=0).sum()
+              / profiles["size"].sum())
+    np.testing.assert_allclose(shares, education / len(raw)), "profiles show each level's share"
+    tenure = (pd.Timestamp("2014-12-31") - pd.to_datetime(raw["Dt_Customer"], format="%d-%m-%Y")).dt.days / 365.2425
+    assert (profiles["Tenure_mean"] * profiles["size"]).sum() / profiles["size"].sum() == pytest.approx(tenure.mean())
+    assert len(pd.read_parquet(tmp_path / "scored" / "segments.parquet")) == 300
+
+
+def test_ordinal_and_categorical_levels_score_and_an_unknown_level_is_named(
+    sample_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(sample_table)
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    frame.head(50).to_csv(tmp_path / "new.csv", index=False)
+    run = _train_and_score(tmp_path, "customers.csv", "new.csv", "features:\n"
+                           "  - {name: Age, min: 18, max: 100}\n"
+                           "  - {name: Spending_Score, kind: ordinal, categories: [Low, Average, High]}\n"
+                           "  - {name: Profession, kind: categorical}\n")
+    profiles = pd.read_parquet(run / "profiles.parquet")
+    codes = frame["Spending_Score"].map({"Low": 0, "Average": 1, "High": 2})
+    assert (profiles["Spending_Score_mean"] * profiles["size"]).sum() / profiles["size"].sum() == pytest.approx(codes.mean())
+    scored = pd.read_parquet(tmp_path / "scored" / "segments.parquet")
+    trained = pd.read_parquet(run / "segments.parquet").head(50)
+    np.testing.assert_array_equal(scored["segment"], trained["segment"])
+
+    frame.head(50).assign(Spending_Score="Very High").to_csv(tmp_path / "odd.csv", index=False)
+    capsys.readouterr()
+    code = main(["score", str(tmp_path / "odd.csv"), "--model", str(run / "model"), "--out", str(tmp_path / "odd"),
+                 "--work-dir", str(tmp_path / "work")])
+    err = capsys.readouterr().err
+    assert code == 3 and "odd.csv" in err and "'Spending_Score': 50 row(s)" in err and "'Very High'" in err
