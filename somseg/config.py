@@ -140,7 +140,11 @@ class SomConfig(_Section):
         30, ge=1, description="Batch engine: passes over the data; the radius shrinks from 'sigma' to 'sigma_end' over them."
     )
     sigma_end: float = Field(
-        0.5, gt=0, description="Batch engine: neighbourhood radius of the last epoch, in grid units."
+        1.0,
+        gt=0,
+        description="Batch engine: neighbourhood radius of the last epoch, in grid units. 1, as SOM Toolbox's batch "
+        "fine-tuning ends: much below it the batch rule turns into k-means and the map loses its order on tables "
+        "of many features (a high topographic error).",
     )
     chunk_rows: int | None = Field(
         None,
