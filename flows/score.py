@@ -1,6 +1,6 @@
 """Scoring flow: segment new customers with a saved model, without retraining.
 
-load model -> ingest -> validate (the model's own suite) -> score -> drift -> write.
+load model -> ingest (invalid rows screened) -> validate (the model's own suite) -> score -> drift -> write.
 The same on threads or on a Dask cluster: ``config.execution`` chooses
 Prefect's task runner, nothing else.
 """
@@ -39,9 +39,14 @@ def score_segments_flow(
             model = stages.load_bundle(ex, store, model_dir)
             contract = model.load()
         with run.step("ingest"):
+            # The invalid-row rule is the model's training config's, unless the scoring config sets it.
+            quality = config.quality.resolve(contract.config)
+            expressions = derived_features(contract.features)
+            screen = stages.invalid_row_screen(contract.features, expressions, quality.invalid_rows)
             table = stages.ingest(ex, store, input_path, contract.id_column, contract.feature_names,
-                                  config.execution.partition_rows, expressions=derived_features(contract.features),
-                                  encodings=encodings(contract.features))
+                                  config.execution.partition_rows, expressions=expressions,
+                                  encodings=encodings(contract.features), screen=screen)
+            invalid_rows = stages.check_invalid_rows(table, quality)
         with run.step("validate"):
             validation = stages.validate(ex, store, table, scoring_suite(contract.suite))
             run.diagnostics["validation.json"] = validation.path
@@ -57,7 +62,7 @@ def score_segments_flow(
             check_drift(verdict, config.drift)
         metrics = ScoringMetrics(
             **figures.model_dump(), model=str(Path(model_dir).resolve()), input=input_path, n_partitions=len(table.parts),
-            execution=config.execution.mode, drift_warnings=verdict.problems, drift=verdict, durations_seconds=run.durations,
+            execution=config.execution.mode, invalid_rows=invalid_rows, drift_warnings=verdict.problems, drift=verdict, durations_seconds=run.durations,
         )
-        publish_scores(run.out_dir, segments, validation, metrics)
+        publish_scores(run.out_dir, segments, validation, metrics, table.rejected if screen.policy == "drop" else None)
     return str(run.out_dir)

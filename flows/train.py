@@ -1,7 +1,7 @@
 """Training flow: from a customer table to labelled segments and a saved model.
 
 The recipe of the reference analysis (REFERENCE.md), one stage per line:
-ingest -> validate -> clean -> train -> gate -> cluster -> evaluate -> label -> write
+ingest (invalid rows screened) -> validate -> clean -> train -> gate -> cluster -> evaluate -> label -> write
 (model, segments, figures, report). The same on threads or on a Dask cluster:
 ``config.execution`` chooses Prefect's task runner, nothing else.
 """
@@ -45,9 +45,11 @@ def train_segments_flow(
     with summary.published(), run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
         with run.step("ingest"):
             cleaning = stages.cleaning_learner(config.features, input_path)
+            screen = stages.invalid_row_screen(config.features, config.expressions, config.quality.invalid_rows)
             table = stages.ingest(ex, store, input_path, config.id_column, names, config.execution.partition_rows,
                                   first_pass=cleaning.request(), expressions=config.expressions,
-                                  encodings=config.encodings)
+                                  encodings=config.encodings, screen=screen)
+            invalid_rows = stages.check_invalid_rows(table, config.quality)
         with run.step("validate"):
             validation = stages.validate(ex, store, table, suite)
             run.diagnostics["validation.json"] = validation.path
@@ -66,7 +68,7 @@ def train_segments_flow(
                                        config.evaluation)
             summary.figures = assessment.figures
             metrics = training_metrics(assessment.figures, config, source=input_path, n_partitions=len(table.parts),
-                                       execution=config.execution.mode)
+                                       execution=config.execution.mode, invalid_rows=invalid_rows)
             run.figures = metrics.model_dump(mode="json")
             publish_map(weights.load(), assessment.figures, config.gates)
             run.failure_report = failure_report(weights.load(), assessment.figures.hits, metrics, summary.validation,
@@ -88,5 +90,5 @@ def train_segments_flow(
         metrics = metrics.model_copy(update={"evaluation": evaluation, "outlier_share": outputs.outlier_share,
                                              "durations_seconds": run.durations})
         publish_run(run.out_dir, outputs.segments, profiles, validation, outputs.model, metrics, config,
-                    outputs.figures)
+                    outputs.figures, table.rejected if screen.policy == "drop" else None)
     return str(run.out_dir)

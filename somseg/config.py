@@ -323,6 +323,19 @@ class QualityConfig(_Section):
     max_missing_share: float = Field(
         0.5, ge=0, le=1, description="'auto' suite: largest share of missing values a feature may have (1: any)."
     )
+    invalid_rows: Literal["fail", "drop"] = Field(
+        "fail",
+        description="Rows with a feature value that is not a number or lies outside its declared min/max (missing "
+        "values are not invalid): 'fail' stops the run, naming the columns, counts and sample values; 'drop' leaves "
+        "them out, records each invalid value in the run folder's rejected.parquet and counts them in metrics.json.",
+    )
+    max_invalid_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="'drop': largest share of the input's rows that may be dropped as invalid; above it the run "
+        "still fails.",
+    )
 
 
 class LocalClusterSpec(_Section):
@@ -557,10 +570,41 @@ class DriftGateConfig(_Section):
     )
 
 
+class ScoringQualityConfig(_Section):
+    """How a scoring run treats invalid rows; empty settings take the model's training config."""
+
+    invalid_rows: Literal["fail", "drop"] | None = Field(
+        None,
+        description="Rows with a feature value that is not a number or outside the model's ranges: 'fail' or "
+        "'drop' (dropped rows are not scored and are listed in rejected.parquet); empty: the model's "
+        "quality.invalid_rows.",
+    )
+    max_invalid_share: float | None = Field(
+        None, ge=0, le=1,
+        description="'drop': largest share of rows that may be dropped; empty: the model's quality.max_invalid_share.",
+    )
+
+    def resolve(self, training: dict[str, Any]) -> QualityConfig:
+        """The invalid-row settings of a scoring run: these, else the training config's (a model's ``config``).
+
+        A model trained before the settings existed gives their defaults.
+        """
+        trained = QualityConfig().model_copy(
+            update={key: value for key, value in training.get("quality", {}).items()
+                    if key in ("invalid_rows", "max_invalid_share")}
+        )
+        chosen = {key: value for key, value in self.model_dump().items() if value is not None}
+        return trained.model_copy(update=chosen)
+
+
 class ScoringConfig(_Section):
     """Settings of a scoring run; everything else comes from the model bundle."""
 
     drift: DriftGateConfig = Field(default_factory=DriftGateConfig)
+    quality: ScoringQualityConfig = Field(
+        default_factory=ScoringQualityConfig,
+        description="Invalid rows: as the model was trained unless set here.",
+    )
     execution: ExecutionConfig = Field(
         default_factory=ExecutionConfig, description="Where the run executes: in this process or on a Dask cluster."
     )

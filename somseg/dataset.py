@@ -30,6 +30,7 @@ from somseg.errors import DataError
 from somseg.expressions import DateParseError, parse_expression
 from somseg.io import file_sha256
 from somseg.stats import Request
+from somseg.validity import InvalidRows, RowScreen, ScreenedRows, parse_numbers
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -247,6 +248,7 @@ def read_part(
     partition_rows: int,
     expressions: Mapping[str, str] | None = None,
     encodings: Encodings | None = None,
+    keep_text: bool = False,
 ) -> list[pa.Table]:
     """The id column and the features of a source part, as Arrow tables of at most ``partition_rows`` rows.
 
@@ -255,7 +257,9 @@ def read_part(
     from the input columns it names, which are read and checked as numbers
     (or dates) but not kept. An ordinal or categorical feature
     (``encodings``) is read as text and coded (:mod:`somseg.encoding`):
-    ``features`` then names its model columns.
+    ``features`` then names its model columns. With ``keep_text`` (and no
+    expressions or codes), a column that holds values that are not numbers
+    is kept as text rather than refused, for :func:`read_screened` to parse.
 
     Raises
     ------
@@ -264,19 +268,29 @@ def read_part(
         values that are not numbers (dates, levels).
     """
     if expressions or encodings:
-        raw = list(dict.fromkeys([*date_columns(expressions), *(encodings or {})]))
+        raw = text_columns(expressions, encodings)
         numbers = [name for name in input_columns(features, expressions, encodings) if name not in raw]
         tables = _read_part(part, id_column, numbers, partition_rows, raw)
         return [_derive(table, id_column, features, expressions or {}, encodings or {}, part.path) for table in tables]
-    return _read_part(part, id_column, features, partition_rows)
+    return _read_part(part, id_column, features, partition_rows, keep_text=keep_text)
+
+
+def text_columns(expressions: Mapping[str, str] | None, encodings: Encodings | None) -> list[str]:
+    """The input columns read as text: the dates expressions use, and the ordinal and categorical features."""
+    return list(dict.fromkeys([*date_columns(expressions), *(encodings or {})]))
 
 
 def _read_part(
-    part: SourcePart, id_column: str, features: Sequence[str], partition_rows: int, raw: Sequence[str] = ()
+    part: SourcePart,
+    id_column: str,
+    features: Sequence[str],
+    partition_rows: int,
+    raw: Sequence[str] = (),
+    keep_text: bool = False,
 ) -> list[pa.Table]:
     if part.kind == "parquet":
-        return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features, raw)]
-    frame = read_csv(Path(part.path), id_column, features, raw)
+        return [_read_parquet_groups(Path(part.path), part.row_groups, id_column, features, raw, keep_text)]
+    frame = read_csv(Path(part.path), id_column, features, raw, keep_text)
     tables = [
         pa.Table.from_pandas(frame.iloc[start : start + partition_rows], preserve_index=False)
         for start in range(0, max(len(frame), 1), partition_rows)
@@ -328,10 +342,17 @@ def input_levels(source: str | Path, id_column: str, columns: Sequence[str]) -> 
 
 @dataclass(frozen=True)
 class Partition:
-    """A partition as read, and a learner's partial result on its features (None when none was asked)."""
+    """A partition as read, and a learner's partial result on its features (None when none was asked).
+
+    With a :class:`somseg.validity.RowScreen`, ``invalid`` is the screen's
+    partial result and ``rejected`` the records of the invalid values
+    (``table`` then lacks the rows the screen dropped); else both are None.
+    """
 
     table: pa.Table
     partial: Any
+    invalid: InvalidRows | None = None
+    rejected: pa.Table | None = None
 
 
 def read_partitions(
@@ -342,17 +363,91 @@ def read_partitions(
     first_pass: Request | None = None,
     expressions: Mapping[str, str] | None = None,
     encodings: Encodings | None = None,
+    screen: RowScreen | None = None,
 ) -> list[Partition]:
     """:func:`read_part`, with the partial result of ``first_pass`` on each partition's features.
 
     A learner whose first pass needs only the raw features (such as the
     cleaning's profile) gets it from the read, not from reading every
-    partition again.
+    partition again. With ``screen``, each partition is screened for
+    invalid rows first (:func:`read_screened`), so the first pass sees only
+    the rows that are kept.
     """
+    if screen is not None:
+        return [
+            Partition(table, None if first_pass is None else first_pass.partial(feature_values(table, features)),
+                      screened.invalid, screened.rejected)
+            for table, screened in read_screened(part, id_column, features, partition_rows, screen, expressions, encodings)
+        ]
     return [
         Partition(table, None if first_pass is None else first_pass.partial(feature_values(table, features)))
         for table in read_part(part, id_column, features, partition_rows, expressions, encodings)
     ]
+
+
+def read_screened(
+    part: SourcePart,
+    id_column: str,
+    features: Sequence[str],
+    partition_rows: int,
+    screen: RowScreen,
+    expressions: Mapping[str, str] | None = None,
+    encodings: Encodings | None = None,
+) -> list[tuple[pa.Table, ScreenedRows]]:
+    """:func:`read_part` with each partition screened for invalid rows (:mod:`somseg.validity`).
+
+    Values that are not numbers are refused as the file is read when the
+    screen's policy is ``fail`` (the error names the file, the column, the
+    first row and sample values), and recorded when it is ``drop``. Derived
+    features are screened after they are derived; the input columns only
+    expressions use, as numbers only. Dates and levels (read as text) are
+    checked as they are parsed or coded: a value that is neither stops the run.
+
+    Returns
+    -------
+    list of (pyarrow.Table, ScreenedRows)
+        Each partition (id and features, without the rows the screen
+        dropped) and what the screen found in it.
+    """
+    expressions, encodings = expressions or {}, encodings or {}
+    text = text_columns(expressions, encodings)
+    read = [name for name in input_columns(features, expressions, encodings) if name not in text]
+    position = {name: index for index, name in enumerate(screen.columns)}
+    results = []
+    for raw in _read_part(part, id_column, read, partition_rows, text, keep_text=screen.policy == "drop"):
+        parsed, not_numbers, texts = _parse_columns(raw, id_column, read)
+        derived = expressions or encodings
+        table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
+        values = np.empty((table.num_rows, len(screen.columns)), dtype=np.float64)
+        flags = np.zeros(values.shape, dtype=bool)
+        for name in screen.columns:
+            source = table if name in features else parsed
+            values[:, position[name]] = source.column(name).to_numpy()
+            if name in not_numbers:
+                flags[:, position[name]] = not_numbers[name]
+        screened = screen.screen(table.column(id_column), values, flags,
+                                 {position[name]: text for name, text in texts.items()}, part.path)
+        kept = table if screened.keep.all() else table.filter(pa.array(screened.keep))
+        results.append((kept, screened))
+    return results
+
+
+def _parse_columns(
+    table: pa.Table, id_column: str, columns: Sequence[str]
+) -> tuple[pa.Table, dict[str, np.ndarray], dict[str, pa.Array]]:
+    """``table`` with its text columns parsed as float64; where values were not numbers, and their text."""
+    not_numbers: dict[str, np.ndarray] = {}
+    texts: dict[str, pa.Array] = {}
+    for name in columns:
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        numbers, bad = parse_numbers(column.to_pandas())
+        not_numbers[name], texts[name] = bad, column.combine_chunks()
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pa.array(numbers, type=pa.float64(), from_pandas=True))
+    # The reader's pandas metadata would turn the parsed columns back into text on to_pandas().
+    return (table.replace_schema_metadata(None) if texts else table), not_numbers, texts
 
 
 def feature_values(table: pa.Table, features: Sequence[str]) -> np.ndarray:
@@ -384,7 +479,12 @@ def read_table(path: str | Path, id_column: str, features: Sequence[str]) -> pd.
 
 
 def _read_parquet_groups(
-    path: Path, groups: tuple[int, ...], id_column: str, features: Sequence[str], raw: Sequence[str] = ()
+    path: Path,
+    groups: tuple[int, ...],
+    id_column: str,
+    features: Sequence[str],
+    raw: Sequence[str] = (),
+    keep_text: bool = False,
 ) -> pa.Table:
     columns = [id_column, *features, *raw]
     try:
@@ -392,7 +492,10 @@ def _read_parquet_groups(
     except Exception as exc:  # pyarrow raises several unrelated types here
         raise DataError(f"input file {path} is not a readable Parquet file: {exc}") from exc
     for name in features:
-        table = table.set_column(table.schema.get_field_index(name), name, _float_column(table.column(name), path, name))
+        column = table.column(name)
+        if keep_text and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue  # parsed, and its values that are not numbers recorded, by read_screened
+        table = table.set_column(table.schema.get_field_index(name), name, _float_column(column, path, name))
     # The writer's pandas metadata would turn the parsed features back into its dtypes on to_pandas().
     return table.select(columns).replace_schema_metadata(None)
 
@@ -407,10 +510,14 @@ def _float_column(column: pa.ChunkedArray, path: Path, name: str) -> pa.ChunkedA
     raise DataError(f"input file {path}, column {name!r}: values of type {kind} are not numbers")
 
 
-def read_csv(path: Path, id_column: str, features: Sequence[str], raw: Sequence[str] = ()) -> pd.DataFrame:
+def read_csv(
+    path: Path, id_column: str, features: Sequence[str], raw: Sequence[str] = (), keep_text: bool = False
+) -> pd.DataFrame:
     """The id column and the features of a CSV file; delimiter sniffed, UTF-8 with or without BOM.
 
-    The ``raw`` columns (dates, say) are kept as text, the features parsed as numbers.
+    The ``raw`` columns (dates, levels) are kept as text, the features parsed
+    as numbers; with ``keep_text``, a feature that holds values that are not
+    numbers is kept as text rather than refused.
     """
     columns = [id_column, *features, *raw]
     delimiter = sniff_delimiter(path)
@@ -435,7 +542,7 @@ def read_csv(path: Path, id_column: str, features: Sequence[str], raw: Sequence[
     frame.columns = [str(name).strip() for name in frame.columns]
     frame[id_column] = _restore_integer_ids(frame[id_column])
     for name in features:
-        frame[name] = as_float(frame[name], path, name)
+        frame[name] = _as_text(frame[name]) if keep_text else as_float(frame[name], path, name)
     return frame[columns].reset_index(drop=True)
 
 
@@ -464,17 +571,23 @@ def _restore_integer_ids(ids: pd.Series) -> pd.Series:
     return ids.astype(object).where(ids.notna(), None)
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """A column as float64 when it reads as numbers, else as text (one type for Arrow, whatever pandas mixed)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    return values.astype("string")
+
+
 def as_float(values: pd.Series, path: Path | str, column: str) -> pd.Series:
     """A column as float64, or a DataError naming the file, the column, the row count and sample values."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna() & values.notna() & (values.astype("string").str.strip() != "")
+    numbers, bad = parse_numbers(values)
     if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
+        rows = np.flatnonzero(bad)
         samples = ", ".join(repr(v) for v in values.iloc[rows[:_SAMPLE_VALUES]].tolist())
         raise DataError(
             f"input file {path}, column {column!r}: {len(rows)} row(s) are not numbers "
             f"(first at data row {rows[0] + 1}); sample values: {samples}"
         )
-    return numbers.astype("float64")
+    return pd.Series(numbers, index=values.index, name=values.name)

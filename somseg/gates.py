@@ -3,7 +3,8 @@
 The quality gates (quantization error, absolute or relative to a one-neuron
 map, topographic error, explained variance), the stability gate
 (mean bootstrap ARI) and the drift limits of a scoring run are each a list of
-:class:`Check`. The tasks that stop a run, ``metrics.json``'s
+:class:`Check`; the invalid rows of an input are judged by
+:func:`judge_invalid_rows`. The tasks that stop a run, ``metrics.json``'s
 ``gates_passed``, the run summary in the Prefect UI and the HTML report all
 read these, so they cannot disagree.
 """
@@ -11,11 +12,15 @@ read these, so they cannot disagree.
 from collections.abc import Sequence
 from typing import Protocol
 
-from somseg.config import DriftGateConfig, GateConfig
+from somseg.config import DriftGateConfig, GateConfig, QualityConfig
 from somseg.drift import sampling_psi, sampling_share
-from somseg.results import Check, DriftVerdict, ScoringFigures, TrainingRecord
+from somseg.errors import DataError
+from somseg.results import Check, DriftVerdict, InvalidRowsRecord, ScoringFigures, TrainingRecord
+from somseg.validity import InvalidRows
 
-__all__ = ["Check", "MapQuality", "drift_checks", "failed", "judge_drift", "map_checks", "stability_check"]
+__all__ = [
+    "Check", "MapQuality", "drift_checks", "failed", "judge_drift", "judge_invalid_rows", "map_checks", "stability_check",
+]
 
 
 class MapQuality(Protocol):
@@ -141,3 +146,50 @@ def judge_drift(
                 "so few rows differ from the training data by chance as much as by drift")
         return DriftVerdict(judged=False, note=note, checks=checks)
     return DriftVerdict(judged=True, checks=checks, problems=failed(checks))
+
+
+def judge_invalid_rows(total: InvalidRows, quality: QualityConfig, source: str) -> InvalidRowsRecord:
+    """Whether a run may go on with the invalid rows the screen found, and what it records of them.
+
+    Parameters
+    ----------
+    total : InvalidRows
+        The screen's partial results added over every partition.
+    quality : QualityConfig
+        ``invalid_rows`` ('fail' or 'drop') and ``max_invalid_share``.
+    source : str
+        The input, as the messages name it.
+
+    Returns
+    -------
+    InvalidRowsRecord
+        ``metrics.json``'s ``invalid_rows`` block.
+
+    Raises
+    ------
+    DataError
+        Under 'fail', if any row is invalid; under 'drop', if the share of
+        invalid rows is above ``max_invalid_share``. The message names the
+        input and its files, each column with its count per reason and
+        sample values, and the setting to change.
+    """
+    where = f"input {source}"
+    if total.files and list(total.files) != [source]:
+        where += f" ({', '.join(total.files[:5])}{', ...' if len(total.files) > 5 else ''})"
+    details = "; ".join(total.problems())
+    if quality.invalid_rows == "fail" and total.n_invalid:
+        raise DataError(
+            f"{where}: {total.n_invalid:,} row(s) have a value that is not a number or outside its declared "
+            f"range: {details}. Correct the input, or set quality.invalid_rows: drop to leave such rows out "
+            f"(quality.max_invalid_share, now {quality.max_invalid_share:g}, limits how many)"
+        )
+    if total.share > quality.max_invalid_share:
+        raise DataError(
+            f"{where}: {total.n_invalid:,} of {total.n_rows:,} row(s) ({total.share:.2%}) are invalid, above "
+            f"quality.max_invalid_share {quality.max_invalid_share:g}: {details}. Correct the input, or raise "
+            "quality.max_invalid_share to drop them"
+        )
+    return InvalidRowsRecord(
+        policy=quality.invalid_rows, rejected_rows=total.n_invalid if quality.invalid_rows == "drop" else 0,
+        input_rows=total.n_rows, share=total.share, max_share=quality.max_invalid_share, by_column=total.by_column(),
+    )

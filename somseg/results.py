@@ -5,6 +5,7 @@
 * :class:`TrainingMetrics` and :class:`ScoringMetrics`: the schemas of a
   run's ``metrics.json``, versioned by :data:`METRICS_SCHEMA_VERSION`.
 * :class:`TrainingRecord`: the training figures a model bundle keeps.
+* :class:`InvalidRowsRecord`: the invalid rows a run dropped.
 * :class:`Check` and :class:`DriftVerdict`: a figure against its limit,
   and a scoring run's drift checks (the decisions are in
   :mod:`somseg.gates`).
@@ -200,6 +201,19 @@ class Grid(_Record):
     cols: int
 
 
+class InvalidRowsRecord(_Record):
+    """``metrics.json``'s ``invalid_rows`` block: the rows left out for a value not a number or out of range."""
+
+    policy: Literal["fail", "drop"] = Field(description="quality.invalid_rows of the run.")
+    rejected_rows: int = Field(description="Rows dropped (0 under 'fail': a run with invalid rows stops).")
+    input_rows: int = Field(description="Rows of the input, before any was dropped.")
+    share: float = Field(description="rejected_rows / input_rows.")
+    max_share: float = Field(description="quality.max_invalid_share of the run.")
+    by_column: dict[str, int] = Field(
+        default_factory=dict, description="Dropped rows per column they were invalid in (a row may count in several)."
+    )
+
+
 class Thresholds(_Record):
     """The gates a run was held to (the names and meanings of ``GateConfig``)."""
 
@@ -233,6 +247,7 @@ class TrainingMetrics(_Record):
     outlier_percentile: float
     outlier_share: Figure = None
     input: str
+    invalid_rows: InvalidRowsRecord | None = None
     evaluation: Evaluation | None = None
     durations_seconds: dict[str, float] = Field(default_factory=dict)
     finished_at: str | None = None
@@ -326,6 +341,7 @@ class ScoringMetrics(ScoringFigures):
     input: str
     n_partitions: int
     execution: Literal["local", "dask"]
+    invalid_rows: InvalidRowsRecord | None = None
     drift_warnings: list[str] = Field(default_factory=list)
     drift: DriftVerdict | None = None
     durations_seconds: dict[str, float] = Field(default_factory=dict)

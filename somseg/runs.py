@@ -13,22 +13,33 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
 from somseg.gates import map_checks
-from somseg.io import RUN_MARKER, staged_folder, write_json
+from somseg.io import RUN_MARKER, mapped_arrow_table, staged_folder, write_json
 from somseg.layout import (
     CONFIG_FILE,
     FAILURE_DIR,
     METRICS_FILE,
     MODEL_DIR,
     PROFILES_FILE,
+    REJECTED_FILE,
     SEGMENTS_FILE,
     VALIDATION_FILE,
 )
-from somseg.results import Evaluation, Grid, MapFigures, Thresholds, TrainingMetrics, dump_json
+from somseg.results import (
+    Evaluation,
+    Grid,
+    InvalidRowsRecord,
+    MapFigures,
+    Thresholds,
+    TrainingMetrics,
+    dump_json,
+)
 
 
 def utc_now() -> str:
@@ -48,6 +59,29 @@ def stage_segments(staging: Path, parts: Sequence[Path]) -> Path:
     return target
 
 
+def stage_rejected(staging: Path, parts: Sequence[Path]) -> Path:
+    """``rejected.parquet`` in ``staging``: every partition's records of invalid values, in order, in one file.
+
+    Written part by part, so no more than one partition's records are in
+    memory; an input with no invalid row gives a file with no rows.
+    """
+    target = staging / REJECTED_FILE
+    writer: pq.ParquetWriter | None = None
+    try:
+        for path in parts:
+            with mapped_arrow_table(path) as table:
+                if writer is None:
+                    writer = pq.ParquetWriter(target, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        if writer is None:  # no partition at all: still a file, so its absence is never ambiguous
+            empty = pa.table({name: pa.array([], type=pa.string()) for name in ("id", "column", "value", "reason")})
+            pq.write_table(empty, target)
+    finally:
+        if writer is not None:
+            writer.close()
+    return target
+
+
 def stage_training_run(
     staging: Path,
     segments: Sequence[Path],
@@ -56,9 +90,12 @@ def stage_training_run(
     model_dir: Path,
     metrics: BaseModel,
     config: SegmentationConfig,
+    rejected: Sequence[Path] | None = None,
 ) -> None:
-    """Put a training run's outputs (all but the report) into ``staging``."""
+    """Put a training run's outputs (all but the report) into ``staging``; ``rejected`` when rows were screened to drop."""
     stage_segments(staging, segments)
+    if rejected is not None:
+        stage_rejected(staging, rejected)
     shutil.copyfile(profiles, staging / PROFILES_FILE)
     shutil.copyfile(validation, staging / VALIDATION_FILE)
     shutil.copytree(model_dir, staging / MODEL_DIR)
@@ -66,9 +103,13 @@ def stage_training_run(
     (staging / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
 
 
-def stage_scoring_run(staging: Path, segments: Sequence[Path], validation: Path, metrics: BaseModel) -> None:
-    """Put a scoring run's outputs into ``staging``."""
+def stage_scoring_run(
+    staging: Path, segments: Sequence[Path], validation: Path, metrics: BaseModel, rejected: Sequence[Path] | None = None
+) -> None:
+    """Put a scoring run's outputs into ``staging``; ``rejected`` when rows were screened to drop."""
     stage_segments(staging, segments)
+    if rejected is not None:
+        stage_rejected(staging, rejected)
     shutil.copyfile(validation, staging / VALIDATION_FILE)
     (staging / METRICS_FILE).write_text(dump_json(metrics), encoding="utf-8")
 
@@ -127,6 +168,7 @@ def training_metrics(
     n_partitions: int,
     execution: str,
     outlier_share: float | None = None,
+    invalid_rows: InvalidRowsRecord | None = None,
     evaluation: Evaluation | None = None,
     durations: dict[str, float] | None = None,
     finished_at: str | None = None,
@@ -152,6 +194,7 @@ def training_metrics(
         outlier_percentile=figures.outlier_percentile,
         outlier_share=outlier_share,
         input=source,
+        invalid_rows=invalid_rows,
         evaluation=evaluation,
         durations_seconds=durations or {},
         finished_at=finished_at,

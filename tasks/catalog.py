@@ -57,6 +57,7 @@ from somseg.quality import BucketedValues
 from somseg.scoring import ScoreSummary
 from somseg.stats import CoMoments
 from somseg.tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
+from somseg.validity import InvalidRows
 
 DONE_MARKER = "_DONE"
 Arr = TypeVar("Arr", bound="ArrayArtifact")
@@ -100,15 +101,25 @@ class TablePart(Artifact):
 
     ``profile`` is the cleaning learner's first-pass result on the partition
     when the ingest was asked for it (training), else None (scoring).
+    ``invalid`` is the row screen's partial result and ``rejected`` the file
+    of its records of invalid values (:mod:`somseg.validity`), when the
+    ingest screened the partition; ``n_rows`` counts the rows kept.
     """
 
     name: str
     n_rows: int
     profile: Any = None
+    invalid: InvalidRows | None = None
+    rejected: str | None = None
 
     @property
     def path(self) -> Path:
         return self.folder / self.name
+
+    @property
+    def rejected_path(self) -> Path | None:
+        """The records of the partition's invalid values (Arrow IPC: id, column, value, reason), if screened."""
+        return None if self.rejected is None else self.folder / self.rejected
 
     def load(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         with mapped_arrow_table(self.path, columns) as table:
@@ -125,7 +136,12 @@ class TablePart(Artifact):
         for index, partition in enumerate(partitions):
             name = f"part-{index:05d}.arrow"
             write_arrow_table(folder / name, partition.table)
-            parts.append(cls(f"{key}.{index}", folder, name, partition.table.num_rows, partition.partial))
+            rejected = None
+            if partition.rejected is not None:
+                rejected = f"rejected-{index:05d}.arrow"
+                write_arrow_table(folder / rejected, partition.rejected)
+            parts.append(cls(f"{key}.{index}", folder, name, partition.table.num_rows, partition.partial,
+                             partition.invalid, rejected))
         return parts
 
 

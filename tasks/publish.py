@@ -25,6 +25,7 @@ def publish_run(
     metrics: TrainingMetrics,
     config: SegmentationConfig,
     figures: FiguresArtifact,
+    rejected: list[Path] | None = None,
 ) -> Path:
     """Assemble every output and the report beside the run folder, then swap it into place.
 
@@ -36,7 +37,7 @@ def publish_run(
     with staged_folder(out_dir) as staging:
         stage_training_run(
             staging, [part.path for part in segments], profiles.path, validation.path, model.path,
-            metrics.model_copy(update={"finished_at": utc_now()}), config,
+            metrics.model_copy(update={"finished_at": utc_now()}), config, rejected,
         )
         build_report(staging, figures.folder, published_as=out_dir)
     get_run_logger().info("wrote the run's outputs to %s", out_dir)
@@ -44,11 +45,18 @@ def publish_run(
 
 
 @task(name="publish-scores", cache_policy=NO_CACHE, **_IO)
-def publish_scores(out_dir: Path, segments: list[SegmentsPart], validation: JsonDocument, metrics: ScoringMetrics) -> Path:
-    """Swap the scored rows, the validation result and the metrics into the output folder."""
+def publish_scores(
+    out_dir: Path,
+    segments: list[SegmentsPart],
+    validation: JsonDocument,
+    metrics: ScoringMetrics,
+    rejected: list[Path] | None = None,
+) -> Path:
+    """Swap the scored rows, the validation result, the metrics and the rejected rows (if screened to drop) into the output folder."""
     with staged_folder(out_dir) as staging:
         stage_scoring_run(
-            staging, [part.path for part in segments], validation.path, metrics.model_copy(update={"finished_at": utc_now()})
+            staging, [part.path for part in segments], validation.path, metrics.model_copy(update={"finished_at": utc_now()}),
+            rejected,
         )
     get_run_logger().info("wrote the scored segments to %s", out_dir)
     return out_dir

@@ -9,19 +9,29 @@ Nothing in a stage depends on where the steps run.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
 from somseg.cleaning import CleaningFit, ScalingRequest
-from somseg.config import MAX_CATEGORIES, EvaluationConfig, FeatureSpec, SegmentationConfig, SomConfig, validate_config
-from somseg.dataset import Encodings, input_columns, input_levels, numeric_columns
+from somseg.config import (
+    MAX_CATEGORIES,
+    EvaluationConfig,
+    FeatureSpec,
+    QualityConfig,
+    SegmentationConfig,
+    SomConfig,
+    validate_config,
+)
+from somseg.dataset import Encodings, input_columns, input_levels, numeric_columns, text_columns
 from somseg.encoding import learn_levels
 from somseg.errors import DataError
+from somseg.layout import REJECTED_FILE
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
-from somseg.results import Evaluation, MapFigures, ScoringFigures
+from somseg.results import Evaluation, InvalidRowsRecord, MapFigures, ScoringFigures
 from somseg.scoring import ScoreSummary
 from somseg.som import build_engine, concrete_som
 from somseg.stats import CoMoments, Request, WindowRequest, combine
@@ -48,6 +58,7 @@ from somseg.tasks.catalog import (
     Weights,
 )
 from somseg.tasks.executor import Executor, learn
+from somseg.validity import InvalidRowPolicy, RowScreen, row_screen
 
 # Each task that counts duplicates reads one bucket of this many partitions' values: fewer, larger tasks.
 PARTITIONS_PER_BUCKET = 4
@@ -63,6 +74,12 @@ class Table:
     @property
     def n_rows(self) -> int:
         return sum(part.n_rows for part in self.parts)
+
+    @property
+    def rejected(self) -> list[Path] | None:
+        """Each partition's records of invalid values, in order; None when the ingest did not screen for them."""
+        paths = [part.rejected_path for part in self.parts]
+        return None if any(path is None for path in paths) else [path for path in paths if path is not None]
 
     @property
     def first_rows(self) -> list[int]:
@@ -106,6 +123,7 @@ def ingest(
     first_pass: Request | None = None,
     expressions: dict[str, str] | None = None,
     encodings: Encodings | None = None,
+    screen: RowScreen | None = None,
 ) -> Table:
     """Plan the input and read it into partitions of the id column and the features.
 
@@ -113,7 +131,8 @@ def ingest(
     (the training flow passes the cleaning learner's first request).
     ``expressions`` (name -> text) derive features from input columns;
     ``encodings`` code ordinal and categorical ones (``features`` are then
-    the model's columns).
+    the model's columns). ``screen`` finds the invalid rows of each
+    partition, and drops them if its policy says so, before the first pass.
     """
     expressions = expressions or {}
     plan = ex.run(ingest_steps.plan, source=source, columns=[id_column, *input_columns(features, expressions, encodings)],
@@ -128,8 +147,36 @@ def ingest(
         first_pass=first_pass,
         expressions=expressions,
         encodings=encodings or {},
+        screen=screen,
     )
     return Table(source, tuple(part for group in parts for part in group))
+
+
+def invalid_row_screen(
+    features: Sequence[FeatureSpec], expressions: dict[str, str], policy: InvalidRowPolicy
+) -> RowScreen:
+    """The screen of the numeric ``features`` against their declared ranges, and of their input columns as numbers.
+
+    Ordinal and categorical features and the dates expressions read are
+    checked as they are coded or parsed instead.
+    """
+    numeric = [feature for feature in features if feature.kind == "numeric"]
+    names = [feature.name for feature in numeric]
+    dates = text_columns(expressions, None)
+    inputs = [name for name in input_columns(names, expressions) if name not in dates]
+    return row_screen(names, [(feature.min, feature.max) for feature in numeric], inputs, policy)
+
+
+def check_invalid_rows(table: Table, quality: QualityConfig) -> InvalidRowsRecord:
+    """The screen's counts over every partition, judged against ``quality`` (the run stops here if they fail it)."""
+    total = combine([part.invalid for part in table.parts])
+    # Called in the flow's process, as the other decisions that stop a run: a gate, not work to distribute.
+    record = ingest_steps.enforce_valid_rows(total, quality, table.source)
+    if record.policy == "drop":
+        columns = ", ".join(f"{name} {count:,}" for name, count in record.by_column.items()) or "none"
+        print(f"invalid rows: dropped {record.rejected_rows:,} of {record.input_rows:,} ({record.share:.2%}; "
+              f"quality.max_invalid_share {record.max_share:g}); by column: {columns}; listed in {REJECTED_FILE}")
+    return record
 
 
 def validate(ex: Executor, store: Store, table: Table, suite: dict[str, Any]) -> JsonDocument:

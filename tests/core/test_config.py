@@ -300,3 +300,27 @@ def test_ordinal_and_categorical_features_give_the_model_columns() -> None:
 def test_coded_features_are_checked_when_the_config_is_read(feature: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config({"features": [feature]}, "config test.yaml")
+
+
+def test_invalid_rows_fail_by_default_and_drop_at_most_one_percent() -> None:
+    from somseg.config import QualityConfig
+
+    assert (QualityConfig().invalid_rows, QualityConfig().max_invalid_share) == ("fail", 0.01)
+    with pytest.raises(ValidationError, match="invalid_rows"):
+        QualityConfig(invalid_rows="skip")
+    with pytest.raises(ValidationError, match="max_invalid_share"):
+        QualityConfig(max_invalid_share=1.5)
+
+
+def test_scoring_treats_invalid_rows_as_the_model_was_trained_unless_told_otherwise() -> None:
+    from somseg.config import ScoringQualityConfig
+
+    trained = SegmentationConfig.model_validate({"quality": {"invalid_rows": "drop", "max_invalid_share": 0.05}})
+    training = trained.model_dump(mode="json")
+
+    inherited = ScoringQualityConfig().resolve(training)
+    assert (inherited.invalid_rows, inherited.max_invalid_share) == ("drop", 0.05)
+    override = ScoringQualityConfig(invalid_rows="fail").resolve(training)
+    assert (override.invalid_rows, override.max_invalid_share) == ("fail", 0.05)
+    older = ScoringQualityConfig(max_invalid_share=0.2).resolve({"quality": {"suite": "auto"}})  # a bundle from before the setting
+    assert (older.invalid_rows, older.max_invalid_share) == ("fail", 0.2)

@@ -255,3 +255,91 @@ def test_dates_that_do_not_parse_name_the_file_the_column_and_the_feature(tmp_pa
     with pytest.raises(DataError, match=r"input file .*marketing.csv, column 'Dt_Customer': 1 value\(s\) are not "
                                         r"dates .*'04-09-2012' \(feature 'Tenure'"):
         read_part(part, "ID", ["Tenure"], 1_000, {"Tenure": 'days_since(Dt_Customer, "2014-12-31")'})
+
+
+def _screened(path: Path, policy: str, features=("Age", "Family_Size"), expressions=None, bounds=None):
+    from somseg.dataset import input_columns, read_partitions
+    from somseg.validity import row_screen
+
+    bounds = bounds or [(18, 100), (1, 20)]
+    columns = input_columns(list(features), expressions)
+    screen = row_screen(list(features), bounds, columns, policy)
+    (part,) = plan_input(path, ["ID", *columns], 1_000)
+    return read_partitions(part, "ID", list(features), 1_000, None, expressions, screen=screen)
+
+
+def test_drop_leaves_out_rows_not_numbers_or_out_of_range_and_records_each_value(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n1,30,1\n2,abc,2\n3,,3\n4,150,0\n5,18,20\n", encoding="utf-8")
+
+    (partition,) = _screened(path, "drop")
+
+    kept = partition.table.to_pandas()
+    assert kept["ID"].tolist() == [1, 3, 5] and kept["Age"].dtype == np.float64
+    assert np.isnan(kept["Age"].iloc[1]), "a missing value is not invalid"
+    assert partition.rejected.to_pylist() == [
+        {"id": 2, "column": "Age", "value": "abc", "reason": "not a number"},
+        {"id": 4, "column": "Age", "value": "150", "reason": "above max 100"},
+        {"id": 4, "column": "Family_Size", "value": "0", "reason": "below min 1"},
+    ]
+    assert (partition.invalid.n_rows, partition.invalid.n_invalid) == (5, 2)
+
+
+def test_fail_keeps_refusing_text_as_the_file_is_read(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n1,30,1\n2,abc,2\n", encoding="utf-8")
+
+    with pytest.raises(DataError, match=r"column 'Age': 1 row\(s\) are not numbers \(first at data row 2\)"):
+        _screened(path, "fail")
+
+
+def test_fail_keeps_out_of_range_rows_and_counts_them(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n1,30,1\n2,150,2\n", encoding="utf-8")
+
+    (partition,) = _screened(path, "fail")
+
+    assert partition.table.num_rows == 2 and partition.invalid.n_invalid == 1
+
+
+def test_drop_reads_text_columns_of_parquet_too(tmp_path) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"ID": ["a", "b", "c"], "Age": ["30", "n/a", "40"], "Family_Size": [1.0, 2.0, 30.0]}).to_parquet(path)
+
+    (partition,) = _screened(path, "drop")
+
+    assert partition.table.column("ID").to_pylist() == ["a"]
+    assert partition.table.schema.field("Age").type == pa.float64()
+    assert [(r["id"], r["reason"]) for r in partition.rejected.to_pylist()] == [("b", "not a number"), ("c", "above max 20")]
+
+
+def test_derived_features_are_screened_after_deriving_and_their_inputs_as_numbers(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Year_Birth,Family_Size\n1,1980,1\n2,2010,2\n3,19x0,3\n", encoding="utf-8")
+
+    (partition,) = _screened(path, "drop", expressions={"Age": "2014 - Year_Birth"})
+
+    assert partition.table.column_names == ["ID", "Age", "Family_Size"]
+    assert partition.table.column("Age").to_pylist() == [34.0]
+    assert partition.rejected.to_pylist() == [
+        {"id": 2, "column": "Age", "value": "4", "reason": "below min 18"},
+        {"id": 3, "column": "Year_Birth", "value": "19x0", "reason": "not a number"},
+    ]
+
+
+def test_the_first_pass_sees_only_the_rows_kept(tmp_path) -> None:
+    from somseg.cleaning import CleaningFit
+    from somseg.dataset import read_partitions
+    from somseg.validity import row_screen
+
+    path = tmp_path / "t.csv"
+    path.write_text("ID,Age,Family_Size\n1,30,1\n2,150,2\n3,10,2\n", encoding="utf-8")
+    bounds = [(18.0, 100.0), (1.0, 20.0)]
+    learner = CleaningFit(list(FEATURES), bounds)
+    (part,) = plan_input(path, ["ID", *FEATURES], 1_000)
+
+    (partition,) = read_partitions(part, "ID", FEATURES, 1_000, learner.request(), None,
+                                   screen=row_screen(FEATURES, bounds, FEATURES, "drop"))
+
+    assert partition.partial.n_rows == 1 and not partition.partial.outside.any()
+    learner.update(partition.partial)  # the cleaning's own range check finds nothing left to refuse

@@ -121,3 +121,64 @@ def test_sampling_levels_are_the_same_run_after_run() -> None:
     first = drift_checks(scored, training, 0.05, DriftGateConfig())
     assert first == drift_checks(scored, training, 0.05, DriftGateConfig())
     assert all(check.sampling_level is not None and check.sampling_level > 0 for check in first)
+
+
+def _invalid(n_rows: int, above: int, not_numbers: int = 0, files: tuple[str, ...] = ("in.csv",)):
+    import numpy as np
+
+    from somseg.validity import InvalidRows
+
+    counts = np.array([[not_numbers, 0, above], [0, 0, 0]], dtype=np.int64)
+    samples = (("abc",) * min(not_numbers, 1) + ("150",) * min(above, 1), ())
+    return InvalidRows(("Age", "Income"), ((18.0, 100.0), (0.0, None)), n_rows, above + not_numbers, counts, samples,
+                       files if above + not_numbers else ())
+
+
+def test_under_fail_one_invalid_row_stops_the_run_naming_the_column_count_samples_and_setting() -> None:
+    from somseg.config import QualityConfig
+    from somseg.errors import DataError
+    from somseg.gates import judge_invalid_rows
+
+    with pytest.raises(DataError) as failure:
+        judge_invalid_rows(_invalid(1000, 1), QualityConfig(), "in.csv")
+
+    message = str(failure.value)
+    assert message.startswith("input in.csv: 1 row(s) have a value that is not a number or outside its declared range")
+    assert "column 'Age': 1 row(s) (1 above max 100); sample values: 150" in message
+    assert "quality.invalid_rows: drop" in message
+    assert "Income" not in message
+
+
+def test_under_fail_a_clean_table_is_recorded_with_nothing_rejected() -> None:
+    from somseg.config import QualityConfig
+    from somseg.gates import judge_invalid_rows
+
+    record = judge_invalid_rows(_invalid(1000, 0), QualityConfig(), "in.csv")
+
+    assert (record.policy, record.rejected_rows, record.input_rows, record.share, record.by_column) == ("fail", 0, 1000, 0, {})
+
+
+def test_under_drop_rows_up_to_the_share_are_dropped_and_recorded() -> None:
+    from somseg.config import QualityConfig
+    from somseg.gates import judge_invalid_rows
+
+    record = judge_invalid_rows(_invalid(1000, 6, 4), QualityConfig(invalid_rows="drop"), "in.csv")
+
+    assert (record.policy, record.rejected_rows, record.share, record.max_share) == ("drop", 10, 0.01, 0.01)
+    assert record.by_column == {"Age": 10}
+
+
+def test_under_drop_a_share_above_the_limit_fails_naming_the_setting_to_raise() -> None:
+    from somseg.config import QualityConfig
+    from somseg.errors import DataError
+    from somseg.gates import judge_invalid_rows
+
+    with pytest.raises(DataError) as failure:
+        judge_invalid_rows(_invalid(1000, 7, 4, files=("a.parquet", "b.parquet")), QualityConfig(invalid_rows="drop"),
+                           "data/")
+
+    message = str(failure.value)
+    assert message.startswith("input data/ (a.parquet, b.parquet): 11 of 1,000 row(s) (1.10%) are invalid, above "
+                              "quality.max_invalid_share 0.01")
+    assert "column 'Age': 11 row(s) (4 not a number, 7 above max 100); sample values: abc, 150" in message
+    assert "raise quality.max_invalid_share" in message

@@ -30,3 +30,26 @@ def test_the_report_writes_into_the_diagnostics_folder(tmp_path: Path) -> None:
     assert seen == ["gate failed"] and (folder / "report.html").is_file()
     assert not (folder / "report-error.txt").exists()
     assert not list((tmp_path / "run").glob(".*staging*")), "nothing half-made is left beside it"
+
+
+def test_rejected_rows_of_every_partition_are_one_file_and_none_is_still_a_file(tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    from somseg.io import write_arrow_table
+    from somseg.runs import stage_rejected
+
+    def part(name: str, ids: list[int], values: list[str]) -> Path:
+        table = pa.table({"id": pa.array(ids, pa.int64()), "column": ["Age"] * len(ids), "value": values,
+                          "reason": ["above max 100"] * len(ids)})
+        return write_arrow_table(tmp_path / name, table)
+
+    parts = [part("a.arrow", [4, 9], ["150", "160"]), part("b.arrow", [], []), part("c.arrow", [12], ["170"])]
+    (tmp_path / "run").mkdir()
+
+    rejected = pd.read_parquet(stage_rejected(tmp_path / "run", parts))
+
+    assert rejected["id"].tolist() == [4, 9, 12] and rejected["value"].tolist() == ["150", "160", "170"]
+    assert list(rejected.columns) == ["id", "column", "value", "reason"]
+    (tmp_path / "empty").mkdir()
+    assert len(pd.read_parquet(stage_rejected(tmp_path / "empty", parts[1:2]))) == 0

@@ -248,16 +248,16 @@ def test_failed_expectations_show_in_the_data_quality_table_and_summary(
     sample_table: Path, tmp_path: Path, config: SegmentationConfig
 ) -> None:
     frame = pd.read_csv(sample_table)
-    frame.loc[:6, "Age"] = 150
-    frame.to_csv(tmp_path / "bad_ages.csv", index=False)
+    frame.loc[4_993:, "ID"] = frame.loc[:6, "ID"].to_numpy()  # the last partition repeats the first one's IDs
+    frame.to_csv(tmp_path / "duplicates.csv", index=False)
 
-    state = _train(tmp_path / "bad_ages.csv", tmp_path / "run", tmp_path / "work", config)
+    state = _train(tmp_path / "duplicates.csv", tmp_path / "run", tmp_path / "work", config)
 
     assert state.is_failed()
     artifacts = _artifacts(state.state_details.flow_run_id)
     failed = [row for row in _table_rows(artifacts["data-quality"]) if not row["success"]]
     assert [(row["expectation"], row["column"], row["unexpected_count"]) for row in failed] == [
-        ("expect_column_values_to_be_between", "Age", 7)
+        ("expect_column_values_to_be_unique", "ID", 14)
     ]
     summary = artifacts["training-summary"].data
     assert summary.startswith("# Training run FAILED (DataQualityError)")

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from somseg.config import DriftGateConfig, ExecutionConfig, ScoringConfig, SegmentationConfig
+from somseg.config import (
+    DriftGateConfig,
+    ExecutionConfig,
+    ScoringConfig,
+    ScoringQualityConfig,
+    SegmentationConfig,
+)
 from somseg.errors import DataError, DriftError, ModelBundleError
 from somseg.flows.cli import main
 from somseg.flows.score import score_segments_flow
@@ -116,6 +122,39 @@ def test_twenty_customers_are_scored_and_their_drift_is_not_judged(split_run: di
     assert metrics["drift"]["judged"] is False and metrics["drift_warnings"] == []
     assert metrics["drift"]["note"].startswith("too few rows to judge drift: 20 scored, drift.min_rows is 30")
     assert {check["name"] for check in metrics["drift"]["checks"]} >= {"outlier share", "segment mix PSI"}
+
+
+def test_dropped_rows_are_not_scored_and_are_listed(split_run: dict[str, Path], tmp_path: Path) -> None:
+    new = pd.read_csv(split_run["new"]).astype({"Family_Size": object})
+    new.loc[new.index[:3], "Age"] = 10
+    new.loc[new.index[3:5], "Family_Size"] = "many"
+    new.to_csv(tmp_path / "invalid.csv", index=False)
+    dropping = ScoringConfig(quality=ScoringQualityConfig(invalid_rows="drop"))
+
+    out = Path(score_segments_flow(str(tmp_path / "invalid.csv"), str(split_run["model"]), str(tmp_path / "scored"),
+                                   config=dropping, work_dir=str(split_run["work"])))
+
+    rejected = pd.read_parquet(out / "rejected.parquet")
+    assert rejected[["column", "value", "reason"]].values.tolist() == [
+        ["Age", "10", "below min 18"]] * 3 + [["Family_Size", "many", "not a number"]] * 2
+    assert rejected["id"].tolist() == new["ID"][:5].tolist()
+    scored = pd.read_parquet(out / "segments.parquet")
+    assert scored["ID"].tolist() == new["ID"][5:].tolist()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_rows"] == len(new) - 5
+    assert metrics["invalid_rows"]["policy"] == "drop" and metrics["invalid_rows"]["rejected_rows"] == 5
+    assert metrics["invalid_rows"]["by_column"] == {"Age": 3, "Family_Size": 2}
+
+
+def test_invalid_rows_fail_scoring_as_the_model_was_trained(split_run: dict[str, Path], tmp_path: Path) -> None:
+    new = pd.read_csv(split_run["new"])
+    new.loc[new.index[:3], "Age"] = 10
+    new.to_csv(tmp_path / "invalid.csv", index=False)
+
+    with pytest.raises(DataError, match=r"column 'Age': 3 row\(s\) \(3 below min 18\)"):
+        score_segments_flow(str(tmp_path / "invalid.csv"), str(split_run["model"]), str(tmp_path / "scored"),
+                            work_dir=str(split_run["work"]))
+    assert not (tmp_path / "scored" / "segments.parquet").exists()
 
 
 def _score_cli(table: Path, model: Path, out: Path, work: Path) -> int:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from somseg.config import GateConfig, SegmentationConfig, load_config
-from somseg.errors import DataQualityError, QualityGateError
+from somseg.config import FeatureSpec, GateConfig, QualityConfig, SegmentationConfig, load_config
+from somseg.errors import DataError, DataQualityError, QualityGateError
 from somseg.flows.cli import main
 from somseg.flows.train import train_segments_flow
 
@@ -46,12 +46,17 @@ def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path, fast
     assert not list(tmp_path.glob(".run.*")), "staging folders must not be left behind"
 
 
+def _without_ranges(config: SegmentationConfig) -> SegmentationConfig:
+    """``config`` whose features declare no range: the shipped suite's range is then the only check of ages."""
+    return config.model_copy(update={"features": [FeatureSpec(name=name) for name in config.feature_names]})
+
+
 def test_failed_expectation_stops_before_training(
     sample_table: Path, tmp_path: Path, reference_config: SegmentationConfig
 ) -> None:
     out = tmp_path / "run"
     with pytest.raises(DataQualityError) as failure:
-        train_segments_flow(str(_with_bad_ages(sample_table, tmp_path)), str(out), reference_config,
+        train_segments_flow(str(_with_bad_ages(sample_table, tmp_path)), str(out), _without_ranges(reference_config),
                             work_dir=str(tmp_path / "work"))
 
     message = str(failure.value)
@@ -87,14 +92,87 @@ def test_failed_gate_keeps_metrics_and_the_last_good_run(
 
 
 def test_cli_exits_non_zero_with_a_plain_message(
-    sample_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sample_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], reference_config: SegmentationConfig
 ) -> None:
+    import yaml
+
+    config = tmp_path / "no-ranges.yaml"
+    config.write_text(yaml.safe_dump(_without_ranges(reference_config).model_dump(mode="json")), encoding="utf-8")
     code = main(["train", str(_with_bad_ages(sample_table, tmp_path)), "--out", str(tmp_path / "run"),
-                 "--config", str(REFERENCE_CONFIG), "--work-dir", str(tmp_path / "work")])
+                 "--config", str(config), "--work-dir", str(tmp_path / "work")])
 
     err = capsys.readouterr().err
     assert code == DataQualityError.exit_code
     assert "data quality check failed" in err and "Traceback" not in err
+
+
+def test_values_outside_a_declared_range_stop_the_run_before_the_expectations(
+    sample_table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = main(["train", str(_with_bad_ages(sample_table, tmp_path)), "--out", str(out),
+                 "--config", str(REFERENCE_CONFIG), "--work-dir", str(tmp_path / "work")])
+
+    err = capsys.readouterr().err
+    assert code == DataError.exit_code
+    assert "7 row(s) have a value that is not a number or outside its declared range" in err
+    assert "column 'Age': 7 row(s) (7 above max 100); sample values: 150" in err and "quality.invalid_rows: drop" in err
+    assert not (tmp_path / "work" / "artifacts" / "validate-partition").exists(), "stopped before the expectations"
+    assert not (out / "segments.parquet").exists()
+
+
+def _with_invalid_rows(sample_table: Path, tmp_path: Path) -> Path:
+    """The sample with 21 invalid rows: ages of 150 or text, a family of 0 (one row has two invalid values)."""
+    frame = pd.read_csv(sample_table).astype({"Age": object})
+    frame.loc[range(10), "Age"] = 150
+    frame.loc[range(2_500, 2_505), "Age"] = "unknown"
+    frame.loc[range(4_000, 4_006), "Family_Size"] = 0
+    frame.loc[4_000, "Age"] = 150
+    path = tmp_path / "invalid.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_dropped_rows_are_left_out_listed_and_counted(
+    sample_table: Path, tmp_path: Path, fast_config: SegmentationConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = fast_config.model_copy(update={"quality": QualityConfig(invalid_rows="drop")})
+    source = _with_invalid_rows(sample_table, tmp_path)
+
+    out = Path(train_segments_flow(str(source), str(tmp_path / "run"), config, str(tmp_path / "work")))
+
+    input_ids = pd.read_csv(source)["ID"]
+    rejected = pd.read_parquet(out / "rejected.parquet")
+    assert list(rejected.columns) == ["id", "column", "value", "reason"] and len(rejected) == 22
+    assert set(rejected["id"]) == set(input_ids[[*range(10), *range(2_500, 2_505), *range(4_000, 4_006)]])
+    assert rejected[rejected["id"] == input_ids[4_000]][["column", "reason"]].values.tolist() == [
+        ["Age", "above max 100"], ["Family_Size", "below min 1"]
+    ]
+    segments = pd.read_parquet(out / "segments.parquet")
+    assert len(segments) == 5_000 - 21 and not set(segments["ID"]) & set(rejected["id"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_rows"] == 4_979
+    assert metrics["invalid_rows"] == {"policy": "drop", "rejected_rows": 21, "input_rows": 5_000,
+                                       "share": pytest.approx(0.0042), "max_share": 0.01,
+                                       "by_column": {"Age": 16, "Family_Size": 6}}
+    assert json.loads((out / "validation.json").read_text())["success"]
+    assert "invalid rows: dropped 21 of 5,000 (0.42%" in caplog.text  # the flow logs its prints
+
+
+def test_more_invalid_rows_than_the_share_allows_fail_the_run_naming_the_setting(
+    sample_table: Path, tmp_path: Path, fast_config: SegmentationConfig
+) -> None:
+    config = fast_config.model_copy(update={"quality": QualityConfig(invalid_rows="drop", max_invalid_share=0.002)})
+    out = tmp_path / "run"
+
+    with pytest.raises(DataError) as failure:
+        train_segments_flow(str(_with_invalid_rows(sample_table, tmp_path)), str(out), config, str(tmp_path / "work"))
+
+    message = str(failure.value)
+    assert "21 of 5,000 row(s) (0.42%) are invalid, above quality.max_invalid_share 0.002" in message
+    assert "column 'Age': 16 row(s) (5 not a number, 11 above max 100); sample values: 150" in message
+    assert "column 'Family_Size': 6 row(s) (6 below min 1)" in message and "raise quality.max_invalid_share" in message
+    assert not (out / "segments.parquet").exists() and not (out / "rejected.parquet").exists()
 
 
 def test_cli_rejects_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

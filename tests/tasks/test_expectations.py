@@ -101,3 +101,27 @@ def test_validation_leaves_the_suite_it_is_given_unchanged() -> None:
     frame = pd.DataFrame({"ID": [1, 2], "Age": [30.0, 40.0], "Work_Experience": [1.0, None], "Family_Size": [2.0, 3.0]})
     run_suite(frame, suite)
     assert suite == before, "the suite is part of the validation step's cache key"
+
+
+def test_the_auto_suites_ranges_judge_each_value_as_the_invalid_row_screen_does() -> None:
+    from somseg.config import SegmentationConfig
+    from somseg.tasks.expectations import training_suite
+    from somseg.validity import invalid_codes
+
+    config = SegmentationConfig.model_validate({
+        "features": [{"name": "Age", "min": 18, "max": 100}, {"name": "Income", "min": 0}],
+        "quality": {"min_rows": 1, "max_missing_share": 1},
+    })
+    ranges = [e for e in training_suite(config)["expectations"] if e["type"] == "expect_column_values_to_be_between"]
+    assert [(e["kwargs"]["column"], e["kwargs"]["min_value"], e["kwargs"]["max_value"]) for e in ranges] == [
+        ("Age", 18, 100), ("Income", 0, None)
+    ]
+    assert not any("strict_min" in e["kwargs"] or "strict_max" in e["kwargs"] for e in ranges), "bounds are inclusive"
+    ages = np.array([18.0, 100.0, np.nan, 17.999, 100.001])
+    incomes = np.array([0.0, 1e9, 5.0, np.nan, -0.001])
+    for rows, valid in ((slice(0, 3), True), (slice(3, 5), False)):
+        frame = pd.DataFrame({"ID": np.arange(5)[rows], "Age": ages[rows], "Income": incomes[rows]})
+        report = run_suite(frame, {"name": "ranges", "expectations": ranges})
+        screened = invalid_codes(frame[["Age", "Income"]].to_numpy(), [(18, 100), (0, None)])
+        assert [r["success"] for r in report["results"]] == [valid, valid]
+        assert [r["result"]["unexpected_count"] for r in report["results"]] == screened.astype(bool).sum(axis=0).tolist()

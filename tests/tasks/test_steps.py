@@ -27,14 +27,15 @@ def _no_run_logger():
         yield
 
 
-def _ingest(source: Path, store: Store, partition_rows: int = 1_000_000, first_pass: Any = None) -> list:
+def _ingest(source: Path, store: Store, partition_rows: int = 1_000_000, first_pass: Any = None, screen: Any = None) -> list:
     from somseg.tasks.ingest import ingest_partition
 
     parts = plan_input(source, COLUMNS, partition_rows)
     return [
         t
         for part in parts
-        for t in ingest_partition.fn(store, part, CONFIG.id_column, CONFIG.feature_names, partition_rows, first_pass)
+        for t in ingest_partition.fn(store, part, CONFIG.id_column, CONFIG.feature_names, partition_rows, first_pass,
+                                     None, screen=screen)
     ]
 
 
@@ -102,6 +103,67 @@ def test_cleaning_refuses_values_outside_the_configured_range_naming_the_input(s
 
     with pytest.raises(DataError, match=rf"input {source}: column 'Family_Size': 5 row\(s\) outside the valid range \[1.0, 20.0\]"):
         learner.update(combine([part.profile for part in parts]))
+
+
+def _with_invalid_rows(sample_table: Path, tmp_path: Path) -> Path:
+    """The sample with 30 invalid rows spread over its partitions of 2,000: ages of 150, text, a family of 0."""
+    frame = pd.read_csv(sample_table).astype({"Age": object})
+    frame.loc[[0, 2_500, 4_999], "Age"] = 150
+    frame.loc[range(10, 30), "Age"] = "unknown"
+    frame.loc[range(3_000, 3_007), "Family_Size"] = 0
+    frame.loc[3_000, "Age"] = 150  # one row, two invalid values
+    source = tmp_path / "invalid.csv"
+    frame.to_csv(source, index=False)
+    return source
+
+
+def test_ingest_drops_invalid_rows_per_partition_and_keeps_their_records(sample_table: Path, tmp_path: Path) -> None:
+    from somseg.tasks.stages import Table, cleaning_learner, invalid_row_screen
+
+    source = _with_invalid_rows(sample_table, tmp_path)
+    learner = cleaning_learner(CONFIG.features, str(source))
+    screen = invalid_row_screen(CONFIG.features, {}, "drop")
+
+    parts = _ingest(source, Store.at(tmp_path / "work"), 2_000, first_pass=learner.request(), screen=screen)
+
+    assert [p.n_rows for p in parts] == [2_000 - 21, 2_000 - 8, 1_000 - 1]
+    assert sum(len(p.load()) for p in parts) == 5_000 - 30
+    total = combine([p.invalid for p in parts])
+    assert (total.n_rows, total.n_invalid, total.by_column()) == (5_000, 30, {"Age": 24, "Family_Size": 7})
+    rejected = pd.concat([pd.read_feather(path) for path in Table(str(source), tuple(parts)).rejected], ignore_index=True)
+    assert len(rejected) == 31 and set(rejected["reason"]) == {"not a number", "above max 100", "below min 1"}
+    assert rejected.loc[rejected["value"] == "unknown", "id"].tolist() == pd.read_csv(sample_table)["ID"][10:30].tolist()
+    learner.update(combine([p.profile for p in parts]))  # the cleaning's range check: nothing left to refuse
+
+
+def test_an_ingest_screened_under_another_policy_is_another_step(sample_table: Path, tmp_path: Path) -> None:
+    from somseg.tasks.stages import invalid_row_screen
+
+    store = Store.at(tmp_path)
+    (fail,) = _ingest(sample_table, store, screen=invalid_row_screen(CONFIG.features, {}, "fail"))
+    (drop,) = _ingest(sample_table, store, screen=invalid_row_screen(CONFIG.features, {}, "drop"))
+
+    assert fail.key != drop.key and fail.rejected_path.is_file() and drop.rejected_path.is_file()
+    assert (fail.n_rows, fail.invalid.n_invalid, drop.invalid.n_invalid) == (5_000, 0, 0)
+
+
+def test_invalid_rows_above_the_share_stop_the_run_naming_the_setting(sample_table: Path, tmp_path: Path) -> None:
+    from somseg.config import QualityConfig
+    from somseg.tasks.ingest import enforce_valid_rows
+    from somseg.tasks.stages import invalid_row_screen
+
+    source = _with_invalid_rows(sample_table, tmp_path)
+    parts = _ingest(source, Store.at(tmp_path / "work"), 2_000, screen=invalid_row_screen(CONFIG.features, {}, "drop"))
+    total = combine([p.invalid for p in parts])
+
+    with pytest.raises(DataError, match=r"30 of 5,000 row\(s\) \(0.60%\) are invalid, above quality.max_invalid_share "
+                                         r"0.005: column 'Age': 24 row\(s\) \(20 not a number, 4 above max 100\); "
+                                         r"sample values: 150, unknown"):
+        enforce_valid_rows.fn(total, QualityConfig(invalid_rows="drop", max_invalid_share=0.005), str(source))
+    record = enforce_valid_rows.fn(total, QualityConfig(invalid_rows="drop"), str(source))
+    assert (record.rejected_rows, record.share) == (30, 0.006)
+    with pytest.raises(DataError, match="set quality.invalid_rows: drop"):
+        enforce_valid_rows.fn(total, QualityConfig(), str(source))
 
 
 @pytest.mark.parametrize(
