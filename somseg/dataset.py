@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from somseg.encoding import UnknownLevelError, count_levels, encode, model_columns
+from somseg.encoding import UnknownLevelError, count_levels, encode, model_columns, unknown_levels
 from somseg.errors import DataError
-from somseg.expressions import DateParseError, parse_expression
+from somseg.expressions import DateParseError, bad_dates, parse_expression
 from somseg.io import file_sha256
 from somseg.stats import Request
 from somseg.validity import InvalidRows, RowScreen, ScreenedRows, parse_numbers
@@ -416,13 +417,17 @@ def read_screened(
     results = []
     for raw in _read_part(part, id_column, read, partition_rows, text, keep_text=screen.policy == "drop"):
         parsed, not_numbers, texts = _parse_columns(raw, id_column, read)
+        if screen.policy == "drop":
+            parsed = _screen_text(parsed, screen, expressions, encodings, not_numbers, texts)
         derived = expressions or encodings
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
-        values = np.empty((table.num_rows, len(screen.columns)), dtype=np.float64)
+        values = np.full((table.num_rows, len(screen.columns)), np.nan)
         flags = np.zeros(values.shape, dtype=bool)
+        numbers = [n for n, kind in zip(screen.columns, screen.parsed_as or (), strict=False) if kind == "number"]
         for name in screen.columns:
             source = table if name in features else parsed
-            values[:, position[name]] = source.column(name).to_numpy()
+            if not screen.parsed_as or name in numbers:  # dates and levels have no range: only their flags count
+                values[:, position[name]] = source.column(name).to_numpy()
             if name in not_numbers:
                 flags[:, position[name]] = not_numbers[name]
         screened = screen.screen(table.column(id_column), values, flags,
@@ -430,6 +435,28 @@ def read_screened(
         kept = table if screened.keep.all() else table.filter(pa.array(screened.keep))
         results.append((kept, screened))
     return results
+
+
+def _screen_text(
+    table: pa.Table,
+    screen: RowScreen,
+    expressions: Mapping[str, str],
+    encodings: Encodings,
+    not_numbers: dict[str, np.ndarray],
+    texts: dict[str, pa.Array],
+) -> pa.Table:
+    """Flag the dates and levels of ``table`` that do not parse, and blank them so that deriving does not stop on them."""
+    formats = {c: f for text in expressions.values() for c, f in parse_expression(text).date_formats.items()}
+    for name, kind in zip(screen.columns, screen.parsed_as or (), strict=False):
+        if kind == "number":
+            continue
+        values = table.column(name).to_numpy(zero_copy_only=False)
+        bad = unknown_levels(values, encodings[name][1]) if kind == "category" else bad_dates(values, formats.get(name))
+        not_numbers[name], texts[name] = bad, pc.cast(table.column(name).combine_chunks(), pa.string())
+        if bad.any():
+            blanked = pc.if_else(pa.array(bad), pa.scalar(None, table.column(name).type), table.column(name))
+            table = table.set_column(table.schema.get_field_index(name), name, blanked)
+    return table
 
 
 def _parse_columns(

@@ -58,11 +58,21 @@ def level_codes(values: np.ndarray | pd.Series, column: str, levels: Sequence[st
     """
     text = _as_text(values)
     codes = pd.Categorical(text, categories=list(levels)).codes.astype(np.int64)
-    unknown = (codes < 0) & text.notna().to_numpy()
+    unknown = _unknown(text, codes)
     if unknown.any():
         samples = list(dict.fromkeys(text[unknown].tolist()))[:_SAMPLE_VALUES]
         raise UnknownLevelError(column, int(unknown.sum()), samples, list(levels))
     return codes
+
+
+def unknown_levels(values: np.ndarray | pd.Series, levels: Sequence[str]) -> np.ndarray:
+    """Where a value is present but none of ``levels`` (bool array)."""
+    text = _as_text(values)
+    return _unknown(text, pd.Categorical(text, categories=list(levels)).codes)
+
+
+def _unknown(text: pd.Series, codes: np.ndarray) -> np.ndarray:
+    return (np.asarray(codes) < 0) & text.notna().to_numpy()
 
 
 def encode(values: np.ndarray | pd.Series, column: str, kind: Kind, levels: Sequence[str]) -> list[np.ndarray]:

@@ -72,6 +72,17 @@ class Expression:
     _tree: ast.expr = field(repr=False, compare=False)
     date_columns: tuple[str, ...] = ()
 
+    @property
+    def date_formats(self) -> dict[str, str | None]:
+        """The format each date column is parsed with (None: ISO 8601), as its first date function gives it."""
+        formats: dict[str, str | None] = {}
+        for node in ast.walk(self._tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _DATE_FUNCTIONS:
+                column, _, *date_format = node.args
+                name = column.id if isinstance(column, ast.Name) else column.value  # type: ignore[attr-defined]
+                formats.setdefault(name, date_format[0].value if date_format else None)  # type: ignore[attr-defined]
+        return formats
+
     def evaluate(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The expression's value for every row, from the named input columns.
 
@@ -190,19 +201,28 @@ def parse_dates(values: np.ndarray, column: str, date_format: str | None = None)
     DateParseError
         Naming the column, how many values are not dates, and samples of them.
     """
+    parsed, bad, text = _parse_dates(values, date_format)
+    if bad.any():
+        raise DateParseError(column, int(bad.sum()), text[bad].head(_SAMPLE_VALUES).tolist(), date_format)
+    return parsed
+
+
+def bad_dates(values: np.ndarray, date_format: str | None = None) -> np.ndarray:
+    """Where a value is present but not a date (ISO 8601, or ``date_format``): a bool array."""
+    return _parse_dates(values, date_format)[1]
+
+
+def _parse_dates(values: np.ndarray, date_format: str | None) -> tuple[np.ndarray, np.ndarray, pd.Series]:
     series = pd.Series(values, dtype=object if np.asarray(values).dtype.kind in "OUS" else None)
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        return parsed.to_numpy(dtype="datetime64[ns]")
+        return parsed.to_numpy(dtype="datetime64[ns]"), np.zeros(len(series), dtype=bool), series
     text = series.astype("string").str.strip()
     given = text.notna() & (text != "")
     parsed = pd.to_datetime(text.where(given), format=date_format or "ISO8601", errors="coerce")
-    bad = given & parsed.isna()
-    if bad.any():
-        raise DateParseError(column, int(bad.sum()), text[bad].head(_SAMPLE_VALUES).tolist(), date_format)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
-    return parsed.to_numpy(dtype="datetime64[ns]")
+    return parsed.to_numpy(dtype="datetime64[ns]"), (given & parsed.isna()).to_numpy(dtype=bool), text
 
 
 def _evaluate(node: ast.expr, columns: Mapping[str, np.ndarray]) -> np.ndarray | float:

@@ -179,8 +179,8 @@ def judge_invalid_rows(total: InvalidRows, quality: QualityConfig, source: str) 
     details = "; ".join(total.problems())
     if quality.invalid_rows == "fail" and total.n_invalid:
         raise DataError(
-            f"{where}: {total.n_invalid:,} row(s) have a value that is not a number or outside its declared "
-            f"range: {details}. Correct the input, or set quality.invalid_rows: drop to leave such rows out "
+            f"{where}: {total.n_invalid:,} row(s) have a value that does not parse (as a number, date or category) "
+            f"or is outside its declared range: {details}. Correct the input, or set quality.invalid_rows: drop to leave such rows out "
             f"(quality.max_invalid_share, now {quality.max_invalid_share:g}, limits how many)"
         )
     if total.share > quality.max_invalid_share:

@@ -80,10 +80,14 @@ def invalid_codes(values: np.ndarray, bounds: Sequence[Bounds], not_numbers: np.
     return codes
 
 
-def reasons(bounds: Bounds) -> tuple[str, str, str, str]:
+# What a screened column is parsed as: a value that does not parse is "not a <kind>".
+ParsedAs = Literal["number", "date", "category"]
+
+
+def reasons(bounds: Bounds, parsed_as: ParsedAs = "number") -> tuple[str, str, str, str]:
     """The reason text of each code for a column with ``bounds`` (index 0, valid, is empty)."""
     low, high = bounds
-    return ("", "not a number", f"below min {low:g}" if low is not None else "below min",
+    return ("", f"not a {parsed_as}", f"below min {low:g}" if low is not None else "below min",
             f"above max {high:g}" if high is not None else "above max")
 
 
@@ -107,6 +111,8 @@ class InvalidRows:
         Per column, the first invalid values, as text.
     files : tuple of str
         The input files that held invalid rows, in order.
+    parsed_as : tuple of str
+        What each column is parsed as (empty: numbers).
     """
 
     columns: tuple[str, ...]
@@ -116,12 +122,13 @@ class InvalidRows:
     counts: np.ndarray
     samples: tuple[tuple[str, ...], ...]
     files: tuple[str, ...] = ()
+    parsed_as: tuple[ParsedAs, ...] = ()
 
     def __add__(self, other: "InvalidRows") -> "InvalidRows":
         samples = tuple((a + b)[:_SAMPLE_VALUES] for a, b in zip(self.samples, other.samples, strict=True))
         return InvalidRows(
             self.columns, self.bounds, self.n_rows + other.n_rows, self.n_invalid + other.n_invalid,
-            self.counts + other.counts, samples, tuple(dict.fromkeys(self.files + other.files)),
+            self.counts + other.counts, samples, tuple(dict.fromkeys(self.files + other.files)), self.parsed_as,
         )
 
     @property
@@ -137,10 +144,13 @@ class InvalidRows:
     def problems(self) -> list[str]:
         """One line per column with invalid values: the count per reason and sample values."""
         lines = []
-        for name, bounds, counts, samples in zip(self.columns, self.bounds, self.counts, self.samples, strict=True):
+        kinds = self.parsed_as or ("number",) * len(self.columns)
+        for name, bounds, counts, samples, kind in zip(
+            self.columns, self.bounds, self.counts, self.samples, kinds, strict=True
+        ):
             if not counts.sum():
                 continue
-            why = ", ".join(f"{int(n)} {reason}" for n, reason in zip(counts, reasons(bounds)[1:], strict=True) if n)
+            why = ", ".join(f"{int(n)} {reason}" for n, reason in zip(counts, reasons(bounds, kind)[1:], strict=True) if n)
             lines.append(f"column {name!r}: {int(counts.sum())} row(s) ({why}); sample values: {', '.join(samples)}")
         return lines
 
@@ -168,11 +178,15 @@ class RowScreen:
     policy : {'fail', 'drop'}
         ``fail`` keeps every row (the run stops on the total); ``drop``
         keeps only the valid rows.
+    parsed_as : tuple of {'number', 'date', 'category'}, optional
+        What each column is parsed as (empty: numbers): a value that does
+        not parse is "not a number", "not a date" or "not a category".
     """
 
     columns: tuple[str, ...]
     bounds: tuple[Bounds, ...]
     policy: InvalidRowPolicy = "fail"
+    parsed_as: tuple[ParsedAs, ...] = ()
 
     def screen(
         self,
@@ -212,7 +226,7 @@ class RowScreen:
             for name in self.columns
         )
         partial = InvalidRows(self.columns, self.bounds, len(values), int(rows_invalid.sum()),
-                              counts.astype(np.int64), samples, (source,) if rows_invalid.any() else ())
+                              counts.astype(np.int64), samples, (source,) if rows_invalid.any() else (), self.parsed_as)
         return ScreenedRows(~rows_invalid if self.policy == "drop" else np.ones(len(values), dtype=bool), rejected, partial)
 
     def _records(
@@ -232,13 +246,17 @@ class RowScreen:
                 "id": ids.take(pa.array(rows)),
                 "column": pa.array(np.full(rows.size, name, dtype=object), type=pa.string()),
                 "value": value,
-                "reason": pa.array(np.asarray(reasons(self.bounds[c]), dtype=object)[found], type=pa.string()),
+                "reason": pa.array(np.asarray(reasons(self.bounds[c], self._parsed_as(c)), dtype=object)[found],
+                                   type=pa.string()),
                 "_row": pa.array(rows, type=pa.int64()),
                 "_column": pa.array(np.full(rows.size, c, dtype=np.int64)),
             }))
         # One table in row order (then column order), as a reader of the input would look them up.
         records = pa.concat_tables(tables).sort_by([("_row", "ascending"), ("_column", "ascending")])
         return records.select(list(REJECTED_COLUMNS))
+
+    def _parsed_as(self, column: int) -> ParsedAs:
+        return self.parsed_as[column] if self.parsed_as else "number"
 
     @staticmethod
     def _empty(id_type: pa.DataType) -> pa.Table:
@@ -255,6 +273,7 @@ def row_screen(
     bounds: Sequence[Bounds],
     input_columns: Sequence[str] = (),
     policy: InvalidRowPolicy = "fail",
+    text_columns: Mapping[str, ParsedAs] | None = None,
 ) -> RowScreen:
     """The screen of ``features`` (with their ranges) and of the input columns only expressions use.
 
@@ -267,10 +286,16 @@ def row_screen(
         Columns read from the input (checked as numbers); those that are not
         features are screened after the features, without a range.
     policy : {'fail', 'drop'}
+    text_columns : mapping of str to {'date', 'category'}, optional
+        Columns read as text and parsed as dates or levels, screened last,
+        without a range.
 
     Returns
     -------
     RowScreen
     """
-    extra = [name for name in input_columns if name not in features]
-    return RowScreen(tuple([*features, *extra]), tuple([*map(tuple, bounds), *[(None, None)] * len(extra)]), policy)
+    text = dict(text_columns or {})
+    extra = [name for name in input_columns if name not in features and name not in text]
+    columns = (*features, *extra, *text)
+    parsed_as: tuple[ParsedAs, ...] = (*("number",) * (len(features) + len(extra)), *text.values())
+    return RowScreen(columns, tuple([*map(tuple, bounds), *[(None, None)] * (len(extra) + len(text))]), policy, parsed_as)

@@ -164,7 +164,8 @@ def invalid_row_screen(
     names = [feature.name for feature in numeric]
     dates = text_columns(expressions, None)
     inputs = [name for name in input_columns(names, expressions) if name not in dates]
-    return row_screen(names, [(feature.min, feature.max) for feature in numeric], inputs, policy)
+    text = {name: "date" for name in dates} | {f.name: "category" for f in features if f.kind != "numeric"}
+    return row_screen(names, [(feature.min, feature.max) for feature in numeric], inputs, policy, text)
 
 
 def check_invalid_rows(table: Table, quality: QualityConfig) -> InvalidRowsRecord:

@@ -343,3 +343,26 @@ def test_the_first_pass_sees_only_the_rows_kept(tmp_path) -> None:
 
     assert partition.partial.n_rows == 1 and not partition.partial.outside.any()
     learner.update(partition.partial)  # the cleaning's own range check finds nothing left to refuse
+
+
+def test_drop_also_leaves_out_dates_and_levels_that_do_not_parse(tmp_path: Path) -> None:
+    from somseg.dataset import read_partitions
+    from somseg.validity import row_screen
+
+    source = tmp_path / "d.csv"
+    pd.DataFrame({"ID": [1, 2, 3, 4], "Age": [30, 40, "x", 50], "S": ["Low", "Huge", "High", None],
+                  "Dt": ["2014-01-01", "2014-02-30", "2013-05-05", ""]}).to_csv(source, index=False)
+    (part,) = plan_input(source, ["ID", "Age", "S", "Dt"], 1_000)
+    screen = row_screen(["Age", "T"], [(18, 100), (None, None)], ["Age", "Dt"], "drop", {"Dt": "date", "S": "category"})
+    (partition,) = read_partitions(part, "ID", ["Age", "T", "S"], 1_000, None, {"T": 'days_since(Dt, "2014-12-31")'},
+                                   {"S": ("ordinal", ("Low", "Average", "High"))}, screen=screen)
+
+    assert partition.table.column("ID").to_pylist() == [1, 4]
+    np.testing.assert_array_equal(partition.table.column("S").to_numpy(zero_copy_only=False), [0.0, np.nan])
+    assert partition.rejected.to_pylist() == [
+        {"id": 2, "column": "Dt", "value": "2014-02-30", "reason": "not a date"},
+        {"id": 2, "column": "S", "value": "Huge", "reason": "not a category"},
+        {"id": 3, "column": "Age", "value": "x", "reason": "not a number"},
+    ]
+    assert partition.invalid.n_invalid == 2
+    assert "column 'S': 1 row(s) (1 not a category); sample values: Huge" in partition.invalid.problems()

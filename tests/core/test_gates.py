@@ -143,7 +143,7 @@ def test_under_fail_one_invalid_row_stops_the_run_naming_the_column_count_sample
         judge_invalid_rows(_invalid(1000, 1), QualityConfig(), "in.csv")
 
     message = str(failure.value)
-    assert message.startswith("input in.csv: 1 row(s) have a value that is not a number or outside its declared range")
+    assert message.startswith("input in.csv: 1 row(s) have a value that does not parse (as a number, date or category) or is outside its declared range")
     assert "column 'Age': 1 row(s) (1 above max 100); sample values: 150" in message
     assert "quality.invalid_rows: drop" in message
     assert "Income" not in message

@@ -115,7 +115,7 @@ def test_values_outside_a_declared_range_stop_the_run_before_the_expectations(
 
     err = capsys.readouterr().err
     assert code == DataError.exit_code
-    assert "7 row(s) have a value that is not a number or outside its declared range" in err
+    assert "7 row(s) have a value that does not parse (as a number, date or category) or is outside its declared range" in err
     assert "column 'Age': 7 row(s) (7 above max 100); sample values: 150" in err and "quality.invalid_rows: drop" in err
     assert not (tmp_path / "work" / "artifacts" / "validate-partition").exists(), "stopped before the expectations"
     assert not (out / "segments.parquet").exists()
