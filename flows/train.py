@@ -1,8 +1,8 @@
 """Training flow: from a customer table to labelled segments and a saved model.
 
 The recipe of the reference analysis (REFERENCE.md), one stage per line:
-ingest (invalid rows screened) -> validate -> clean -> train -> gate -> cluster -> evaluate -> label -> write
-(model, segments, figures, report). The same on threads or on a Dask cluster:
+ingest (invalid rows screened) -> validate -> clean -> train -> gate -> [choose k, when 'auto'] -> cluster
+-> evaluate -> label -> write (model, segments, figures, report). The same on threads or on a Dask cluster:
 ``config.execution`` chooses Prefect's task runner, nothing else.
 """
 
@@ -75,10 +75,16 @@ def train_segments_flow(
                                                 config, run.out_dir)
             enforce_gates(assessment.figures, config.gates)
             run.failure_report = None  # what follows fails for other reasons than the map
+        evaluation = None
+        if config.segments.k == "auto":
+            with run.step("choose-k"):  # the evaluation's bootstrap maps score every k before clustering
+                evaluation = stages.evaluate(ex, store, assessment, weights, None, config)
+                config = stages.use_recommended_k(config, evaluation)
         with run.step("cluster"):
             neuron_segment = stages.cluster(ex, store, weights, assessment.figures, config)
         with run.step("evaluate"):
-            evaluation = stages.evaluate(ex, store, assessment, weights, neuron_segment, config)
+            if evaluation is None:
+                evaluation = stages.evaluate(ex, store, assessment, weights, neuron_segment, config)
             run.figures["evaluation"] = evaluation.model_dump(mode="json")
             enforce_stability(evaluation, config.evaluation)
         with run.step("label"):

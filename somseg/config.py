@@ -9,8 +9,9 @@ number of features. ``configs/reference.yaml`` holds the recipe of the
 reference notebook (``REFERENCE.md``).
 """
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -209,13 +210,22 @@ class SegmentsConfig(_Section):
         description="Clustering method for the neuron weight vectors: 'kmeans', or 'ward' (SOM-Ward: hit-weighted "
         "Ward merging restricted to 4-neighbour grid adjacency, so every segment is a connected region of the map).",
     )
-    k: int = Field(4, ge=2, le=50, description="Number of segments.")
+    k: Annotated[int, Field(ge=2, le=50)] | Literal["auto"] = Field(
+        "auto",
+        description="Number of segments; 'auto': the recommended k (the most reproducible segmentations, then the "
+        "best of three validity indices: docs/report.md, Choice of k).",
+    )
     n_init: int = Field(20, ge=1, description="KMeans restarts.")
     random_state: int = Field(42, description="Seed of the clustering.")
     weight_by_hits: bool = Field(
-        False,
-        description="KMeans: weight each neuron by the customers it wins, so segments follow where customers are (SOM-Ward always does).",
+        True,
+        description="KMeans: weight each neuron by the customers it wins, so segments follow where customers are and "
+        "empty neurons between groups do not pull the centres (SOM-Ward always does); the reference recipe does not.",
     )
+
+    def with_k(self, k: int) -> "SegmentsConfig":
+        """These settings with ``k`` segments."""
+        return self.model_copy(update={"k": int(k)})
 
 
 class EvaluationConfig(_Section):
@@ -232,6 +242,13 @@ class EvaluationConfig(_Section):
     )
     k_min: int = Field(2, ge=2, le=50, description="Smallest number of segments tried when recommending k.")
     k_max: int = Field(8, ge=2, le=50, description="Largest number of segments tried when recommending k.")
+    min_prediction_strength: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="A k is reproducible when its prediction strength on the bootstrap maps is at least this "
+        "(Tibshirani and Walther's 0.8); the recommended k is chosen among the reproducible ones.",
+    )
     min_mean_ari: float | None = Field(
         None,
         ge=-1,
@@ -471,7 +488,7 @@ class SegmentationConfig(_Section):
         )
         if unknown and names:  # without features, they are the input's numeric columns: checked once known
             raise ValueError(f"label rules test features that are not in 'features': {unknown}")
-        if not self.som.grid_is_auto and self.segments.k > self.som.rows * self.som.cols:
+        if not self.som.grid_is_auto and self.segments.k != "auto" and self.segments.k > self.som.rows * self.som.cols:
             raise ValueError(
                 f"segments.k={self.segments.k} exceeds the {self.som.rows}x{self.som.cols} map's neurons"
             )
@@ -540,11 +557,15 @@ def validate_config(settings: dict[str, Any], what: str, model: type[_Section] |
 
 
 def _describe(exc: ValidationError) -> str:
-    lines = []
+    problems: dict[str, list[str]] = {}
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {error['msg']}")
-    return "\n".join(lines)
+        # A setting that takes a number or 'auto' fails both ways: one line for the setting, not one per branch.
+        parts = [str(part) for part in error["loc"] if not _UNION_BRANCH.fullmatch(str(part))]
+        problems.setdefault(".".join(parts) or "(top level)", []).append(error["msg"])
+    return "\n".join(f"  - {where}: {' or '.join(messages)}" for where, messages in problems.items())
+
+
+_UNION_BRANCH = re.compile(r"(constrained-)?(int|float|str|bool)|literal\[.*\]")
 
 
 class DriftGateConfig(_Section):

@@ -15,8 +15,9 @@ a seeded sample of a larger one, gathered by the assessment pass):
   assigned through the resample's map; the adjusted Rand index against the
   main run says how much of the segmentation survives a different sample.
 
-The same bootstrap maps also score each candidate k, so recommending k
-costs clustering runs only, never more SOM training. Map quality (QE, TE,
+The same bootstrap maps also score each candidate k (its bootstrap ARI and
+prediction strength), so recommending k costs clustering runs only, never
+more SOM training; :func:`recommend_k` states the rule. Map quality (QE, TE,
 explained variance, Kaski–Lagus error, dead neurons) is measured on every
 row by the assessment pass (:mod:`somseg.assessment`).
 """
@@ -361,6 +362,10 @@ def bootstrap_stability(
         raise ValueError("bootstrap stability needs at least one resample")
     with _one_thread():
         ari = [adjusted_rand_index(segment, _bootstrap_segments(m, segments)) for m in maps]
+    return _stability(ari, maps)
+
+
+def _stability(ari: Sequence[float], maps: Sequence[BootstrapMap]) -> Stability:
     return Stability(
         ari=[float(v) for v in ari], seeds=[m.seed for m in maps], mean_ari=float(np.mean(ari)), min_ari=float(np.min(ari))
     )
@@ -403,6 +408,38 @@ def adjusted_rand_index(labels_true: np.ndarray, labels_pred: np.ndarray) -> flo
     return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
 
 
+def prediction_strength(labels: np.ndarray, other: np.ndarray) -> float:
+    """How well another clustering of the same rows keeps each cluster of ``labels`` together.
+
+    Tibshirani and Walther's prediction strength: for each cluster of
+    ``labels``, the share of its pairs of rows that ``other`` also puts in
+    one cluster; the smallest share over the clusters. A clustering whose
+    every cluster comes back from a new sample scores near 1; one that cuts
+    a continuum scores low on its worst cluster. A cluster of one row
+    counts as kept.
+
+    Parameters
+    ----------
+    labels, other : ndarray of shape (n_rows,)
+        Cluster labels (any sortable values).
+
+    Returns
+    -------
+    float
+    """
+    codes, other_codes = _codes(np.asarray(labels)), _codes(np.asarray(other))
+    if len(codes) == 0:
+        return 1.0
+    width = int(other_codes.max()) + 1
+    cells = np.bincount(codes * width + other_codes, minlength=(int(codes.max()) + 1) * width).reshape(-1, width)
+    cells = cells.astype(np.float64)
+    size = cells.sum(axis=1)
+    together = (cells * (cells - 1)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(size > 1, together / (size * (size - 1)), 1.0)
+    return float(share.min())
+
+
 def _sum_of_squares(counts: np.ndarray) -> int:
     return int(np.dot(counts.astype(np.int64), counts.astype(np.int64)))
 
@@ -437,8 +474,9 @@ def score_k(
     Silhouette, Davies–Bouldin and Calinski–Harabasz are computed on the
     neuron weight vectors weighted by their hits. With bootstrap ``maps``
     and the main run's best units ``bmu``, each k also gets the bootstrap
-    ARI of the customer assignments (as :func:`bootstrap_stability`), from
-    the same maps: clustering runs only, no SOM retraining.
+    ARI of the customer assignments (as :func:`bootstrap_stability`) and
+    their mean :func:`prediction_strength`, from the same maps: clustering
+    runs only, no SOM retraining.
 
     Parameters
     ----------
@@ -459,10 +497,15 @@ def score_k(
     flat = np.reshape(weights, (-1, np.shape(weights)[-1]))
     scores = []
     for k in (k for k in k_values if k <= len(flat)):
-        config = segments.model_copy(update={"k": k})
+        config = segments.with_k(k)
+        ari, strength = None, None
         with _one_thread():
             labels = cluster_neurons(weights, config, hits=hits)
-        ari = bootstrap_stability(labels[bmu], maps, config).ari if maps and bmu is not None else None
+            if maps and bmu is not None:
+                main = labels[bmu]
+                others = [_bootstrap_segments(m, config) for m in maps]
+                ari = [adjusted_rand_index(main, other) for other in others]
+                strength = float(np.mean([prediction_strength(main, other) for other in others]))
         scores.append(
             KScore(
                 k=k,
@@ -471,6 +514,7 @@ def score_k(
                 calinski_harabasz=calinski_harabasz(flat, labels, hits),
                 mean_ari=None if ari is None else float(np.mean(ari)),
                 ari_se=None if ari is None else _standard_error(ari),
+                prediction_strength=strength,
             )
         )
     return scores
@@ -480,24 +524,39 @@ def _standard_error(values: Sequence[float]) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
-def recommend_k(scores: Sequence[KScore], configured_k: int) -> KChoice:
-    """Stability first, then separation.
+def recommend_k(
+    scores: Sequence[KScore], configured_k: int | None, min_strength: float = 0.8, auto: bool = False
+) -> KChoice:
+    """Reproducible first, then the consensus of three validity indices.
 
-    1. When bootstrap ARIs were computed, the candidates are the k whose
-       mean ARI is within one standard error of the most stable k's (the
-       one-standard-error rule): a segmentation that a new sample would not
-       reproduce is not worth naming, and differences inside the noise of
-       the resampling are not evidence.
-    2. Among the candidates, each separation criterion (silhouette,
-       Davies–Bouldin, Calinski–Harabasz, hit-weighted) ranks them, ties
-       sharing the average rank; the best mean rank wins, ties going to the
-       higher silhouette, then the smaller k. No single index is trusted
-       alone: on a quantised map they drift with k, in opposite directions.
+    1. A k is *reproducible* when its prediction strength on the bootstrap
+       maps (:func:`prediction_strength`, the mean over the maps) is at
+       least ``min_strength``: 0.8, as Tibshirani and Walther (2005)
+       recommend. Segments that a new sample would not give back are not
+       worth naming; on a table with k groups, every k up to the true one
+       is reproducible, and splits beyond it are not.
+    2. Among the reproducible k, silhouette (higher is better),
+       Davies–Bouldin (lower) and Calinski–Harabasz (higher), hit-weighted
+       on the neurons, each rank the candidates, ties sharing the average
+       rank; the best mean rank wins (a Borda count: no single index is
+       trusted alone, as they drift with k in different directions on a
+       quantised map). A tie goes to the larger k: the finer partition that
+       is still reproducible.
+    3. When no k is reproducible, the table shows no clear cluster
+       structure: the most reproducible k is recommended, and the reason
+       says so, with its silhouette.
+
+    Without bootstrap maps (no prediction strength), every k is a candidate.
 
     Parameters
     ----------
     scores : sequence of KScore
-    configured_k : int
+    configured_k : int or None
+        The run's k, or None when it is 'auto' (the recommendation is then used).
+    min_strength : float
+        The prediction strength that makes a k reproducible.
+    auto : bool
+        Whether the run uses the recommendation as its k.
 
     Returns
     -------
@@ -506,30 +565,50 @@ def recommend_k(scores: Sequence[KScore], configured_k: int) -> KChoice:
     if not scores:
         raise ValueError("no candidate k to choose from")
     table = pd.DataFrame([s.model_dump() for s in scores]).set_index("k").astype(float)
-    candidates, stable_text = _stable_candidates(table)
-    ranks = _separation_ranks(table.loc[candidates])
-    order = pd.DataFrame({"rank": ranks.mean(axis=1), "neg_silhouette": -table.loc[candidates, "silhouette"].fillna(-np.inf)})
-    best = int(order.rename_axis("k").reset_index().sort_values(["rank", "neg_silhouette", "k"]).iloc[0]["k"])
-    winners = ", ".join(f"{_NAMES[name]} k={_best_k(table[name], up)}" for name, up in SEPARATION_CRITERIA.items())
-    reason = (
-        f"{stable_text}k={best} has the best mean rank ({ranks.loc[best].mean():.2f}) over silhouette, "
-        f"Davies–Bouldin and Calinski–Harabasz (hit-weighted, on the neurons). Best over all k: {winners}."
+    measured = table["prediction_strength"].notna().any()
+    candidates = table.index[table["prediction_strength"] >= min_strength] if measured else table.index
+    if len(candidates) == 0:
+        best = int(table["prediction_strength"].idxmax())
+        reason = (
+            f"No k from {int(table.index.min())} to {int(table.index.max())} is reproducible (prediction strength "
+            f"on the bootstrap maps at least {min_strength:g}); the most reproducible is k={best} "
+            f"({table.loc[best, 'prediction_strength']:.2f}). The table shows no clear cluster structure: segments "
+            f"cut a continuum (silhouette {table.loc[best, 'silhouette']:.2f}, {_silhouette_band(table.loc[best, 'silhouette'])})."
+        )
+    else:
+        ranks = _separation_ranks(table.loc[candidates])
+        mean_rank = ranks.mean(axis=1)
+        best = int(mean_rank[mean_rank == mean_rank.min()].index.max())
+        found = (
+            f"Reproducible k (prediction strength at least {min_strength:g} on the bootstrap maps): "
+            f"{', '.join(str(int(k)) for k in candidates)}. Among them"
+            if measured
+            else "No bootstrap maps, so no prediction strength: every k is a candidate. Of them"
+        )
+        winners = ", ".join(f"{_NAMES[name]} k={_best_k(table[name], up)}" for name, up in SEPARATION_CRITERIA.items())
+        reason = (
+            f"{found} k={best} has the best mean rank ({mean_rank[best]:.2f}) of silhouette "
+            f"({table.loc[best, 'silhouette']:.2f}, {_silhouette_band(table.loc[best, 'silhouette'])}), "
+            f"Davies–Bouldin ({table.loc[best, 'davies_bouldin']:.2f}) and Calinski–Harabasz "
+            f"({table.loc[best, 'calinski_harabasz']:.0f}), hit-weighted on the neurons. Best over all k: {winners}."
+        )
+    return KChoice(
+        scores=list(scores), recommended_k=best, reason=reason, configured_k=best if configured_k is None else configured_k,
+        reproducible=bool(len(candidates)) if measured else None, auto=auto,
     )
-    return KChoice(scores=list(scores), recommended_k=best, reason=reason, configured_k=configured_k)
 
 
-def _stable_candidates(table: pd.DataFrame) -> tuple[list[int], str]:
-    """The k within one standard error of the most stable, and a sentence saying so."""
-    if table["mean_ari"].isna().all():
-        return [int(k) for k in table.index], "No bootstrap stability was computed; "
-    most = table["mean_ari"].idxmax()
-    floor = table.loc[most, "mean_ari"] - table.loc[most, "ari_se"]
-    candidates = [int(k) for k in table.index[table["mean_ari"] >= floor]]
-    text = (
-        f"Most stable: k={int(most)} (mean bootstrap ARI {table.loc[most, 'mean_ari']:.3f} ± "
-        f"{table.loc[most, 'ari_se']:.3f} SE); within one SE: k={', '.join(map(str, candidates))}. Among them, "
-    )
-    return candidates, text
+def _silhouette_band(value: float) -> str:
+    """Kaufman and Rousseeuw's reading of an average silhouette."""
+    if not np.isfinite(value):
+        return "undefined"
+    if value > 0.70:
+        return "strong structure"
+    if value > 0.50:
+        return "reasonable structure"
+    if value > 0.25:
+        return "weak structure"
+    return "no substantial structure"
 
 
 def _separation_ranks(table: pd.DataFrame) -> pd.DataFrame:
@@ -553,7 +632,7 @@ def _best_k(values: pd.Series, higher_is_better: bool) -> int | None:
 def evaluate_segmentation(
     sample: EvaluationSample,
     weights: np.ndarray,
-    neuron_segment: np.ndarray,
+    neuron_segment: np.ndarray | None,
     figures: MapFigures,
     som: SomConfig,
     segments: SegmentsConfig,
@@ -567,8 +646,9 @@ def evaluate_segmentation(
         The evaluation sample's standardised rows and their best units.
     weights : ndarray of shape (rows, cols, n_features)
         The run's map.
-    neuron_segment : ndarray of shape (rows * cols,)
-        The run's segment of each neuron.
+    neuron_segment : ndarray of shape (rows * cols,), or None
+        The run's segment of each neuron; None when ``segments.k`` is
+        'auto': the neurons are then clustered into the recommended k.
     figures : MapFigures
         The map measured on every row (quality figures and hits).
     som, segments, evaluation : SomConfig, SegmentsConfig, EvaluationConfig
@@ -577,11 +657,25 @@ def evaluate_segmentation(
     Returns
     -------
     Evaluation
+        Its ``segments.k`` is the k the run uses.
     """
     X = np.asarray(sample.X, dtype=np.float64)
-    segment = np.asarray(neuron_segment)[sample.bmu]
     maps = train_bootstrap_maps(X, som, evaluation.bootstrap_resamples, evaluation.seed)
     k_values = range(evaluation.k_min, evaluation.k_max + 1)
+    auto = segments.k == "auto"
+    choice = recommend_k(
+        score_k(weights, figures.hits, segments, k_values, maps, sample.bmu),
+        None if auto else int(segments.k),
+        evaluation.min_prediction_strength,
+        auto=auto,
+    )
+    if auto:
+        segments = segments.with_k(choice.recommended_k)
+        with _one_thread():
+            neuron_segment = cluster_neurons(weights, segments, hits=figures.hits)
+    elif neuron_segment is None:
+        raise ValueError("the run's segments are needed unless segments.k is 'auto'")
+    segment = np.asarray(neuron_segment)[sample.bmu]
     separation = separation_scores(X, segment, sample_size=evaluation.silhouette_sample, random_state=evaluation.seed)
     stability = None
     if maps:
@@ -591,10 +685,10 @@ def evaluate_segmentation(
             update={"min_mean_ari": evaluation.min_mean_ari, "passed": None if check is None else check.passed}
         )
     return Evaluation(
-        segments=SegmentsEvaluation(method=segments.method, k=segments.k, **separation.model_dump()),
+        segments=SegmentsEvaluation(method=segments.method, k=int(segments.k), **separation.model_dump()),
         map=MapQuality.of(figures),
         stability=stability,
-        k_choice=recommend_k(score_k(weights, figures.hits, segments, k_values, maps, sample.bmu), segments.k),
+        k_choice=choice,
         notes=NOTES,
     )
 
@@ -606,5 +700,7 @@ NOTES = {
     "topographic_error_4": TE_CONVENTIONS[4],
     "kaski_lagus_error": "distance to best unit + shortest 8-neighbour grid path to the second-best unit (weight-space length)",
     "stability": "adjusted Rand index of the sampled rows assigned through each bootstrap-trained map and its clustering",
-    "k_choice": "validity of the neuron clustering weighted by hits; ARI per k from the same bootstrap maps",
+    "k_choice": "validity of the neuron clustering weighted by hits; ARI and prediction strength per k from the same "
+    "bootstrap maps; recommended: the reproducible k (prediction strength at least evaluation.min_prediction_strength) "
+    "with the best mean rank of the three indices",
 }

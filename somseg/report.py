@@ -287,7 +287,11 @@ def _summary_section(run: RunFolder, evaluation: Evaluation | None) -> str:
         ("Data quality", _verdict(None if run.validation is None else bool(run.validation.get("success")))),
     ]
     if evaluation:
-        text = f"k = {evaluation.segments.k} ({evaluation.segments.method}); recommended k = {evaluation.k_choice.recommended_k}"
+        choice = evaluation.k_choice
+        text = (f"k = {evaluation.segments.k} ({evaluation.segments.method}{', auto' if choice.auto else ''}); "
+                f"recommended k = {choice.recommended_k}")
+        if choice.reproducible is False:
+            text += " (no k is reproducible: no clear cluster structure)"
         facts.append(("Segments", _esc(text)))
         if evaluation.stability is not None and evaluation.stability.passed is not None:
             facts.append(("Stability gate", _verdict(evaluation.stability.passed)))
@@ -368,15 +372,23 @@ def _k_section(evaluation: Evaluation | None) -> str:
         marks = {"used": score.k == choice.configured_k, "recommended": score.k == choice.recommended_k}
         ari = "—" if score.mean_ari is None else f"{score.mean_ari:.3f} ± {score.ari_se or 0.0:.3f}"
         rows.append([
-            score.k, _fmt(score.silhouette), _fmt(score.davies_bouldin), _fmt(score.calinski_harabasz, 1), ari,
-            " / ".join(name for name, on in marks.items() if on),
+            score.k, _fmt(score.prediction_strength, 2), _fmt(score.silhouette), _fmt(score.davies_bouldin),
+            _fmt(score.calinski_harabasz, 1), ari, " / ".join(name for name, on in marks.items() if on),
         ])
-    headers = ["k", "Silhouette ↑", "Davies–Bouldin ↓", "Calinski–Harabasz ↑", "Bootstrap ARI ± SE ↑", ""]
-    table = _table(headers, rows, numeric=range(5))
+    headers = ["k", "Prediction strength ↑", "Silhouette ↑", "Davies–Bouldin ↓", "Calinski–Harabasz ↑",
+               "Bootstrap ARI ± SE ↑", ""]
+    table = _table(headers, rows, numeric=range(6))
+    use = (
+        "The run uses the recommended k (<code>segments.k: auto</code>)."
+        if choice.auto
+        else "The run keeps the configured k; the recommendation is advice (<code>segments.k: auto</code> would use it)."
+    )
     return (
-        "<h2>Choice of k</h2><p>Each k clusters the neurons with the configured method; the indices are computed on "
-        "the neuron weight vectors weighted by their hits, the ARI on the customers through the bootstrap maps. "
-        "The run keeps the configured k; the recommendation is advice.</p>"
+        "<h2>Choice of k</h2><p>Each k clusters the neurons with the configured method. Prediction strength "
+        "(Tibshirani and Walther) is the share of each segment's pairs of customers that the bootstrap maps keep "
+        "together, on its worst segment: a k is reproducible at 0.8 or more. The indices are computed on the neuron "
+        "weight vectors weighted by their hits, the ARI on the customers through the bootstrap maps. The recommended "
+        f"k is the reproducible one with the best mean rank of the three indices. {use}</p>"
         + table
         + f"<p class=\"reason\"><strong>Recommended k = {choice.recommended_k}.</strong> {_esc(choice.reason)}</p>"
     )

@@ -165,15 +165,18 @@ class KScore(_Record):
     calinski_harabasz: Figure
     mean_ari: Figure = None
     ari_se: Figure = None
+    prediction_strength: Figure = None
 
 
 class KChoice(_Record):
-    """Scores of each candidate k and the recommended one (advice; the run keeps its k)."""
+    """Scores of each candidate k and the recommended one (the run's k when ``segments.k`` is 'auto')."""
 
     scores: list[KScore]
     recommended_k: int
     reason: str
     configured_k: int
+    reproducible: bool | None = None  # some k reached evaluation.min_prediction_strength; None: not measured
+    auto: bool = False
 
 
 class SegmentsEvaluation(SeparationScores):

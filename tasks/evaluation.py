@@ -17,14 +17,15 @@ def evaluate_run(
     store: Store,
     sample: EvaluationSample,
     weights: Weights,
-    neuron_segment: NeuronSegments,
+    neuron_segment: NeuronSegments | None,
     figures: MapFigures,
     som: SomConfig,
     segments: SegmentsConfig,
     evaluation: EvaluationConfig,
 ) -> Evaluation:
-    """Validity, stability and the recommended k (``metrics.json``'s ``evaluation``)."""
-    return evaluate_segmentation(sample, weights.load(), neuron_segment.load(), figures, som, segments, evaluation)
+    """Validity, stability and the recommended k (``metrics.json``'s ``evaluation``); chooses k when it is 'auto'."""
+    segment = None if neuron_segment is None else neuron_segment.load()
+    return evaluate_segmentation(sample, weights.load(), segment, figures, som, segments, evaluation)
 
 
 @task(name="enforce-stability-gate", cache_policy=NO_CACHE)

@@ -298,6 +298,14 @@ def fit_grid(config: SegmentationConfig, cleaned: Cleaned, n_rows: int) -> Segme
     return validate_config({**config.model_dump(), "som": som.model_dump()}, "the config with its map's grid")
 
 
+def use_recommended_k(config: SegmentationConfig, evaluation: Evaluation) -> SegmentationConfig:
+    """``config`` with the k the evaluation recommended, when its ``segments.k`` is 'auto'."""
+    choice = evaluation.k_choice
+    print(f"segments: k={choice.recommended_k} (segments.k 'auto'; {choice.reason})")
+    segments = config.segments.with_k(choice.recommended_k)
+    return validate_config({**config.model_dump(), "segments": segments.model_dump()}, "the config with its k")
+
+
 def standardised_moments(cleaned: Cleaned) -> CoMoments:
     """Co-moments of every standardised row, from those of the imputed rows."""
     cleaner = cleaned.cleaning.load().cleaner
@@ -362,10 +370,14 @@ def evaluate(
     store: Store,
     assessment: Assessment,
     weights: Weights,
-    neuron_segment: NeuronSegments,
+    neuron_segment: NeuronSegments | None,
     config: SegmentationConfig,
 ) -> Evaluation:
-    """Cluster validity, stability and the choice of k, on the evaluation sample."""
+    """Cluster validity, stability and the choice of k, on the evaluation sample.
+
+    With ``segments.k`` 'auto' (and no ``neuron_segment``), the evaluation
+    chooses k first and evaluates the segments of that k.
+    """
     from somseg.tasks.evaluation import (
         evaluate_run,  # training only: scoring need not load scikit-learn's metrics
     )

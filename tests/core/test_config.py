@@ -61,7 +61,7 @@ def test_the_default_gates_mean_the_same_at_any_number_of_features_and_the_refer
                                             "max_topographic_error": 0.1, "min_explained_variance": None,
                                             "max_dead_neuron_share": None}
     # Besides what it is about (features, labels, suite, gates), the reference recipe uses the defaults.
-    about = {"features", "labels", "gates", "quality", "som"}
+    about = {"features", "labels", "gates", "quality", "som", "segments"}
     assert reference.model_dump(exclude=about) == SegmentationConfig().model_dump(exclude=about)
 
 

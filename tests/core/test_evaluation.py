@@ -21,6 +21,7 @@ from somseg.evaluation import (
     calinski_harabasz,
     davies_bouldin,
     evaluate_segmentation,
+    prediction_strength,
     recommend_k,
     score_k,
     silhouette,
@@ -148,37 +149,55 @@ def test_bootstrap_maps_are_reproducible() -> None:
 # ---------------------------------------------------------------- choice of k
 
 
-def _score(k: int, sil: float, db: float, ch: float, ari: float | None = None, se: float | None = None) -> KScore:
-    return KScore(k=k, silhouette=sil, davies_bouldin=db, calinski_harabasz=ch, mean_ari=ari, ari_se=se)
+def _score(k: int, sil: float, db: float, ch: float, ps: float | None = None) -> KScore:
+    return KScore(k=k, silhouette=sil, davies_bouldin=db, calinski_harabasz=ch, prediction_strength=ps)
 
 
-def test_recommend_k_by_mean_rank_without_stability() -> None:
+def test_recommend_k_by_mean_rank_without_bootstrap_maps() -> None:
     scores = [_score(2, 0.6, 0.5, 100), _score(3, 0.5, 0.4, 300), _score(4, 0.4, 0.6, 200)]
 
     choice = recommend_k(scores, configured_k=4)
 
     # Mean ranks: k=2 (1+2+3)/3 = 2.0, k=3 (2+1+1)/3 = 1.33, k=4 (3+3+2)/3 = 2.67.
-    assert choice.recommended_k == 3 and choice.configured_k == 4
-    assert "No bootstrap stability" in choice.reason and "silhouette k=2" in choice.reason
+    assert choice.recommended_k == 3 and choice.configured_k == 4 and choice.reproducible is None
+    assert "no prediction strength: every k is a candidate" in choice.reason and "silhouette k=2" in choice.reason
 
 
-def test_recommend_k_keeps_only_k_within_one_standard_error_of_the_most_stable() -> None:
+def test_recommend_k_chooses_among_the_reproducible_k_only() -> None:
     scores = [
-        _score(2, 0.6, 0.3, 900, ari=0.70, se=0.02),  # best separation, but unstable
-        _score(3, 0.4, 0.6, 300, ari=0.95, se=0.02),
-        _score(4, 0.5, 0.5, 400, ari=0.94, se=0.01),
+        _score(2, 0.5, 0.6, 300, ps=0.95),
+        _score(3, 0.6, 0.4, 500, ps=0.85),
+        _score(4, 0.7, 0.3, 900, ps=0.55),  # the best separation, but a new sample would not give it back
     ]
 
-    choice = recommend_k(scores, configured_k=2)
+    choice = recommend_k(scores, configured_k=None, auto=True)
 
-    assert choice.recommended_k == 4
-    assert "within one SE: k=3, 4" in choice.reason
+    assert choice.recommended_k == 3 and choice.configured_k == 3 and choice.auto and choice.reproducible
+    assert "Reproducible k (prediction strength at least 0.8 on the bootstrap maps): 2, 3" in choice.reason
+    assert "reasonable structure" in choice.reason
 
 
-def test_recommend_k_breaks_ties_on_silhouette_then_smaller_k() -> None:
-    tied = [_score(3, 0.5, 0.5, 100), _score(2, 0.5, 0.5, 100)]
+def test_recommend_k_says_when_no_k_is_reproducible() -> None:
+    scores = [_score(2, 0.30, 0.9, 300, ps=0.72), _score(3, 0.28, 1.0, 280, ps=0.45)]
 
-    assert recommend_k(tied, configured_k=3).recommended_k == 2
+    choice = recommend_k(scores, configured_k=4)
+
+    assert choice.recommended_k == 2 and choice.reproducible is False
+    assert "no clear cluster structure" in choice.reason and "silhouette 0.30, weak structure" in choice.reason
+
+
+def test_recommend_k_breaks_ties_towards_the_finer_reproducible_partition() -> None:
+    tied = [_score(3, 0.5, 0.5, 100, ps=0.9), _score(2, 0.5, 0.5, 100, ps=0.9)]
+
+    assert recommend_k(tied, configured_k=3).recommended_k == 3
+
+
+def test_prediction_strength_is_the_worst_kept_share_of_pairs() -> None:
+    main = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    assert prediction_strength(main, main + 5) == 1.0  # renamed, same clusters
+    # Cluster 0 split 2 + 2 keeps 2 of its 6 pairs; cluster 1 keeps all.
+    assert prediction_strength(main, np.array([0, 0, 1, 1, 2, 2, 2, 2])) == pytest.approx(2 / 6)
+    assert prediction_strength(np.array([0, 1, 1]), np.array([5, 6, 6])) == 1.0  # a cluster of one row is kept
 
 
 def test_score_k_weights_the_neurons_by_hits() -> None:
@@ -283,3 +302,39 @@ def test_own_adjusted_rand_index_is_scikit_learns_to_the_last_bit() -> None:
         assert adjusted_rand_index(a, b) == skm.adjusted_rand_score(a, b)
     same = rng.integers(0, 3, 50)
     assert adjusted_rand_index(same, (same + 1) % 3) == 1.0
+
+
+# ---------------------------------------------------------------- a believable k
+
+
+def _recommended_k(frame: "pd.DataFrame", features: list[str]) -> int:
+    """The k the defaults recommend for a table: cleaning, an 'auto' map, its bootstrap maps and the rule."""
+    from somseg.assessment import assess_in_memory
+    from somseg.cleaning import FeatureCleaner
+    from somseg.config import SegmentationConfig
+    from somseg.som import build_engine, concrete_som
+
+    config = SegmentationConfig()
+    X = FeatureCleaner(features).fit_transform(frame)
+    som = concrete_som(config.som, len(X), np.cov(X, rowvar=False))
+    weights = build_engine(som).fit(X).weights_
+    _, figures, partial = assess_in_memory(X, weights, frame[features].to_numpy(), sample=np.arange(len(X)))
+    evaluation = evaluate_segmentation(partial.sample, weights, None, figures, som, config.segments, config.evaluation)
+    assert evaluation.segments.k == evaluation.k_choice.recommended_k  # 'auto' uses it
+    return evaluation.k_choice.recommended_k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("k", "n_features", "seed"), [(3, 2, 0), (4, 5, 0), (5, 10, 0), (6, 17, 0), (7, 5, 1), (8, 2, 1)])
+def test_the_recommended_k_is_the_known_k_of_separate_blobs(k: int, n_features: int, seed: int) -> None:
+    from somseg.data.tables import blobs
+
+    frame, _ = blobs(k, n_features, seed=seed)
+    assert _recommended_k(frame, [c for c in frame.columns if c != "id"]) == k
+
+
+@pytest.mark.slow
+def test_the_recommended_k_of_a_mall_table_is_its_five_groups() -> None:
+    from somseg.data.tables import mall
+
+    assert _recommended_k(mall(seed=1), ["Annual Income (k$)", "Spending Score (1-100)"]) == 5
