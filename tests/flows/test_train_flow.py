@@ -36,10 +36,13 @@ def test_sample_run_writes_every_output(sample_table: Path, tmp_path: Path, fast
     segments = pd.read_parquet(out / "segments.parquet")
     assert len(segments) == len(pd.read_csv(sample_table))
     assert list(segments.columns) == ["ID", "bmu", "segment", "segment_label", "quantization_error", "is_outlier"]
-    assert segments["segment_label"].nunique() == 4
     assert 0.03 < segments["is_outlier"].mean() < 0.07
     profiles = pd.read_parquet(out / "profiles.parquet")
     assert profiles["size"].sum() == len(segments)
+    # segments.k 'auto': the run used the recommended k, and its config.yaml says which.
+    chosen = json.loads((out / "metrics.json").read_text())["evaluation"]["k_choice"]["recommended_k"]
+    assert segments["segment_label"].nunique() == len(profiles) == chosen
+    assert f"k: {chosen}" in (out / "config.yaml").read_text()
     for name in ("metrics.json", "validation.json", "config.yaml", "report.html", "model/model.json", "model/weights.npy"):
         assert (out / name).is_file(), name
     assert not (out / "last_failure").exists()
