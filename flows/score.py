@@ -32,7 +32,7 @@ def score_segments_flow(
     work_dir: str = default_work_dir(),
 ) -> str:
     """Assign new customers to the segments of a trained model and measure drift."""
-    run = RunLog.start("score-segments", input_path, out_dir, work_dir, config.execution)
+    run = RunLog.start("score-segments", input_path, out_dir, work_dir, config.execution, model_dir=model_dir)
     store = run.store
     with run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
         with run.step("load-model"):

@@ -48,8 +48,19 @@ class RunLog:
     failure_report: Callable[[Path, BaseException], Any] | None = None
 
     @classmethod
-    def start(cls, flow_name: str, source: str, out_dir: str, work_dir: str, execution: ExecutionConfig) -> "RunLog":
+    def start(
+        cls,
+        flow_name: str,
+        source: str,
+        out_dir: str,
+        work_dir: str,
+        execution: ExecutionConfig,
+        model_dir: str | None = None,
+    ) -> "RunLog":
         """Check the input and the output folder before any work, tag the run, set up the process.
+
+        The output folder may not be, hold or lie inside the input, the model
+        being used or the work folder: a run replaces its whole output folder.
 
         Raises
         ------
@@ -57,8 +68,13 @@ class RunLog:
             If the input does not exist or is of an unsupported kind, or the
             output folder may not be written.
         """
-        input_files(source)
-        run = cls(out_dir=prepare_run_folder(out_dir), store=Store.at(work_dir))
+        protected = [("the input file", path) for path in input_files(source)]
+        if Path(source).is_dir():
+            protected.append(("the input folder", Path(source)))
+        protected.append(("the work folder", Path(work_dir)))
+        if model_dir is not None:
+            protected.append(("the model", Path(model_dir)))
+        run = cls(out_dir=prepare_run_folder(out_dir, protected), store=Store.at(work_dir))
         tag_run(flow_name, source)
         if execution.mode == "local":
             # The flow's own process does the work: let it reuse the memory it frees.

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from somseg.errors import DataError
+from somseg.layout import FAILURE_DIR
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -150,18 +151,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def prepare_run_folder(path: str | Path) -> Path:
+def prepare_run_folder(path: str | Path, protected: Sequence[tuple[str, str | Path]] = ()) -> Path:
     """Check that ``path`` may hold a run's outputs and return it resolved.
 
     A run replaces the whole folder when it succeeds, so the folder must be
-    new, empty, or a folder an earlier run wrote (it carries a marker file).
+    new, empty, or a folder an earlier run wrote (it carries a marker file
+    listing what the run wrote) holding nothing else; and it must neither
+    be, hold, nor lie inside anything the run reads or keeps (``protected``:
+    the input, the model, the work folder).
+
+    Parameters
+    ----------
+    path : str or Path
+        The output folder.
+    protected : sequence of (str, path)
+        What the run must not replace, each with how messages name it (``"the input file"``).
 
     Raises
     ------
     DataError
-        If ``path`` is a file, or a non-empty folder no run wrote.
+        If ``path`` is a file, a non-empty folder no run wrote, a run folder
+        holding files its run did not write, or overlaps a protected path.
     """
     path = Path(path).resolve()
+    for what, other in protected:
+        _refuse_overlap(path, Path(other).resolve(), what)
     if path.exists() and not path.is_dir():
         raise DataError(f"output location {path} is a file; give a folder")
     if path.is_dir() and any(path.iterdir()) and not (path / RUN_MARKER).exists():
@@ -169,12 +183,64 @@ def prepare_run_folder(path: str | Path) -> Path:
             f"output folder {path} is not empty and was not written by a segmentation run; "
             "choose a new or empty folder (a successful run replaces the folder's contents)"
         )
+    foreign = foreign_files(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DataError(
+            f"output folder {path} holds {len(foreign)} file(s) no run wrote ({shown}); a run replaces the whole "
+            "folder, so move them elsewhere or choose another output folder"
+        )
     return path
+
+
+def _refuse_overlap(out: Path, other: Path, what: str) -> None:
+    if out == other:
+        relation = "is"
+    elif out in other.parents:
+        relation = "contains"
+    elif other in out.parents:
+        relation = "is inside"
+    else:
+        return
+    raise DataError(
+        f"output folder {out} {relation} {what} {other}: a run replaces its whole output folder, which would "
+        "delete or change it; choose another output folder"
+    )
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The files in a run folder that its run did not write (a user's notes, say), as relative paths.
+
+    Files of ``last_failure/`` are a run's too. A marker from before runs
+    listed their files vouches for every file.
+    """
+    marker = folder / RUN_MARKER
+    if not marker.is_file():
+        return []
+    try:
+        written = set(json.loads(marker.read_text(encoding="utf-8"))["files"])
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [name for name in _files_below(folder) if name not in written and not name.startswith(f"{FAILURE_DIR}/")]
+
+
+def _files_below(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file() and path.name != RUN_MARKER
+    )
+
+
+def mark_run_folder(folder: Path, files: list[str] | None = None) -> None:
+    """Write the marker that says a run wrote ``folder``, listing its files (all of them when ``files`` is None)."""
+    listed = _files_below(folder) if files is None else files
+    (folder / RUN_MARKER).write_text(json.dumps({"written_by": "somseg", "files": listed}) + "\n", encoding="utf-8")
 
 
 def publish_run_folder(staging: Path, target: Path) -> Path:
     """Replace ``target`` by the fully written ``staging`` folder."""
-    (staging / RUN_MARKER).write_text("written by somseg\n", encoding="utf-8")
+    mark_run_folder(staging)
     target.parent.mkdir(parents=True, exist_ok=True)
     _replace_dir(staging, target)
     return target

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
 from somseg.gates import map_checks
-from somseg.io import RUN_MARKER, mapped_arrow_table, staged_folder, write_json
+from somseg.io import RUN_MARKER, mark_run_folder, mapped_arrow_table, staged_folder, write_json
 from somseg.layout import (
     CONFIG_FILE,
     FAILURE_DIR,
@@ -143,9 +143,8 @@ def record_failure(
         return None
     folder = out_dir / FAILURE_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / RUN_MARKER
-    if not marker.exists():
-        marker.write_text("written by somseg\n", encoding="utf-8")
+    if not (out_dir / RUN_MARKER).exists():
+        mark_run_folder(out_dir, files=[])  # a new folder: it holds only the diagnostics
     with staged_folder(folder) as staging:
         for name, path in files.items():
             shutil.copyfile(path, staging / name)

@@ -1,6 +1,7 @@
 """somseg.io: atomic writes, run folders."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -150,3 +151,36 @@ def test_publish_run_folder_to_new_location(tmp_path) -> None:
     publish_run_folder(staging, target)
     assert sorted(p.name for p in target.iterdir()) == [RUN_MARKER, "a.txt"]
     assert not staging.exists()
+
+
+def test_a_run_folder_never_holds_or_sits_inside_what_the_run_reads(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    table = run / "customers.csv"
+    table.write_text("ID,Age\n1,30\n", encoding="utf-8")
+    cases = [
+        (run, [("the model", run / "model")], "contains the model"),
+        (run / "model" / "x", [("the model", run / "model")], "is inside the model"),
+        (run, [("the input file", table)], "contains the input file"),
+        (tmp_path / "work", [("the work folder", tmp_path / "work")], "is the work folder"),
+    ]
+    for out, protected, relation in cases:
+        with pytest.raises(DataError, match=f"{relation} .*a run replaces its whole output folder"):
+            prepare_run_folder(out, protected)
+    assert prepare_run_folder(tmp_path / "elsewhere", [("the model", run / "model")]) == (tmp_path / "elsewhere").resolve()
+
+
+def test_files_a_user_added_to_a_run_folder_stop_the_next_run(tmp_path: Path) -> None:
+    staging, run = tmp_path / ".staging", tmp_path / "run"
+    (staging / "model").mkdir(parents=True)
+    (staging / "metrics.json").write_text("{}", encoding="utf-8")
+    (staging / "model" / "model.json").write_text("{}", encoding="utf-8")
+    publish_run_folder(staging, run)
+    (run / "last_failure").mkdir()
+    (run / "last_failure" / "error.txt").write_text("a run's own", encoding="utf-8")
+    assert prepare_run_folder(run) == run.resolve()  # everything in it a run wrote
+
+    (run / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(DataError, match=r"holds 1 file\(s\) no run wrote \(notes.txt\); .*move them elsewhere"):
+        prepare_run_folder(run)
+    assert (run / "notes.txt").read_text(encoding="utf-8") == "mine"

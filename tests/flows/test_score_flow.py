@@ -216,3 +216,35 @@ def test_scoring_keeps_its_own_copy_of_the_verified_bundle(split_run: dict[str, 
 
     pd.testing.assert_frame_equal(pd.read_parquet(second / "segments.parquet"), pd.read_parquet(first / "segments.parquet"))
     assert json.loads((second / "metrics.json").read_text())["model"] == str((tmp_path / "elsewhere").resolve())
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_scoring_into_the_training_run_is_refused_and_deletes_nothing(
+    split_run: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = split_run["model"].parent
+    before = _digests(run)
+
+    code = _score_cli(split_run["new"], split_run["model"], run, split_run["work"])
+
+    err = capsys.readouterr().err
+    assert code == DataError.exit_code and "contains the model" in err and "choose another output folder" in err
+    assert _digests(run) == before, "the training run, its model included, is untouched"
+
+
+def test_training_into_the_folder_that_holds_its_input_is_refused(tmp_path: Path, sample_table: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    table = folder / "customers.csv"
+    table.write_bytes(sample_table.read_bytes())
+
+    code = main(["train", str(table), "--out", str(folder), "--work-dir", str(tmp_path / "work")])
+
+    assert code == DataError.exit_code and "contains the input file" in capsys.readouterr().err
+    assert table.read_bytes() == sample_table.read_bytes()
