@@ -298,6 +298,10 @@ class CleaningFit:
         Applied to each feature after imputation, before scaling.
     blocks : sequence of sequence of int, optional
         The columns of each categorical feature's one-hot block (see :class:`FeatureCleaner`).
+    refuse_constant : bool
+        Stop the fit on a feature with one observed value: it cannot tell
+        customers apart, and a label rule on it would hold for every
+        segment (``StandardScaler`` keeps it, at scale 1).
     """
 
     features: Sequence[str]
@@ -305,6 +309,7 @@ class CleaningFit:
     source: str = "the table"
     transforms: Sequence[Transform] | None = None
     blocks: Sequence[Sequence[int]] | None = None
+    refuse_constant: bool = False
     _order: OrderStatistics | None = field(default=None, init=False)
     _profile: ValueProfile | None = field(default=None, init=False)
     _scaling: ScalingRequest | None = field(default=None, init=False)
@@ -365,6 +370,14 @@ class CleaningFit:
             if transform == "log1p" and summary.n and summary.low <= -1
         ]
         problems += below
+        if self.refuse_constant:
+            in_blocks = set(self._block_columns())
+            problems += [
+                f"column {name!r} has one value ({summary.low:g}) in all {summary.n:,} rows with a value: it cannot "
+                "tell customers apart; leave it out of the features (the config's 'features' or --features)"
+                for c, (name, summary) in enumerate(zip(self.features, profile.summaries.columns, strict=True))
+                if c not in in_blocks and summary.n and summary.low == summary.high
+            ]
         if problems:
             raise DataError(f"{self.source}: " + "; ".join(problems))
 

@@ -122,7 +122,10 @@ def _rule_margin(rule: LabelRule, z: pd.DataFrame, population: pd.DataFrame) -> 
 
 def _condition_margin(condition: Condition, z: pd.DataFrame, population: pd.DataFrame) -> np.ndarray:
     stats = population.loc[condition.feature]
-    sd = stats["sd"] if stats["sd"] > 0 else 1.0
+    if not stats["sd"] > 0:
+        # A feature with no spread describes no segment: "mean + 0 sd" would hold for every one.
+        return np.full(len(z), -np.inf)
+    sd = stats["sd"]
     threshold = condition.z if condition.z is not None else (condition.value - stats["mean"]) / sd
     observed = z[condition.feature].to_numpy(dtype=float)
     margin = observed - threshold if condition.op in (">", ">=") else threshold - observed

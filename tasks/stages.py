@@ -218,7 +218,8 @@ def cleaning_learner(features: Sequence[FeatureSpec], source: str) -> CleaningFi
         names += columns
         bounds += [bound] * len(columns)
         transforms += [feature.transform] * len(columns)
-    return CleaningFit(names, bounds, source=f"input {source}", transforms=transforms, blocks=blocks or None)
+    return CleaningFit(names, bounds, source=f"input {source}", transforms=transforms, blocks=blocks or None,
+                       refuse_constant=True)
 
 
 @dataclass(frozen=True)

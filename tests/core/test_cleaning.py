@@ -372,3 +372,15 @@ def test_a_categorical_block_counts_as_one_feature_and_a_missing_level_is_neutra
     rebuilt = FeatureCleaner.from_dict(cleaner.to_dict())
     assert rebuilt.blocks == [[1, 2, 3]]
     np.testing.assert_array_equal(rebuilt.transform_values(raw.copy()), X)
+
+
+def test_the_pipelines_cleaning_refuses_a_constant_feature_and_names_it() -> None:
+    values = np.column_stack([np.full(50, 40.0), np.arange(50.0)])
+    values[3, 0] = np.nan  # missing values do not make it vary
+    learner = CleaningFit(["Age", "Income"], source="input c.csv", refuse_constant=True)
+    with pytest.raises(DataError, match=r"input c.csv: column 'Age' has one value \(40\) in all 49 rows with a value: "
+                                        r"it cannot tell customers apart; leave it out of the features"):
+        fit_in_memory(learner, values)
+    # A level column of a categorical block may be constant (a declared level nobody has): not refused.
+    block = np.column_stack([np.ones(50), np.zeros(50), np.arange(50.0)])
+    fit_in_memory(CleaningFit(["P=a", "P=b", "x"], blocks=[[0, 1]], refuse_constant=True), block)

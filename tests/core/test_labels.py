@@ -151,13 +151,6 @@ def test_comparison_at_equality(condition, named) -> None:
         assert labeller.labels_[0] == "High Age"
 
 
-def test_zero_population_sd_is_treated_as_one() -> None:
-    population = _population(means=(40.0, 2.0, 3.0), sds=(10.0, 1.0, 0.0))
-    rows = [(10, 40.0, 2.0, 5.0)]
-    rule = LabelRule(label="Big", when=[Condition(feature="Family_Size", op=">=", z=2.0)])
-    assert SegmentLabeller([rule]).fit(_profiles(rows), population).labels_ == {0: "Big"}
-
-
 def test_nan_mean_never_meets_a_rule() -> None:
     rules = [LabelRule(label="Young", when=[Condition(feature="Age", op="<=", z=0.0)])]
     rows = [(10, np.nan, 2.4, 2.84), (10, 30.0, 2.4, 2.84)]
@@ -168,3 +161,14 @@ def test_nan_mean_never_meets_a_rule() -> None:
 def test_fit_returns_self() -> None:
     labeller = _default_labeller()
     assert labeller.fit(_profiles(list(REFERENCE.values())), _population()) is labeller
+
+
+def test_a_rule_on_a_feature_without_spread_names_no_segment() -> None:
+    rules = [LabelRule(label="Typical age", when=[Condition(feature="Age", op=">=", z=0.0)]),
+             LabelRule(label="Forty", when=[Condition(feature="Age", op="<=", value=40.0)])]
+    rows = [(500, 40.0, 1.0, 2.0), (300, 40.0, 8.0, 4.0)]  # every customer is 40
+
+    labels = SegmentLabeller(rules).fit(_profiles(rows), _population(means=(40.0, 2.4, 2.84), sds=(0.0, 3.4, 1.53)))
+
+    assert set(labels.labels_.values()).isdisjoint({"Typical age", "Forty"})
+    assert all(rule is None for rule in labels.rule_of_.values())
