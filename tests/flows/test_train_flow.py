@@ -379,3 +379,15 @@ def test_ordinal_and_categorical_levels_score_and_an_unknown_level_is_named(
                  "--work-dir", str(tmp_path / "work")])
     err = capsys.readouterr().err
     assert code == 3 and "odd.csv" in err and "'Spending_Score': 50 row(s)" in err and "'Very High'" in err
+
+
+def test_a_constant_feature_stops_the_run_naming_it(sample_table: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pd.read_csv(sample_table).assign(Age=40).to_csv(tmp_path / "forty.csv", index=False)
+
+    code = main(["train", str(tmp_path / "forty.csv"), "--config", str(REFERENCE_CONFIG), "--out", str(tmp_path / "run"),
+                 "--work-dir", str(tmp_path / "work")])
+
+    err = capsys.readouterr().err
+    assert code == 3 and "column 'Age' has one value (40) in all 5,000 rows" in err
+    assert not (tmp_path / "run" / "segments.parquet").exists()
