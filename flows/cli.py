@@ -8,7 +8,9 @@ stderr and a non-zero status, with a traceback only under ``--debug``.
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
@@ -45,11 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interrupt: the run stops, cleans up and stops its server."""
+
+
+_signals: list[int] = []  # SIGTERM once received: Prefect may re-raise the interrupt as a plain one
+
+
+def _terminate(signum: int, frame: object) -> None:
+    _signals.append(signum)
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_environment()
     from somseg.errors import SomsegError
 
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return _run(args)
     except SomsegError as error:
@@ -58,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segment {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
+        if _signals:
+            print("terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:
@@ -66,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"segment {args.command}: unexpected error: {type(error).__name__}: {error}\n"
               "rerun with --debug for the traceback", file=sys.stderr)
         return EXIT_UNEXPECTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -15,8 +15,10 @@ URL is configured (env, profile or ``prefect.toml``), nothing is launched.
 """
 
 import atexit
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +37,7 @@ from somseg.tasks.private_apis import (
 )
 
 _PORT_IN_USE_EXIT = 3  # uvicorn's exit status when it cannot bind its port
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies (linux/prctl.h)
 _POLL_SECONDS = 0.1
 _DEFAULT_STARTUP_TIMEOUT = 120.0
 _DRAIN_TIMEOUT_SECONDS = 10.0
@@ -51,6 +54,23 @@ _RECORDER_SETTINGS = {
 }
 
 
+def _die_with(parent: int) -> Any:
+    """A hook for the server's process, run between fork and exec: ask Linux to end it with its parent.
+
+    However the command ends (SIGKILL included, where no handler of its own
+    runs), the kernel then sends the server SIGTERM. A parent that died
+    before the request was made is caught by comparing the parent's id.
+    """
+
+    def hook() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
 class TemporaryServer:
     """One Prefect API server subprocess on a free local port."""
 
@@ -65,7 +85,9 @@ class TemporaryServer:
     def launch(self) -> "TemporaryServer":
         """Start the server process and return at once; :meth:`wait_ready` waits for it."""
         env = {**_RECORDER_SETTINGS, **os.environ, **TEMPORARY_SERVER_ENV}
-        self.process = subprocess.Popen(temporary_server_command(self.port), env=env)
+        # Launched before the command starts any thread, so a hook between fork and exec is safe.
+        hook = _die_with(os.getpid()) if sys.platform.startswith("linux") else None
+        self.process = subprocess.Popen(temporary_server_command(self.port), env=env, preexec_fn=hook)  # noqa: PLW1509
         atexit.register(self.stop)
         return self
 
