@@ -55,7 +55,7 @@ def test_a_launched_server_records_batches_of_task_run_events(monkeypatch: pytes
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     seen: dict = {}
-    monkeypatch.setattr(server_module.subprocess, "Popen", lambda command, env: seen.update(env) or _Stopped())
+    monkeypatch.setattr(server_module.subprocess, "Popen", lambda command, env, **options: seen.update(env) or _Stopped())
     server_module.TemporaryServer().launch()
     assert seen["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] == "200"
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "7")
