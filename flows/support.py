@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -13,7 +13,7 @@ from prefect.context import FlowRunContext
 
 from somseg.config import ExecutionConfig
 from somseg.dataset import input_files
-from somseg.io import prepare_run_folder
+from somseg.io import prepare_run_folder, recover_run_folder, run_folder_lock
 from somseg.runs import record_failure
 from somseg.tasks.catalog import Store
 from somseg.tasks.private_apis import reuse_freed_memory
@@ -46,6 +46,7 @@ class RunLog:
     diagnostics: dict[str, Path] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     failure_report: Callable[[Path, BaseException], Any] | None = None
+    held: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
     def start(
@@ -74,7 +75,17 @@ class RunLog:
         protected.append(("the work folder", Path(work_dir)))
         if model_dir is not None:
             protected.append(("the model", Path(model_dir)))
-        run = cls(out_dir=prepare_run_folder(out_dir, protected), store=Store.at(work_dir))
+        target = Path(out_dir).resolve()
+        held = ExitStack()
+        try:
+            # One run at a time on a folder; under the lock, what a killed run left is its own to clear.
+            held.enter_context(run_folder_lock(target))
+            for line in recover_run_folder(target):
+                get_run_logger().warning("output folder %s: %s", target, line)
+            run = cls(out_dir=prepare_run_folder(target, protected), store=Store.at(work_dir), held=held)
+        except BaseException:
+            held.close()
+            raise
         tag_run(flow_name, source)
         if execution.mode == "local":
             # The flow's own process does the work: let it reuse the memory it frees.
@@ -93,7 +104,7 @@ class RunLog:
 
     @contextmanager
     def keep_diagnostics_on_failure(self) -> Iterator[None]:
-        """On any error, save what is known to ``<out>/last_failure/`` and re-raise."""
+        """On any error, save what is known to ``<out>/last_failure/`` and re-raise; then release the output folder."""
         try:
             yield
         except BaseException as error:
@@ -102,3 +113,5 @@ class RunLog:
             if folder is not None:
                 get_run_logger().error("run failed; diagnostics in %s", folder)
             raise
+        finally:
+            self.held.close()

@@ -6,6 +6,7 @@ never destroys the last good output. Input tables are read by
 :mod:`somseg.dataset`.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -42,6 +43,10 @@ def _temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
+def _backup_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous-{uuid.uuid4().hex[:12]}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -64,8 +69,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def _replace_dir(source: Path, target: Path) -> None:
     # A directory cannot replace a non-empty one in a single rename, so the old
-    # one is moved aside first and restored if the second rename fails.
-    backup = _temporary_sibling(target) if target.exists() else None
+    # one is moved aside first and restored if the second rename fails (and by
+    # recover_run_folder, if the process is killed between the two renames).
+    backup = _backup_sibling(target) if target.exists() else None
     if backup is not None:
         os.replace(target, backup)
     try:
@@ -244,6 +250,69 @@ def publish_run_folder(staging: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _replace_dir(staging, target)
     return target
+
+
+@contextmanager
+def run_folder_lock(target: Path) -> Iterator[None]:
+    """Hold the output folder ``target`` for one run: a second run on it at once is refused.
+
+    The lock is an advisory ``flock`` on a hidden file beside the folder,
+    released (and the file removed) when the block ends, and by the kernel
+    if the process dies.
+
+    Raises
+    ------
+    DataError
+        If another run holds the folder.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.with_name(f".{target.name}.lock")
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise DataError(
+                f"output folder {target} is being written by another run (process {holder}); wait for it to end "
+                "or choose another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        handle.close()
+
+
+def recover_run_folder(target: Path) -> list[str]:
+    """Clear what a killed run left beside ``target``, under the folder's lock; what was done, in words.
+
+    A run that was killed while writing leaves its staging folder; one killed
+    between the two renames of the swap leaves ``target`` missing and the
+    previous run in a hidden backup, which is put back. Only folders a run
+    wrote (they carry the marker) are touched.
+    """
+    done = []
+    for staging in sorted(target.parent.glob(f".{target.name}.staging-*")):
+        _remove(staging)
+        done.append(f"removed {staging.name}, left by a run that did not finish")
+    backups = sorted(
+        (path for path in target.parent.glob(f".{target.name}.previous-*") if (path / RUN_MARKER).exists()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if backups and not target.exists():
+        os.replace(backups.pop(), target)
+        done.append(f"restored {target.name} from the backup a run killed while replacing it left")
+    for backup in backups:
+        _remove(backup)
+        done.append(f"removed {backup.name}, an earlier run's backup left by a run killed while replacing it")
+    return done
 
 
 def new_staging_folder(target: Path) -> Path:

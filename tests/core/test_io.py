@@ -184,3 +184,37 @@ def test_files_a_user_added_to_a_run_folder_stop_the_next_run(tmp_path: Path) ->
     with pytest.raises(DataError, match=r"holds 1 file\(s\) no run wrote \(notes.txt\); .*move them elsewhere"):
         prepare_run_folder(run)
     assert (run / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_one_run_at_a_time_holds_an_output_folder(tmp_path: Path) -> None:
+    from somseg.io import run_folder_lock
+
+    target = tmp_path / "runs" / "weekly"
+    with run_folder_lock(target):
+        with pytest.raises(DataError, match=r"being written by another run \(process \d+\)"), run_folder_lock(target):
+            pass
+    with run_folder_lock(target):  # released, and its file gone
+        pass
+    assert not list((tmp_path / "runs").iterdir())
+
+
+def test_what_a_killed_run_left_is_cleared_and_a_half_done_swap_undone(tmp_path: Path) -> None:
+    from somseg.io import recover_run_folder
+
+    target = tmp_path / "run"
+    staging = tmp_path / ".run.staging-abc"
+    staging.mkdir()
+    (staging / "segments.parquet").write_bytes(b"half")
+    # Killed between the two renames of a swap: the folder is gone, the previous run is in its backup.
+    backup = tmp_path / ".run.previous-def"
+    backup.mkdir()
+    (backup / RUN_MARKER).write_text("{}", encoding="utf-8")
+    (backup / "metrics.json").write_text("{}", encoding="utf-8")
+    mine = tmp_path / ".run.previous-notes"  # not a run's: left alone
+    mine.mkdir()
+
+    done = recover_run_folder(target)
+
+    assert (target / "metrics.json").is_file() and not staging.exists() and not backup.exists() and mine.exists()
+    assert any("removed .run.staging-abc" in line for line in done) and any("restored run" in line for line in done)
+    assert recover_run_folder(target) == []

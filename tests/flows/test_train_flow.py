@@ -391,3 +391,22 @@ def test_a_constant_feature_stops_the_run_naming_it(sample_table: Path, tmp_path
     err = capsys.readouterr().err
     assert code == 3 and "column 'Age' has one value (40) in all 5,000 rows" in err
     assert not (tmp_path / "run" / "segments.parquet").exists()
+
+
+def test_a_second_run_on_a_busy_folder_is_refused_and_leftovers_are_cleared(
+    sample_table: Path, tmp_path: Path, fast_config: SegmentationConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from somseg.io import run_folder_lock
+
+    out = tmp_path / "run"
+    with run_folder_lock(out.resolve()):  # another run is writing it
+        code = main(["train", str(sample_table), "--config", str(REFERENCE_CONFIG), "--out", str(out),
+                     "--work-dir", str(tmp_path / "work")])
+    assert code == 3 and "being written by another run" in capsys.readouterr().err
+    assert not out.exists()
+
+    left = tmp_path / ".run.staging-0123456789ab"  # a killed run's
+    (left / "model").mkdir(parents=True)
+    train_segments_flow(str(sample_table), str(out), fast_config, str(tmp_path / "work"))
+    assert not left.exists() and (out / "segments.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "work"], "nothing left beside the output folder"
