@@ -12,12 +12,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from prefect.states import State
 
-    from somseg.config import SegmentationConfig
+    from somseg.config import ScoringConfig, SegmentationConfig
 
 EXIT_UNEXPECTED = 70
 WORK_DIR_HELP = "folder for cached intermediate artifacts (default: $SOMSEG_WORK_DIR or .somseg)"
@@ -97,16 +97,17 @@ def _run(args: argparse.Namespace) -> int:
 
         print(f"report written to {build_report(args.run_dir)}")
         return 0
+    from somseg.layout import default_work_dir
+
+    work_dir = args.work_dir or default_work_dir()
+    config = _preflight(args, work_dir)
     from somseg.flows.server import launch_unless_configured, prefect_api
 
     server = launch_unless_configured()
     try:
-        from somseg.tasks.catalog import default_work_dir
-
-        work_dir = args.work_dir or default_work_dir()
         _preload_libraries(args.command)
         with prefect_api(server) as session:
-            state = _train(args, work_dir) if args.command == "train" else _score(args, work_dir)
+            state = _train(args, config, work_dir) if args.command == "train" else _score(args, config, work_dir)
             session.flow_run_id = state.state_details.flow_run_id
         out = state.result()
     finally:
@@ -127,12 +128,37 @@ def _preload_libraries(command: str) -> None:
         import somseg.flows.score  # noqa: F401
 
 
-def _train(args: argparse.Namespace, work_dir: str) -> "State":
-    from somseg.config import load_config
-    from somseg.flows.support import SAMPLE_TABLE
-    from somseg.flows.train import train_segments_flow
+def _preflight(args: argparse.Namespace, work_dir: str) -> Any:
+    """What needs neither the server nor the heavy libraries, checked first: the config, the input, the
+    model's folder, the output folder. A mistake there is reported in well under a second.
 
-    config = _with_overrides(load_config(args.config), args.id_column, args.features)
+    Returns the command's config.
+    """
+    from pathlib import Path
+
+    from somseg.config import load_config, load_scoring_config
+    from somseg.errors import ModelBundleError
+    from somseg.layout import SAMPLE_TABLE
+
+    model = None
+    if args.command == "train":
+        config: Any = _with_overrides(load_config(args.config), args.id_column, args.features)
+    else:
+        config, model = load_scoring_config(args.config), args.model
+        if not Path(model).is_dir():
+            raise ModelBundleError(f"model bundle {model} does not exist (give the model folder a training run wrote)")
+    # Imported once the config is read: they load pandas and pyarrow.
+    from somseg.dataset import protected_paths
+    from somseg.io import prepare_run_folder
+
+    prepare_run_folder(args.out, protected_paths(args.input or SAMPLE_TABLE, work_dir, model))
+    return config
+
+
+def _train(args: argparse.Namespace, config: "SegmentationConfig", work_dir: str) -> "State":
+    from somseg.flows.train import train_segments_flow
+    from somseg.layout import SAMPLE_TABLE
+
     _hide_tracebacks(args.debug)
     return train_segments_flow(
         input_path=args.input or SAMPLE_TABLE, out_dir=args.out, config=config, work_dir=work_dir, return_state=True
@@ -154,11 +180,9 @@ def _with_overrides(config: "SegmentationConfig", id_column: str | None, feature
     return validate_config(settings, "the config with --id-column and --features")
 
 
-def _score(args: argparse.Namespace, work_dir: str) -> "State":
-    from somseg.config import load_scoring_config
+def _score(args: argparse.Namespace, config: "ScoringConfig", work_dir: str) -> "State":
     from somseg.flows.score import score_segments_flow
 
-    config = load_scoring_config(args.config)
     _hide_tracebacks(args.debug)
     return score_segments_flow(
         input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir,

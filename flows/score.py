@@ -10,13 +10,13 @@ from pathlib import Path
 from prefect import flow
 
 from somseg.config import ScoringConfig, derived_features, encodings
-from somseg.flows.support import SAMPLE_TABLE, RunLog
+from somseg.flows.support import RunLog
 from somseg.gates import judge_drift
+from somseg.layout import SAMPLE_TABLE, default_work_dir
 from somseg.quality import scoring_suite
 from somseg.results import ScoringMetrics
 from somseg.tasks import stages
 from somseg.tasks.artifacts import publish_data_quality, publish_drift_summary
-from somseg.tasks.catalog import default_work_dir
 from somseg.tasks.executor import Executor
 from somseg.tasks.publish import publish_scores
 from somseg.tasks.quality import enforce_expectations

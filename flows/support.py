@@ -4,7 +4,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,11 @@ from prefect import get_client, get_run_logger
 from prefect.context import FlowRunContext
 
 from somseg.config import ExecutionConfig
-from somseg.dataset import input_files
+from somseg.dataset import protected_paths
 from somseg.io import prepare_run_folder, recover_run_folder, run_folder_lock
 from somseg.runs import record_failure
 from somseg.tasks.catalog import Store
 from somseg.tasks.private_apis import reuse_freed_memory
-
-SAMPLE_TABLE = str(resources.files("somseg.data") / "customers_sample.csv")
 
 
 def tag_run(flow_name: str, source: str) -> None:
@@ -69,12 +66,7 @@ class RunLog:
             If the input does not exist or is of an unsupported kind, or the
             output folder may not be written.
         """
-        protected = [("the input file", path) for path in input_files(source)]
-        if Path(source).is_dir():
-            protected.append(("the input folder", Path(source)))
-        protected.append(("the work folder", Path(work_dir)))
-        if model_dir is not None:
-            protected.append(("the model", Path(model_dir)))
+        protected = protected_paths(source, work_dir, model_dir)
         target = Path(out_dir).resolve()
         held = ExitStack()
         try:

@@ -9,7 +9,8 @@ ingest (invalid rows screened) -> validate -> clean -> train -> gate -> [choose 
 from prefect import flow
 
 from somseg.config import SegmentationConfig
-from somseg.flows.support import SAMPLE_TABLE, RunLog
+from somseg.flows.support import RunLog
+from somseg.layout import SAMPLE_TABLE, default_work_dir
 from somseg.report import failure_report
 from somseg.runs import training_metrics
 from somseg.tasks import stages
@@ -21,7 +22,6 @@ from somseg.tasks.artifacts import (
     publish_profiles,
 )
 from somseg.tasks.assessment import enforce_gates
-from somseg.tasks.catalog import default_work_dir
 from somseg.tasks.evaluation import enforce_stability
 from somseg.tasks.executor import Executor
 from somseg.tasks.expectations import training_suite

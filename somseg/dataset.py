@@ -130,6 +130,23 @@ def input_files(source: str | Path) -> list[Path]:
     return [path]
 
 
+def protected_paths(source: str, work_dir: str, model_dir: str | None = None) -> list[tuple[str, Path]]:
+    """What a run reads or keeps, which its output folder may not be, hold or lie inside.
+
+    Raises
+    ------
+    DataError
+        If the input does not exist or is of an unsupported kind.
+    """
+    protected = [("the input file", path) for path in input_files(source)]
+    if Path(source).is_dir():
+        protected.append(("the input folder", Path(source)))
+    protected.append(("the work folder", Path(work_dir)))
+    if model_dir is not None:
+        protected.append(("the model", Path(model_dir)))
+    return protected
+
+
 def numeric_columns(source: str | Path, id_column: str, sample_rows: int = _SCHEMA_SAMPLE_ROWS) -> list[str]:
     """The columns of an input that hold numbers, but the id column, in the input's order.
 

@@ -14,12 +14,16 @@ a categorical feature may be learnt from the training table
 (:func:`count_levels` on each partition, added, then :func:`learn_levels`).
 """
 
+from __future__ import annotations
+
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["ordinal", "categorical"]
 _SAMPLE_VALUES = 5
@@ -44,6 +48,8 @@ def model_columns(name: str, kind: Kind, levels: Sequence[str]) -> list[str]:
 
 
 def _as_text(values: np.ndarray | pd.Series) -> pd.Series:
+    import pandas as pd  # here: the config reads this module, and a config error should cost no pandas import
+
     text = pd.Series(values, dtype="object").astype("string").str.strip()
     return text.mask(text == "")
 
@@ -56,6 +62,8 @@ def level_codes(values: np.ndarray | pd.Series, column: str, levels: Sequence[st
     UnknownLevelError
         If a value is not missing and not a level.
     """
+    import pandas as pd
+
     text = _as_text(values)
     codes = pd.Categorical(text, categories=list(levels)).codes.astype(np.int64)
     unknown = _unknown(text, codes)
@@ -67,6 +75,8 @@ def level_codes(values: np.ndarray | pd.Series, column: str, levels: Sequence[st
 
 def unknown_levels(values: np.ndarray | pd.Series, levels: Sequence[str]) -> np.ndarray:
     """Where a value is present but none of ``levels`` (bool array)."""
+    import pandas as pd
+
     text = _as_text(values)
     return _unknown(text, pd.Categorical(text, categories=list(levels)).codes)
 

@@ -23,12 +23,17 @@ the derived value missing (it is then imputed like any other). A date
 that does not parse stops the run, naming the column and sample values.
 """
 
+from __future__ import annotations
+
 import ast
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _OPERATORS: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ast.Add: np.add,
@@ -185,7 +190,7 @@ def _check_date_call(node: ast.Call, text: str, columns: list[str], dates: list[
 
 def _reference_date(text: str) -> np.datetime64:
     try:
-        return np.datetime64(pd.Timestamp(text).tz_localize(None), "ns")
+        return np.datetime64(text.strip(), "ns")
     except (ValueError, TypeError) as exc:
         raise ValueError(f"reference date {text!r} is not a date (write it as YYYY-MM-DD)") from exc
 
@@ -213,6 +218,8 @@ def bad_dates(values: np.ndarray, date_format: str | None = None) -> np.ndarray:
 
 
 def _parse_dates(values: np.ndarray, date_format: str | None) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    import pandas as pd  # here: the config reads this module, and a config error should cost no pandas import
+
     series = pd.Series(values, dtype=object if np.asarray(values).dtype.kind in "OUS" else None)
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series

@@ -1,4 +1,16 @@
-"""Names of the files in a run folder, shared by the writers and the readers."""
+"""Names of the files in a run folder, shared by the writers and the readers, and the default locations."""
+
+import os
+from importlib import resources
+
+# The sample table a command without an input runs on.
+SAMPLE_TABLE = str(resources.files("somseg.data") / "customers_sample.csv")
+
+
+def default_work_dir() -> str:
+    """Where artifacts live unless a run says otherwise: ``$SOMSEG_WORK_DIR`` or ``.somseg``."""
+    return os.environ.get("SOMSEG_WORK_DIR", ".somseg")
+
 
 SEGMENTS_FILE = "segments.parquet"
 PROFILES_FILE = "profiles.parquet"

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
 from somseg.gates import map_checks
-from somseg.io import RUN_MARKER, mark_run_folder, mapped_arrow_table, staged_folder, write_json
+from somseg.io import RUN_MARKER, mapped_arrow_table, mark_run_folder, staged_folder, write_json
 from somseg.layout import (
     CONFIG_FILE,
     FAILURE_DIR,

@@ -27,7 +27,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,11 +61,6 @@ from somseg.validity import InvalidRows
 DONE_MARKER = "_DONE"
 Arr = TypeVar("Arr", bound="ArrayArtifact")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def default_work_dir() -> str:
-    """Where artifacts live unless a run says otherwise: ``$SOMSEG_WORK_DIR`` or ``.somseg``."""
-    return os.environ.get("SOMSEG_WORK_DIR", ".somseg")
 
 
 @dataclass(frozen=True)

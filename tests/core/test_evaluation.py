@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
@@ -307,7 +308,7 @@ def test_own_adjusted_rand_index_is_scikit_learns_to_the_last_bit() -> None:
 # ---------------------------------------------------------------- a believable k
 
 
-def _recommended_k(frame: "pd.DataFrame", features: list[str]) -> int:
+def _recommended_k(frame: pd.DataFrame, features: list[str]) -> int:
     """The k the defaults recommend for a table: cleaning, an 'auto' map, its bootstrap maps and the rule."""
     from somseg.assessment import assess_in_memory
     from somseg.cleaning import FeatureCleaner
