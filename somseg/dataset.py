@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from somseg.encoding import UnknownLevelError, count_levels, encode, model_columns, unknown_levels
@@ -570,6 +571,7 @@ def read_csv(
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
     _require_columns(path, columns, [str(name).strip() for name in raw_header])
+    check_csv_structure(path, delimiter, len(raw_header))
     try:
         frame = pd.read_csv(
             path,
@@ -588,6 +590,55 @@ def read_csv(
     for name in features:
         frame[name] = _as_text(frame[name]) if keep_text else as_float(frame[name], path, name)
     return frame[columns].reset_index(drop=True)
+
+
+def check_csv_structure(path: Path, delimiter: str, n_fields: int) -> None:
+    """Refuse a CSV file with a row of more or fewer fields than its header.
+
+    Reading some columns only, pandas would drop a row's extra fields (the
+    row then trains on shifted values) or fill missing ones with NaN (then
+    imputed). Every row is tokenised here, whatever columns are used, by
+    pyarrow's parser (quoted fields, quoted newlines and a BOM understood),
+    converting one column only.
+
+    Raises
+    ------
+    DataError
+        Naming the file, how many rows are malformed, and the first ones with
+        their line number, field count and text.
+    """
+    bad: list[Any] = []
+
+    def collect(row: Any) -> str:
+        bad.append(row)
+        return "skip"
+
+    try:
+        # The header's fields are given names of our own, so that any header (blank or repeated names) reads.
+        names = [f"f{index}" for index in range(n_fields)]
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=collect),
+            convert_options=pacsv.ConvertOptions(include_columns=names[:1], column_types={names[0]: pa.string()}),
+        )
+        for _ in reader:
+            pass
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
+    if not bad:
+        return
+    content = path.read_bytes()
+    shown = []
+    for row in bad[:_SAMPLE_VALUES]:
+        found = content.find(row.text.encode("utf-8"))
+        line = content.count(b"\n", 0, found) + 1 if found >= 0 else "?"
+        shown.append(f"line {line} has {row.actual_columns} ({row.text[:80]!r})")
+    raise DataError(
+        f"input file {path}: {len(bad)} row(s) have a different number of fields than the header's "
+        f"{bad[0].expected_columns}: {'; '.join(shown)}. A row with a field too many or too few would be read "
+        "shifted or cut short; correct the file (a value holding the delimiter must be quoted)"
+    )
 
 
 def sniff_delimiter(path: str | Path) -> str:

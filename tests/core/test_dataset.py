@@ -366,3 +366,24 @@ def test_drop_also_leaves_out_dates_and_levels_that_do_not_parse(tmp_path: Path)
     ]
     assert partition.invalid.n_invalid == 2
     assert "column 'S': 1 row(s) (1 not a category); sample values: Huge" in partition.invalid.problems()
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    (["1,30,100", "2,40,200,999", "3,50,300"], r"1 row\(s\) have a different number of fields than the header's 3: "
+                                                r"line 3 has 4 \('2,40,200,999'\)"),
+    (["1,30,100", "2,40", "3,50,300"], r"line 3 has 2 \('2,40'\)"),
+    (["1,30,100", "2,40,200", "3,5"], r"line 4 has 2 \('3,5'\)"),  # a file cut off in the middle of a row
+])
+def test_a_row_with_a_field_too_many_or_too_few_is_refused_whatever_columns_are_read(
+    tmp_path: Path, rows: list[str], expected: str
+) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text("\n".join(["ID,Age,Income", *rows]), encoding="utf-8")
+    with pytest.raises(DataError, match=f"input file .*c.csv: .*{expected}"):
+        read_table(source, "ID", ["Age"])
+
+
+def test_quoted_delimiters_and_newlines_are_one_field(tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text('\ufeffID;Name;Age\n1;"Smith; John";30\n2;"two\nlines";40\n', encoding="utf-8")
+    np.testing.assert_array_equal(read_table(source, "ID", ["Age"])["Age"], [30.0, 40.0])
