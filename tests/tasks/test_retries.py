@@ -1,5 +1,6 @@
 """Retries on transient I/O errors, none on data errors."""
 
+import errno
 import time
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def _failed_with(error: BaseException):
     [
         (_failed_with(OSError("stale NFS handle")), True),
         (_failed_with(FileNotFoundError("file being replaced")), True),
+        (_failed_with(OSError(errno.EROFS, "Read-only file system", "/data/out")), False),
+        (_failed_with(OSError(errno.ENOSPC, "No space left on device", "/data/work")), False),
+        (_failed_with(NotADirectoryError(errno.ENOTDIR, "Not a directory", "/data/file/out")), False),
         (_failed_with(DataError("column missing")), False),
         (_failed_with(DataQualityError("3 expectations failed")), False),
         (_failed_with(QualityGateError("quantization error too high")), False),
