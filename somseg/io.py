@@ -184,6 +184,14 @@ def prepare_run_folder(path: str | Path, protected: Sequence[tuple[str, str | Pa
         _refuse_overlap(path, Path(other).resolve(), what)
     if path.exists() and not path.is_dir():
         raise DataError(f"output location {path} is a file; give a folder")
+    # The run assembles its outputs beside the folder: where that is must be a writable folder.
+    anchor = path.parent
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise DataError(f"output folder {path} cannot be made: {anchor} is a file")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise DataError(f"output folder {path} cannot be written: {anchor} is read-only or not writable by this user")
     if path.is_dir() and any(path.iterdir()) and not (path / RUN_MARKER).exists():
         raise DataError(
             f"output folder {path} is not empty and was not written by a segmentation run; "

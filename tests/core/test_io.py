@@ -1,6 +1,9 @@
 """somseg.io: atomic writes, run folders."""
 
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +221,29 @@ def test_what_a_killed_run_left_is_cleared_and_a_half_done_swap_undone(tmp_path:
     assert (target / "metrics.json").is_file() and not staging.exists() and not backup.exists() and mine.exists()
     assert any("removed .run.staging-abc" in line for line in done) and any("restored run" in line for line in done)
     assert recover_run_folder(target) == []
+
+
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(DataError, match=r"cannot be made: .*notes.txt is a file"):
+        prepare_run_folder(a_file / "run")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A read-only file system (a small tmpfs mounted read-only): needs root, skipped otherwise."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                                            capture_output=True).returncode != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_an_output_folder_on_a_read_only_file_system_is_refused_before_any_work(read_only_folder: Path) -> None:
+    with pytest.raises(DataError, match=r"cannot be written: .*ro is read-only or not writable"):
+        prepare_run_folder(read_only_folder / "run")
