@@ -101,7 +101,12 @@ class RunLog:
             yield
         except BaseException as error:
             figures = {**self.figures, "durations_seconds": self.durations} if self.figures else {}
-            folder = record_failure(self.out_dir, self.diagnostics, figures, error, self.failure_report)
+            try:
+                folder = record_failure(self.out_dir, self.diagnostics, figures, error, self.failure_report)
+            except OSError as unwritable:
+                # The run's own error is what the user must see; this one only says why nothing is kept.
+                get_run_logger().error("run failed; its diagnostics could not be written: %s", unwritable)
+                raise error from None
             if folder is not None:
                 get_run_logger().error("run failed; diagnostics in %s", folder)
             raise

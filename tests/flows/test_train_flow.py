@@ -410,3 +410,18 @@ def test_a_second_run_on_a_busy_folder_is_refused_and_leftovers_are_cleared(
     train_segments_flow(str(sample_table), str(out), fast_config, str(tmp_path / "work"))
     assert not left.exists() and (out / "segments.parquet").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "work"], "nothing left beside the output folder"
+
+
+def test_diagnostics_that_cannot_be_written_do_not_hide_the_runs_error(
+    sample_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import somseg.flows.support as support
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "last_failure"))
+
+    monkeypatch.setattr(support, "record_failure", full_disk)
+    config = SegmentationConfig.model_validate({"som": {"engine": "minisom", "init": "random", "iterations": 1},
+                                                "evaluation": {"bootstrap_resamples": 0}})
+    with pytest.raises(QualityGateError, match="gates.max_topographic_error"):
+        train_segments_flow(str(sample_table), str(tmp_path / "run"), config, str(tmp_path / "work"))
