@@ -267,7 +267,6 @@ def read_part(
     partition_rows: int,
     expressions: Mapping[str, str] | None = None,
     encodings: Encodings | None = None,
-    keep_text: bool = False,
 ) -> list[pa.Table]:
     """The id column and the features of a source part, as Arrow tables of at most ``partition_rows`` rows.
 
@@ -276,9 +275,7 @@ def read_part(
     from the input columns it names, which are read and checked as numbers
     (or dates) but not kept. An ordinal or categorical feature
     (``encodings``) is read as text and coded (:mod:`somseg.encoding`):
-    ``features`` then names its model columns. With ``keep_text`` (and no
-    expressions or codes), a column that holds values that are not numbers
-    is kept as text rather than refused, for :func:`read_screened` to parse.
+    ``features`` then names its model columns.
 
     Raises
     ------
@@ -287,16 +284,23 @@ def read_part(
         values that are not numbers (dates, levels).
     """
     if expressions or encodings:
-        raw = text_columns(expressions, encodings)
-        numbers = [name for name in input_columns(features, expressions, encodings) if name not in raw]
-        tables = _read_part(part, id_column, numbers, partition_rows, raw)
+        numbers, text = _columns_to_read(features, expressions, encodings)
+        tables = _read_part(part, id_column, numbers, partition_rows, text)
         return [_derive(table, id_column, features, expressions or {}, encodings or {}, part.path) for table in tables]
-    return _read_part(part, id_column, features, partition_rows, keep_text=keep_text)
+    return _read_part(part, id_column, features, partition_rows)
 
 
 def text_columns(expressions: Mapping[str, str] | None, encodings: Encodings | None) -> list[str]:
     """The input columns read as text: the dates expressions use, and the ordinal and categorical features."""
     return list(dict.fromkeys([*date_columns(expressions), *(encodings or {})]))
+
+
+def _columns_to_read(
+    features: Sequence[str], expressions: Mapping[str, str] | None, encodings: Encodings | None
+) -> tuple[list[str], list[str]]:
+    """The input columns the model columns ``features`` need: those read as numbers, and those read as text."""
+    text = text_columns(expressions, encodings)
+    return [name for name in input_columns(features, expressions, encodings) if name not in text], text
 
 
 def _read_part(
@@ -429,9 +433,9 @@ def read_screened(
         dropped) and what the screen found in it.
     """
     expressions, encodings = expressions or {}, encodings or {}
-    text = text_columns(expressions, encodings)
-    read = [name for name in input_columns(features, expressions, encodings) if name not in text]
+    read, text = _columns_to_read(features, expressions, encodings)
     position = {name: index for index, name in enumerate(screen.columns)}
+    numbers = [n for n, kind in zip(screen.columns, screen.parsed_as or (), strict=False) if kind == "number"]
     results = []
     for raw in _read_part(part, id_column, read, partition_rows, text, keep_text=screen.policy == "drop"):
         parsed, not_numbers, texts = _parse_columns(raw, id_column, read)
@@ -441,7 +445,6 @@ def read_screened(
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
         values = np.full((table.num_rows, len(screen.columns)), np.nan)
         flags = np.zeros(values.shape, dtype=bool)
-        numbers = [n for n, kind in zip(screen.columns, screen.parsed_as or (), strict=False) if kind == "number"]
         for name in screen.columns:
             source = table if name in features else parsed
             if not screen.parsed_as or name in numbers:  # dates and levels have no range: only their flags count
