@@ -6,16 +6,18 @@ never destroys the last good output. Input tables are read by
 :mod:`somseg.dataset`.
 """
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,41 @@ if TYPE_CHECKING:
 
 ARROW_SUFFIX = ".arrow"
 RUN_MARKER = ".somseg-run"
+# Errors a retry seconds later cannot fix: the file system is read-only or full, a path
+# is a file where a folder is needed (or the reverse), or access is denied.
+PERMANENT_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM}
+)
+T = TypeVar("T")
+
+
+def os_errno(error: OSError) -> int | None:
+    """The errno of ``error``, also when the library that raised it gives it only in its message (Arrow)."""
+    if error.errno is not None:
+        return error.errno
+    found = re.search(r"\[errno (\d+)\]", str(error), re.IGNORECASE)
+    return int(found.group(1)) if found else None
+
+
+@contextmanager
+def named_write_errors(what: str) -> Iterator[None]:
+    """Raise an ``OSError`` no retry can fix (:data:`PERMANENT_ERRNOS`) as a DataError that names ``what``.
+
+    Parameters
+    ----------
+    what : str
+        What was being written, with its path (``"the work folder /x/.somseg"``);
+        a full disk or a read-only file system is then reported with the
+        folder to free or fix, rather than as an error without a path.
+    """
+    try:
+        yield
+    except OSError as error:
+        code = os_errno(error)
+        if code not in PERMANENT_ERRNOS:
+            raise
+        detail = f" ({error.filename})" if error.filename else ""
+        raise DataError(f"cannot write {what}: {os.strerror(code)}{detail}") from error
 
 
 def file_sha256(path: str | Path, block_size: int = 1 << 20) -> str:
@@ -147,6 +184,32 @@ def read_npy(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
+def read_written(path: str | Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)`` for a file the pipeline wrote, or a DataError naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file (or folder of part files) of a run folder or model bundle.
+    reader : callable
+        Reads ``path``; any OSError, ValueError (JSON, YAML, text encoding)
+        or Arrow error it raises means the file is damaged or was not written
+        by this pipeline.
+
+    Raises
+    ------
+    DataError
+        Naming ``path`` and what is wrong with it.
+    """
+    import yaml
+    from pyarrow import ArrowException
+
+    try:
+        return reader(Path(path))
+    except (OSError, ValueError, ArrowException, yaml.YAMLError) as exc:
+        raise DataError(f"{path} cannot be read as a run writes it: {type(exc).__name__}: {exc}") from exc
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -185,13 +248,7 @@ def prepare_run_folder(path: str | Path, protected: Sequence[tuple[str, str | Pa
     if path.exists() and not path.is_dir():
         raise DataError(f"output location {path} is a file; give a folder")
     # The run assembles its outputs beside the folder: where that is must be a writable folder.
-    anchor = path.parent
-    while not anchor.exists():
-        anchor = anchor.parent
-    if not anchor.is_dir():
-        raise DataError(f"output folder {path} cannot be made: {anchor} is a file")
-    if not os.access(anchor, os.W_OK | os.X_OK):
-        raise DataError(f"output folder {path} cannot be written: {anchor} is read-only or not writable by this user")
+    require_writable_folder(path.parent, f"output folder {path}")
     if path.is_dir() and any(path.iterdir()) and not (path / RUN_MARKER).exists():
         raise DataError(
             f"output folder {path} is not empty and was not written by a segmentation run; "
@@ -205,6 +262,37 @@ def prepare_run_folder(path: str | Path, protected: Sequence[tuple[str, str | Pa
             "folder, so move them elsewhere or choose another output folder"
         )
     return path
+
+
+def require_writable_folder(path: str | Path, what: str) -> None:
+    """Check that ``path`` is, or can be made as, a folder this process can write in.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder, existing or not.
+    what : str
+        How messages name the folder (``"work folder /x"``).
+
+    Raises
+    ------
+    DataError
+        If ``path`` or the nearest existing folder above it is a file, or is
+        read-only (a read-only file system, or no permission).
+    """
+    anchor = Path(path).resolve()
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise DataError(f"{what} cannot be made: {anchor} is a file")
+    try:
+        read_only = bool(os.statvfs(anchor).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise DataError(f"{what} cannot be written: {anchor} is on a read-only file system")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise DataError(f"{what} cannot be written: this user may not write in {anchor}")
 
 
 def _refuse_overlap(out: Path, other: Path, what: str) -> None:
@@ -271,30 +359,51 @@ def run_folder_lock(target: Path) -> Iterator[None]:
     Raises
     ------
     DataError
-        If another run holds the folder.
+        If another run holds the folder, or the lock file cannot be written
+        (a full or read-only file system).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
     path = target.with_name(f".{target.name}.lock")
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    with named_write_errors(f"the lock file {path} of output folder {target}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = _open_locked(path, target)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            handle.close()
+            raise
     try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
+
+
+def _open_locked(path: Path, target: Path) -> Any:
+    """The lock file at ``path``, open and locked; a DataError naming the holder if another process has it."""
+    while True:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - the caller holds it for the run
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "?"
+            handle.close()
             raise DataError(
                 f"output folder {target} is being written by another run (process {holder}); wait for it to end "
                 "or choose another output folder"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        # The holder before us removes the file as it lets go: a lock on that unlinked file
+        # would exclude no one, so lock again the file now at the path.
         try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
-    finally:
+            current: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(handle.fileno()).st_ino:
+            return handle
         handle.close()
 
 

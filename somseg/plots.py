@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.patheffects import withStroke
 
-from somseg.io import atomic_path
+from somseg.io import atomic_path, read_written
 from somseg.model import SegmentationModel
 
 DPI = 100
@@ -129,9 +129,9 @@ def load_map_view(model_dir: str | Path, segments: str | Path, profiles: str | P
     MapView
     """
     model = SegmentationModel.load(model_dir)
-    bmu = pd.read_parquet(segments, columns=["bmu"])["bmu"].to_numpy()
+    bmu = read_written(segments, lambda path: pd.read_parquet(path, columns=["bmu"])["bmu"].to_numpy())
     n_neurons = model.weights.shape[0] * model.weights.shape[1]
-    return map_view(model, np.bincount(bmu, minlength=n_neurons), pd.read_parquet(profiles))
+    return map_view(model, np.bincount(bmu, minlength=n_neurons), read_written(profiles, pd.read_parquet))
 
 
 def make_figures(view: MapView) -> dict[str, Figure]:

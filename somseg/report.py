@@ -15,17 +15,16 @@ import shutil
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from pyarrow import ArrowException
 
 from somseg.config import GateConfig, SegmentationConfig
 from somseg.errors import DataError
 from somseg.gates import map_checks
-from somseg.io import atomic_path
+from somseg.io import atomic_path, read_written
 from somseg.layout import (
     CONFIG_FILE,
     FIGURES_DIR,
@@ -40,7 +39,6 @@ from somseg.plots import FIGURES, draw_figures, load_map_view
 from somseg.results import Evaluation, TrainingMetrics
 
 _REQUIRED = (METRICS_FILE, PROFILES_FILE, SEGMENTS_FILE, MODEL_DIR)
-T = TypeVar("T")
 _NUM_CELL = '<td class="num">'
 
 # Published rules of thumb, shown as guides (never as gates).
@@ -94,26 +92,18 @@ def read_run_folder(run_dir: str | Path) -> RunFolder:
             f"{path} is not a run folder written by 'segment train'"
             + (f": it lacks {', '.join(missing)}" if path.is_dir() else ": no such folder")
         )
-    profiles = _read(path / PROFILES_FILE, pd.read_parquet)
-    config_text = _read_text(path / CONFIG_FILE)
+    profiles = read_written(path / PROFILES_FILE, pd.read_parquet)
+    config_text = read_written(path / CONFIG_FILE, _read_text)
     return RunFolder(
         path=path,
-        metrics=_read(path / METRICS_FILE, lambda p: TrainingMetrics.model_validate_json(p.read_bytes())),
+        metrics=read_written(path / METRICS_FILE, lambda p: TrainingMetrics.model_validate_json(p.read_bytes())),
         profiles=profiles,
-        validation=_read(path / VALIDATION_FILE, lambda p: json.loads(p.read_text(encoding="utf-8")))
+        validation=read_written(path / VALIDATION_FILE, lambda p: json.loads(p.read_text(encoding="utf-8")))
         if (path / VALIDATION_FILE).is_file()
         else None,
         config_text=config_text,
-        feature_names=_feature_names(config_text, profiles),
+        feature_names=read_written(path / CONFIG_FILE, lambda _: _feature_names(config_text, profiles)),
     )
-
-
-def _read(path: Path, reader: Callable[[Path], T]) -> T:
-    """``reader(path)``, or a DataError naming the file when it is unreadable or not what a run writes."""
-    try:
-        return reader(path)
-    except (OSError, ValueError, ArrowException) as exc:
-        raise DataError(f"{path} cannot be read as a run writes it: {exc}") from exc
 
 
 def build_report(run_dir: str | Path, figures_dir: str | Path | None = None, published_as: str | Path | None = None) -> Path:

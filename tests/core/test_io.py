@@ -201,6 +201,30 @@ def test_one_run_at_a_time_holds_an_output_folder(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs").iterdir())
 
 
+def test_a_lock_taken_on_a_file_its_holder_just_removed_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    import somseg.io
+    from somseg.io import run_folder_lock
+
+    opened: list[str] = []
+
+    def open_as_the_holder_lets_go(path: str, *args: object, **kwargs: object) -> object:
+        handle = builtins.open(path, *args, **kwargs)
+        opened.append(str(path))
+        if len(opened) == 1:
+            os.unlink(path)  # the run before us ended between our open and our lock
+        return handle
+
+    monkeypatch.setattr(somseg.io, "open", open_as_the_holder_lets_go, raising=False)
+    target = tmp_path / "run"
+    with run_folder_lock(target):
+        assert len(opened) == 2, "the lock on the removed file was not taken again"
+        assert (tmp_path / ".run.lock").read_text(encoding="utf-8").strip() == str(os.getpid())
+
+
 def test_what_a_killed_run_left_is_cleared_and_a_half_done_swap_undone(tmp_path: Path) -> None:
     from somseg.io import recover_run_folder
 
@@ -245,5 +269,5 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_an_output_folder_on_a_read_only_file_system_is_refused_before_any_work(read_only_folder: Path) -> None:
-    with pytest.raises(DataError, match=r"cannot be written: .*ro is read-only or not writable"):
+    with pytest.raises(DataError, match=r"cannot be written: .*ro is on a read-only file system"):
         prepare_run_folder(read_only_folder / "run")
