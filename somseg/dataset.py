@@ -187,9 +187,10 @@ def numeric_columns(source: str | Path, id_column: str, sample_rows: int = _SCHE
             frame = pd.read_csv(first, sep=sniff_delimiter(first), encoding="utf-8-sig", nrows=sample_rows,
                                 skipinitialspace=True)
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-            raise DataError(f"input file {first} is not a readable UTF-8 CSV: {exc}") from exc
-        frame.columns = [str(name).strip() for name in frame.columns]
-        names = list(frame.columns)
+            raise unreadable_csv(first, exc) from exc
+        names = csv_header(first)
+        _refuse_repeated_names(first, names, names)
+        frame.columns = names
         numeric = [name for name in names
                    if pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])]
     _require_columns(first, [id_column], names)
@@ -572,8 +573,9 @@ def read_csv(
     try:
         raw_header = pd.read_csv(path, sep=delimiter, nrows=0, encoding="utf-8-sig").columns
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
+        raise unreadable_csv(path, exc) from exc
     _require_columns(path, columns, [str(name).strip() for name in raw_header])
+    _refuse_repeated_names(path, csv_header(path, delimiter), columns)
     check_csv_structure(path, delimiter, len(raw_header))
     try:
         frame = pd.read_csv(
@@ -586,7 +588,9 @@ def read_csv(
             dtype={name: str for name in raw_header if str(name).strip() in (id_column, *raw)},
             skipinitialspace=True,
         )
-    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        raise unreadable_csv(path, exc) from exc
+    except (pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"input file {path} could not be parsed as CSV: {exc}") from exc
     frame.columns = [str(name).strip() for name in frame.columns]
     frame[id_column] = _restore_integer_ids(frame[id_column])
@@ -628,7 +632,7 @@ def check_csv_structure(path: Path, delimiter: str, n_fields: int) -> None:
         for _ in reader:
             pass
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise DataError(f"input file {path} is not a readable UTF-8 CSV: {exc}") from exc
+        raise unreadable_csv(path, exc) from exc
     if not bad:
         return
     content = path.read_bytes()
@@ -642,6 +646,57 @@ def check_csv_structure(path: Path, delimiter: str, n_fields: int) -> None:
         f"{bad[0].expected_columns}: {'; '.join(shown)}. A row with a field too many or too few would be read "
         "shifted or cut short; correct the file (a value holding the delimiter must be quoted)"
     )
+
+
+def csv_header(path: Path, delimiter: str | None = None) -> list[str]:
+    """The names of a CSV file's header as written (stripped), repeats kept; pandas would rename a repeat."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        row = next(csv.reader(handle, delimiter=delimiter or sniff_delimiter(path)), [])
+    return [name.strip() for name in row]
+
+
+def _refuse_repeated_names(path: Path, header: Sequence[str], used: Sequence[str]) -> None:
+    # Two columns of one name: which one a reader takes is an accident of the reader.
+    repeated = sorted(name for name, count in Counter(header).items() if count > 1 and name in used)
+    if repeated:
+        raise DataError(f"input file {path}: the header names column(s) {', '.join(map(repr, repeated))} more than "
+                        "once; rename the repeats so that each column the run reads has one name")
+
+
+def unreadable_csv(path: Path, exc: Exception) -> DataError:
+    """The error for a CSV file that cannot be decoded or tokenised; for bad bytes, where the first one is."""
+    if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
+        where = _first_bad_byte(path)
+        if where is not None:
+            offset, line, byte = where
+            return DataError(
+                f"input file {path} is not UTF-8 text: byte 0x{byte:02x} on line {line} (offset {offset}) is not "
+                "UTF-8; save the file as UTF-8 (Excel: 'CSV UTF-8'), or convert it, e.g. iconv -f latin1 -t utf-8"
+            )
+    return DataError(f"input file {path} is not a readable CSV: {exc}")
+
+
+def _first_bad_byte(path: Path, block_size: int = 1 << 20) -> tuple[int, int, int] | None:
+    """Offset, line number and value of the first byte that is not valid UTF-8, if any."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines = 0, 1
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                # exc.object is what the decoder held back from the previous block, then this block.
+                start = exc.start - (len(exc.object) - len(block))
+                return offset + start, lines + block.count(b"\n", 0, max(start, 0)), exc.object[exc.start]
+            offset += len(block)
+            lines += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:  # the file ends inside a character
+        return offset - len(exc.object) + exc.start, lines, exc.object[exc.start]
+    return None
 
 
 def sniff_delimiter(path: str | Path) -> str:
