@@ -149,9 +149,10 @@ def _preflight(args: argparse.Namespace, work_dir: str) -> Any:
             raise ModelBundleError(f"model bundle {model} does not exist (give the model folder a training run wrote)")
     # Imported once the config is read: they load pandas and pyarrow.
     from somseg.dataset import protected_paths
-    from somseg.io import prepare_run_folder
+    from somseg.io import prepare_run_folder, require_writable_folder
 
     prepare_run_folder(args.out, protected_paths(args.input or SAMPLE_TABLE, work_dir, model))
+    require_writable_folder(work_dir, f"work folder {work_dir}")
     return config
 
 

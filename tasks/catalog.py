@@ -48,7 +48,15 @@ from somseg.assessment import MapPartial
 from somseg.batch_som import TrainingBlock
 from somseg.cleaning import FeatureCleaner, ImputedPartition, ScalingPartial, TrainingStatistics
 from somseg.dataset import Partition, SourcePart, feature_values
-from somseg.io import atomic_path, mapped_arrow_table, read_npy, write_arrow_table, write_json, write_npy
+from somseg.io import (
+    atomic_path,
+    mapped_arrow_table,
+    named_write_errors,
+    read_npy,
+    write_arrow_table,
+    write_json,
+    write_npy,
+)
 from somseg.layout import MODEL_DIR
 from somseg.metrics import UnitMatch
 from somseg.model import SegmentationModel
@@ -558,7 +566,7 @@ def step(
                 return value
             store = next(v for v in bound.arguments.values() if isinstance(v, Store))
             folder = store.folder(name, key)
-            with writing(folder) as tmp:
+            with named_write_errors(f"step {name}'s outputs in the work folder {store.root}"), writing(folder) as tmp:
                 artifact = saves.save(value, tmp, key)
             return _relocated(artifact, tmp, folder)
 

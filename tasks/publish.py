@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from somseg.config import SegmentationConfig
-from somseg.io import staged_folder
+from somseg.io import named_write_errors, staged_folder
 from somseg.results import ScoringMetrics, TrainingMetrics
 from somseg.runs import stage_scoring_run, stage_training_run, utc_now
 from somseg.tasks.catalog import FiguresArtifact, JsonDocument, ModelArtifact, Profiles, SegmentsPart
@@ -34,7 +34,7 @@ def publish_run(
     """
     from somseg.report import build_report  # training only: scoring need not load matplotlib
 
-    with staged_folder(out_dir) as staging:
+    with named_write_errors(f"the output folder {out_dir}"), staged_folder(out_dir) as staging:
         stage_training_run(
             staging, [part.path for part in segments], profiles.path, validation.path, model.path,
             metrics.model_copy(update={"finished_at": utc_now()}), config, rejected,
@@ -53,7 +53,7 @@ def publish_scores(
     rejected: list[Path] | None = None,
 ) -> Path:
     """Swap the scored rows, the validation result, the metrics and the rejected rows (if screened to drop) into the output folder."""
-    with staged_folder(out_dir) as staging:
+    with named_write_errors(f"the output folder {out_dir}"), staged_folder(out_dir) as staging:
         stage_scoring_run(
             staging, [part.path for part in segments], validation.path, metrics.model_copy(update={"finished_at": utc_now()}),
             rejected,

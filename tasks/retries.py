@@ -1,17 +1,12 @@
 """When a failed step is worth retrying: transient I/O, never bad data."""
 
-import errno
 from typing import Any
 
 from somseg.errors import SomsegError
+from somseg.io import PERMANENT_ERRNOS, os_errno
 
 IO_RETRIES = 3
 IO_RETRY_DELAYS = [1, 4, 10]
-# Errors a retry seconds later cannot fix: the file system is read-only or full, a path
-# is a file where a folder is needed (or the reverse), or access is denied.
-PERMANENT_ERRNOS = frozenset(
-    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM}
-)
 
 
 def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -26,7 +21,7 @@ def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
     except SomsegError:
         return False
     except OSError as error:
-        return error.errno not in PERMANENT_ERRNOS
+        return os_errno(error) not in PERMANENT_ERRNOS
     except Exception:
         return False
     return False
