@@ -108,7 +108,6 @@ def test_a_webhook_block_is_called_with_json_holding_the_message_and_the_event_p
     assert sent["subject"] == "somseg: drift in score-segments run witty-fox (1 limit(s) crossed)"
     assert "feature Age PSI 0.676 > max 0.25 (drift.max_feature_psi)" in sent["text"]
     assert 'a "quoted" <line>' in sent["text"]
-    assert "outlier share 0.154 (max 0.15), segment mix PSI 0.344 (max 0.25)" in sent["text"]
     assert "deployment: score-segments/daily" in sent["text"]
     assert sent["payload"]["feature_psi"]["Age"] == 0.676 and sent["payload"]["action"] == "warn"
 
