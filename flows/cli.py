@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--work-dir", help=WORK_DIR_HELP)
     report = commands.add_parser("report", help="rebuild report.html and figures/ of a training run folder")
     report.add_argument("run_dir", help="a folder written by 'segment train'")
+    alerts = commands.add_parser("alerts", help="create or update the automations of alerts.yaml on the Prefect server")
+    alerts.add_argument("--block", help="block the alerts are sent through, as TYPE/NAME "
+                        "(default: $SOMSEG_ALERT_BLOCK or webhook/somseg-alerts)")
+    alerts.add_argument("--file", default="alerts.yaml", help="the automations (default: alerts.yaml)")
     return parser
 
 
@@ -97,6 +101,11 @@ def _run(args: argparse.Namespace) -> int:
 
         print(f"report written to {build_report(args.run_dir)}")
         return 0
+    if args.command == "alerts":
+        # Automations live on the configured server: no temporary one is started for them.
+        from somseg.flows.alerts import create_alerts, default_block
+
+        return create_alerts(args.file, args.block or default_block())
     from somseg.layout import default_work_dir
 
     work_dir = args.work_dir or default_work_dir()

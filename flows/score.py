@@ -59,7 +59,7 @@ def score_segments_flow(
         with run.step("drift"):
             verdict = judge_drift(figures, contract.training, contract.training_outlier_share, config.drift)
             publish_drift_summary(figures, config.drift, verdict)
-            check_drift(verdict, config.drift)
+            check_drift(verdict, config.drift, figures, input_path)
         metrics = ScoringMetrics(
             **figures.model_dump(), model=str(Path(model_dir).resolve()), input=input_path, n_partitions=len(table.parts),
             execution=config.execution.mode, invalid_rows=invalid_rows, drift_warnings=verdict.problems, drift=verdict, durations_seconds=run.durations,

@@ -183,18 +183,22 @@ def prefect_api(server: TemporaryServer | None) -> Iterator[ApiSession]:
     """Run the enclosed flow against ``server``, if it is still needed, then stop it.
 
     ``server`` is dropped at once when Prefect's settings already name an
-    API. Otherwise the block runs with ``PREFECT_API_URL`` pointing at it;
+    API; the logs and events still queued are then delivered to that API
+    when the block ends. Otherwise the block runs with ``PREFECT_API_URL`` pointing at it;
     afterwards the logs and events still queued are delivered, and the
     server is given the time to record every task run of the session's
     flow run, so the run is complete in its database before it stops.
     """
     session = ApiSession()
-    if server is None:
-        yield session
-        return
-    if _configured_api_url():
+    if server is not None and _configured_api_url():
         server.stop()
-        yield session
+        server = None
+    if server is None:
+        try:
+            yield session
+        finally:
+            # cli.run ends the process at once afterwards, skipping the exit hooks where Prefect would send them.
+            deliver_queued_logs_and_events(_DRAIN_TIMEOUT_SECONDS)
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

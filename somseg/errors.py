@@ -46,3 +46,9 @@ class DriftError(SomsegError):
     """New data has drifted from the training data beyond the configured limits."""
 
     exit_code = 7
+
+
+class ServerUnavailableError(SomsegError):
+    """The Prefect server a command must talk to does not answer."""
+
+    exit_code = 3
