@@ -51,7 +51,7 @@ def score_segments_flow(
             validation = stages.validate(ex, store, table, scoring_suite(contract.suite))
             run.diagnostics["validation.json"] = validation.path
             report = validation.load()
-            publish_data_quality(report, contract.suite.get("name", "model suite"))
+            publish_data_quality(report, contract.suite.get("name", "model suite"), "scoring")
             enforce_expectations(report, input_path, contract.suite.get("name", "model suite"))
         with run.step("score"):
             segments, figures = stages.score(ex, store, table, model)

@@ -54,7 +54,7 @@ def train_segments_flow(
             validation = stages.validate(ex, store, table, suite)
             run.diagnostics["validation.json"] = validation.path
             summary.validation = validation.load()
-            publish_data_quality(summary.validation, suite.get("name", config.quality.suite))
+            publish_data_quality(summary.validation, suite.get("name", config.quality.suite), "training")
             enforce_expectations(summary.validation, input_path, config.quality.suite)
         with run.step("clean"):
             cleaned = stages.clean(ex, store, table, cleaning, config.som)
@@ -86,6 +86,7 @@ def train_segments_flow(
             if evaluation is None:
                 evaluation = stages.evaluate(ex, store, assessment, weights, neuron_segment, config)
             run.figures["evaluation"] = evaluation.model_dump(mode="json")
+            summary.evaluation = evaluation
             enforce_stability(evaluation, config.evaluation)
         with run.step("label"):
             profiles = stages.label(ex, store, assessment.figures, neuron_segment, config)

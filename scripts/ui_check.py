@@ -194,7 +194,7 @@ def check(ui: str, flow_run_id: str, out: Path, executable: str, labels: Sequenc
     """Run the three page checks; the screenshots and what was found."""
     out.mkdir(parents=True, exist_ok=True)
     ids = artifact_ids(f"{ui}/api", flow_run_id)
-    missing = {"som-map", "segment-profiles", "training-summary", "data-quality"} - set(ids)
+    missing = {"som-map", "segment-profiles", "training-summary", "training-data-quality"} - set(ids)
     if missing:
         raise CheckFailed(f"flow run {flow_run_id} lacks artifacts {sorted(missing)}; it has {sorted(ids)}")
     found: dict[str, Any] = {}

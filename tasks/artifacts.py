@@ -12,11 +12,13 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -26,9 +28,17 @@ from prefect.context import FlowRunContext
 
 from somseg.config import DriftGateConfig, GateConfig
 from somseg.gates import Check, map_checks
-from somseg.layout import CONFIG_FILE, METRICS_FILE, MODEL_DIR, PROFILES_FILE, SEGMENTS_FILE, VALIDATION_FILE
+from somseg.layout import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    PROFILES_FILE,
+    REPORT_FILE,
+    SEGMENTS_FILE,
+    VALIDATION_FILE,
+)
 from somseg.quality import expectation_rows
-from somseg.results import DriftVerdict, MapFigures, ScoringFigures
+from somseg.results import DriftVerdict, Evaluation, MapFigures, ScoringFigures
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,15 +62,15 @@ class Progress:
             update_progress_artifact(self._id, round(100.0 * fraction, 1))
 
 
-def publish_data_quality(report: dict[str, Any], suite_name: str) -> None:
-    """Each expectation's outcome as a table on the run's page."""
+def publish_data_quality(report: dict[str, Any], suite_name: str, stage: Literal["training", "scoring"]) -> None:
+    """Each expectation's outcome as a table on the run's page, keyed by the stage (``training-data-quality``)."""
     if not in_a_run():
         return
     rows = [{key: _rounded(value) for key, value in row.items()} for row in expectation_rows(report)]
     statistics = report["statistics"]
     create_table_artifact(
         rows,
-        key="data-quality",
+        key=f"{stage}-data-quality",
         description=f"Great Expectations suite {suite_name!r}: {statistics['successful_expectations']} of "
         f"{statistics['evaluated_expectations']} expectations met",
     )
@@ -115,8 +125,9 @@ def training_summary_markdown(
     durations: dict[str, float],
     source: str,
     error: BaseException | None,
+    evaluation: Evaluation | None = None,
 ) -> str:
-    """Data quality, map quality against the gates, the verdict, and where the outputs are."""
+    """Data quality, map quality against the gates, the segments' evaluation, the verdict, and where the outputs are."""
     from somseg.layout import FAILURE_DIR
 
     verdict = "PASSED" if error is None else f"FAILED ({type(error).__name__})"
@@ -137,12 +148,32 @@ def training_summary_markdown(
         lines += ["**Error:**", "", "```", str(error) or type(error).__name__, "```", "",
                   f"**Outputs:** nothing was replaced in `{out_dir}`; diagnostics in `{out_dir}/{FAILURE_DIR}` "
                   "(when a check had run)."]
+    if evaluation is not None:
+        lines += ["", *evaluation_lines(evaluation)]
+    if error is None:
+        lines += ["", f"Report: [{out_dir}/{REPORT_FILE}](file://{out_dir}/{REPORT_FILE})"
+                  f" (rebuild it with `segment report {out_dir}`)."]
     rows = "?" if figures is None else f"{figures.n_rows:,}"
     lines += ["", f"Input: `{source}`, {rows} rows."]
     if durations:
         timings = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in durations.items())
         lines += ["", f"Step timings: {timings} (a cached step takes about 0 s)."]
     return "\n".join(lines)
+
+
+def evaluation_lines(evaluation: Evaluation) -> list[str]:
+    """The segments' k (and the k the run recommends, with why), separation and stability, as Markdown lines."""
+    choice, segments = evaluation.k_choice, evaluation.segments
+    used = "chosen by the run" if choice.auto else "configured"
+    lines = [f"**Segments:** k = {choice.configured_k} ({used}); recommended k = {choice.recommended_k}: {choice.reason}",
+             "", f"Silhouette {_value(segments.silhouette)}, Davies-Bouldin {_value(segments.davies_bouldin)}, "
+             f"Calinski-Harabasz {_value(segments.calinski_harabasz)}."]
+    if evaluation.stability is not None:
+        stability = evaluation.stability
+        gate = "" if stability.passed is None else f" (gate {stability.min_mean_ari}: {'pass' if stability.passed else 'FAIL'})"
+        lines.append(f"Stability over {len(stability.ari)} bootstrap maps: mean ARI {_value(stability.mean_ari)}, "
+                     f"lowest {_value(stability.min_ari)}{gate}.")
+    return lines
 
 
 class TrainingSummary:
@@ -155,6 +186,7 @@ class TrainingSummary:
         self.out_dir, self.source, self.gates, self.durations = out_dir, source, gates, durations
         self.validation: dict[str, Any] | None = None
         self.figures: MapFigures | None = None
+        self.evaluation: Evaluation | None = None
 
     @contextmanager
     def published(self) -> Iterator[None]:
@@ -169,13 +201,17 @@ class TrainingSummary:
         if not in_a_run():
             return
         markdown = training_summary_markdown(
-            self.out_dir, self.figures, self.validation, self.gates, self.durations, self.source, error
+            self.out_dir, self.figures, self.validation, self.gates, self.durations, self.source, error, self.evaluation
         )
         try:
             create_markdown_artifact(
                 markdown, key="training-summary",
                 description=f"Training run summary: {'passed' if error is None else 'FAILED'}",
             )
+            if error is None:
+                report = Path(self.out_dir) / REPORT_FILE
+                create_link_artifact(report.as_uri(), link_text=str(report), key="training-report",
+                                     description="The run's report: map, segments, evaluation, data quality")
         except Exception:  # never hide the run's own error behind a reporting one
             if error is None:
                 raise

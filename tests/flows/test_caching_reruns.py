@@ -186,8 +186,11 @@ def _runs_tagged(tag: str) -> list:
 def test_a_training_run_publishes_its_monitoring_artifacts(first_run: dict) -> None:
     artifacts = _artifacts(first_run["flow_run_id"])
 
-    assert {"training-summary", "som-map", "segment-profiles", "data-quality", "som-training"} <= set(artifacts)
+    assert {"training-summary", "som-map", "segment-profiles", "training-data-quality", "som-training",
+            "training-report"} <= set(artifacts)
+    assert (first_run["base"] / "run" / "report.html").resolve().as_uri() in artifacts["training-report"].data
     summary = artifacts["training-summary"].data
+    assert "**Segments:** k = " in summary and "recommended k = " in summary and "Silhouette 0." in summary
     assert "| data quality | 13 of 13 expectations met | all | pass |" in summary
     assert "| quantization error | 0." in summary and "| <= 0.5 | pass |" in summary
     assert str(first_run["base"] / "run") in summary
@@ -196,7 +199,7 @@ def test_a_training_run_publishes_its_monitoring_artifacts(first_run: dict) -> N
     assert artifacts["som-training"].type == "progress" and artifacts["som-training"].data == 100.0
     profiles = _table_rows(artifacts["segment-profiles"])
     assert sum(row["size"] for row in profiles) == 5000
-    quality = _table_rows(artifacts["data-quality"])
+    quality = _table_rows(artifacts["training-data-quality"])
     assert len(quality) == 13 and all(row["success"] for row in quality)
 
 
@@ -255,7 +258,7 @@ def test_failed_expectations_show_in_the_data_quality_table_and_summary(
 
     assert state.is_failed()
     artifacts = _artifacts(state.state_details.flow_run_id)
-    failed = [row for row in _table_rows(artifacts["data-quality"]) if not row["success"]]
+    failed = [row for row in _table_rows(artifacts["training-data-quality"]) if not row["success"]]
     assert [(row["expectation"], row["column"], row["unexpected_count"]) for row in failed] == [
         ("expect_column_values_to_be_unique", "ID", 14)
     ]
