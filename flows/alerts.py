@@ -30,7 +30,7 @@ AUTOMATION_TAG = "somseg"
 WEBHOOK_BLOCK_TYPE = "webhook"
 NOTIFY_CAPABILITY = "notify"
 
-_ALERT_KEYS = {"name", "description", "trigger", "notify"}
+_ALERT_KEYS = {"name", "description", "trigger", "notify", "actions"}
 _NOTIFY_KEYS = {"subject", "body"}
 
 
@@ -43,6 +43,7 @@ class Alert:
     trigger: dict[str, Any]
     subject: str
     body: str
+    actions: tuple[dict[str, Any], ...] = ()  # Prefect actions of its own, taken before any message is sent
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,20 @@ def load_alerts(path: str | Path) -> list[Alert]:
         if not isinstance(entry, dict):
             raise ConfigError(f"{label}: expected a mapping with name, trigger and notify")
         label = f"alerts file {where}, automation {entry.get('name', position)!s}"
-        missing, unknown = {"name", "trigger", "notify"} - set(entry), set(entry) - _ALERT_KEYS
+        missing, unknown = {"name", "trigger"} - set(entry), set(entry) - _ALERT_KEYS
+        if "notify" not in entry and "actions" not in entry:
+            missing.add("notify or actions")
         if missing or unknown:
             raise ConfigError(f"{label}: " + "; ".join(
                 ([f"missing {', '.join(sorted(missing))}"] if missing else [])
                 + ([f"unknown {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(_ALERT_KEYS))})"] if unknown else [])
             ))
-        notify = entry["notify"]
+        notify = entry.get("notify", {"subject": "", "body": ""})
         if not isinstance(notify, dict) or set(notify) != _NOTIFY_KEYS:
             raise ConfigError(f"{label}: notify needs exactly a subject and a body")
+        actions = entry.get("actions", [])
+        if not isinstance(actions, list) or not all(isinstance(action, dict) and "type" in action for action in actions):
+            raise ConfigError(f"{label}: actions must be a list of Prefect actions, each with a type")
         if not isinstance(entry["trigger"], dict):
             raise ConfigError(f"{label}: trigger must be a mapping (a Prefect trigger: type, match, expect, ...)")
         for key in sorted(_NOTIFY_KEYS):
@@ -135,7 +141,7 @@ def load_alerts(path: str | Path) -> list[Alert]:
                 raise ConfigError(f"{label}: notify.{key} is not a valid template: {error} (line {error.lineno})") from None
         alerts.append(Alert(
             name=str(entry["name"]), description=str(entry.get("description") or ""), trigger=entry["trigger"],
-            subject=str(notify["subject"]).strip(), body=str(notify["body"]).strip(),
+            subject=str(notify["subject"]).strip(), body=str(notify["body"]).strip(), actions=tuple(actions),
         ))
     names = [alert.name for alert in alerts]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -182,12 +188,15 @@ def webhook_payload(subject: str, body: str) -> str:
 
 
 def actions_for(alert: Alert, channel: Channel) -> list[dict[str, Any]]:
-    """The automation actions that send ``alert``'s message through ``channel``."""
+    """The automation's actions: its own (if any), then the one that sends its message through ``channel``."""
+    own = [dict(action) for action in alert.actions]
+    if not alert.subject and not alert.body:
+        return own
     if channel.kind == "webhook":
-        return [{"type": "call-webhook", "block_document_id": channel.block_document_id,
-                 "payload": webhook_payload(alert.subject, alert.body)}]
-    return [{"type": "send-notification", "block_document_id": channel.block_document_id,
-             "subject": alert.subject, "body": alert.body}]
+        return [*own, {"type": "call-webhook", "block_document_id": channel.block_document_id,
+                       "payload": webhook_payload(alert.subject, alert.body)}]
+    return [*own, {"type": "send-notification", "block_document_id": channel.block_document_id,
+                   "subject": alert.subject, "body": alert.body}]
 
 
 def automation_data(alert: Alert, channel: Channel) -> dict[str, Any]:

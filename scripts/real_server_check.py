@@ -248,9 +248,12 @@ class ServerCheck:
         result = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise CheckFailed(f"set_run_parameters.py exited {result.returncode}:\n{result.stdout}{result.stderr}")
-        config = self.get(f"/flow_runs/{flow_run_id}")["parameters"]["config"]
+        stored = self.get(f"/flow_runs/{flow_run_id}")
+        config = stored["parameters"]["config"]
         if config != {"segments": {"k": 3}, "gates": {"max_quantization_error": 0.5}}:
             raise CheckFailed(f"the run's config after the fix: {config}")
+        if "parameters-edited" not in stored["tags"]:
+            raise CheckFailed(f"the corrected run is not tagged parameters-edited: {stored['tags']}")
 
     def other_table(self) -> Path:
         """Another month's customers: 4,000 rows of the sample, so no step is cached yet."""

@@ -153,10 +153,10 @@ def test_creating_the_alerts_twice_leaves_one_automation_of_each_name() -> None:
     ids = set(client.stored)
     second = apply_automations(client, build_automations(load_alerts(ALERTS), SLACK))
 
-    assert first == [("somseg-run-failed", "created"), ("somseg-drift", "created")]
-    assert second == [("somseg-run-failed", "updated"), ("somseg-drift", "updated")]
+    assert first == [("somseg-run-failed", "created"), ("somseg-drift", "created"), ("somseg-zombie-runs", "created")]
+    assert second == [("somseg-run-failed", "updated"), ("somseg-drift", "updated"), ("somseg-zombie-runs", "updated")]
     assert set(client.stored) == ids
-    assert {a.actions[0].type for a in client.stored.values()} == {"send-notification"}
+    assert {a.actions[-1].type for a in client.stored.values()} == {"send-notification", "change-flow-run-state"}
 
 
 def test_duplicates_made_by_hand_are_folded_into_one() -> None:
@@ -173,8 +173,9 @@ def test_duplicates_made_by_hand_are_folded_into_one() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("automations: []\n", "non-empty list 'automations'"),
-    ("automations:\n  - name: a\n    trigger: {type: event}\n", "missing notify"),
-    ("automations:\n  - {name: a, trigger: {}, notify: {subject: s, body: b}, actions: []}\n", "unknown actions"),
+    ("automations:\n  - name: a\n    trigger: {type: event}\n", "missing notify or actions"),
+    ("automations:\n  - {name: a, trigger: {}, notify: {subject: s, body: b}, action: []}\n", "unknown action"),
+    ("automations:\n  - {name: a, trigger: {}, actions: [{state: CRASHED}]}\n", "each with a type"),
     ("automations:\n  - {name: a, trigger: {}, notify: {subject: s}}\n", "exactly a subject and a body"),
     ("automations:\n  - {name: a, trigger: {}, notify: {subject: '{{ oops', body: b}}\n", "notify.subject is not a valid template"),
     ("automations:\n  - {name: a, trigger: {}, notify: {subject: s, body: b}}\n"
@@ -195,6 +196,19 @@ def test_a_trigger_prefect_does_not_accept_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="automation a: not a valid Prefect automation: .*posture"):
         build_automations(load_alerts(path), WEBHOOK)
+
+
+def test_a_run_that_stopped_beating_is_marked_crashed_well_after_the_default_heartbeat() -> None:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    zombie = _automation("somseg-zombie-runs")
+    trigger = zombie.trigger
+
+    assert trigger.posture == "Proactive" and trigger.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed"} <= trigger.expect
+    # Fewer than three missed heartbeats at Prefect's default frequency would crash live runs.
+    assert trigger.within.total_seconds() >= 3 * PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
+    assert [(action.type, action.state.value) for action in zombie.actions] == [("change-flow-run-state", "CRASHED")]
 
 
 def test_a_block_is_named_by_type_and_name() -> None:

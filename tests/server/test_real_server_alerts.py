@@ -150,7 +150,7 @@ def test_the_command_creates_the_automations_once_and_refuses_an_unknown_block(a
     assert created.returncode == 0 and again.returncode == 0, _explain(alerts)
     assert "automation somseg-run-failed: created" in created.stdout
     assert "automation somseg-run-failed: updated" in again.stdout and "created" not in again.stdout
-    assert sorted(a["name"] for a in alerts["automations"]) == ["somseg-drift", "somseg-run-failed"]
+    assert sorted(a["name"] for a in alerts["automations"]) == ["somseg-drift", "somseg-run-failed", "somseg-zombie-runs"]
     assert unknown.returncode == 2 and "block webhook/nothing-here does not exist" in unknown.stderr
 
 
