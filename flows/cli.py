@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--work-dir", help=WORK_DIR_HELP)
     report = commands.add_parser("report", help="rebuild report.html and figures/ of a training run folder")
     report.add_argument("run_dir", help="a folder written by 'segment train'")
+    gc = commands.add_parser("gc", help="remove cached step outputs no run has used for a while")
+    gc.add_argument("--work-dir", help=WORK_DIR_HELP)
+    gc.add_argument("--older-than", type=float, default=30.0, metavar="DAYS",
+                    help="remove what no run has written or read for this many days (default: 30)")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     alerts = commands.add_parser("alerts", help="create or update the automations of alerts.yaml on the Prefect server")
     alerts.add_argument("--block", help="block the alerts are sent through, as TYPE/NAME "
                         "(default: $SOMSEG_ALERT_BLOCK or webhook/somseg-alerts)")
@@ -101,6 +106,8 @@ def _run(args: argparse.Namespace) -> int:
 
         print(f"report written to {build_report(args.run_dir)}")
         return 0
+    if args.command == "gc":
+        return _collect_garbage(args)
     if args.command == "alerts":
         # Automations live on the configured server: no temporary one is started for them.
         from somseg.flows.alerts import create_alerts, default_block
@@ -123,6 +130,28 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     print(f"segments written to {out}")
+    return 0
+
+
+def _collect_garbage(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    from somseg.errors import ConfigError
+    from somseg.layout import default_work_dir
+    from somseg.tasks.catalog import collect_garbage
+
+    if not args.older_than >= 0:
+        raise ConfigError(f"--older-than {args.older_than}: give a number of days, 0 or more")
+    work_dir = args.work_dir or default_work_dir()
+    done = collect_garbage(work_dir, timedelta(days=args.older_than), Path(PREFECT_LOCAL_STORAGE_PATH.value()),
+                           dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{work_dir}: {verb} {done.step_folders} step folder(s) no run used for {args.older_than:g} day(s), "
+          f"{done.leftovers} left half-written by killed runs and {done.results} cached result(s) of them: "
+          f"{done.bytes / 2**20:.1f} MiB")
     return 0
 
 

@@ -74,7 +74,9 @@ class RunLog:
             held.enter_context(run_folder_lock(target))
             for line in recover_run_folder(target):
                 get_run_logger().warning("output folder %s: %s", target, line)
-            run = cls(out_dir=prepare_run_folder(target, protected), store=Store.at(work_dir), held=held)
+            store = Store.at(work_dir)
+            held.enter_context(store.in_use())  # 'segment gc' removes nothing while a run reads the cache
+            run = cls(out_dir=prepare_run_folder(target, protected), store=store, held=held)
         except BaseException:
             held.close()
             raise

@@ -23,14 +23,18 @@ rather than hand on paths to missing files.
 """
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import inspect
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -48,8 +52,10 @@ from somseg.assessment import MapPartial
 from somseg.batch_som import TrainingBlock
 from somseg.cleaning import FeatureCleaner, ImputedPartition, ScalingPartial, TrainingStatistics
 from somseg.dataset import Partition, SourcePart, feature_values
+from somseg.errors import DataError
 from somseg.io import (
     atomic_path,
+    discard,
     mapped_arrow_table,
     named_write_errors,
     read_npy,
@@ -67,6 +73,8 @@ from somseg.tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
 from somseg.validity import InvalidRows
 
 DONE_MARKER = "_DONE"
+ARTIFACTS_DIR = "artifacts"
+GC_LOCK = ".gc.lock"
 Arr = TypeVar("Arr", bound="ArrayArtifact")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,7 +91,15 @@ class Store:
 
     def folder(self, step_name: str, key: str) -> Path:
         """The folder a step's binding ``key`` writes to."""
-        return self.root / "artifacts" / step_name / key[:32]
+        return self.root / ARTIFACTS_DIR / step_name / key[:32]
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the work folder for a run: :func:`collect_garbage` waits for no run, it refuses to start."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / GC_LOCK, "a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            yield
 
 
 # --- artifacts ---------------------------------------------------------------------------------
@@ -498,7 +514,83 @@ def _is_stale(task_ctx: TaskRunContext, key: str, folder: Path) -> bool:
 
 
 def is_complete(folder: Path) -> bool:
-    return (folder / DONE_MARKER).is_file()
+    """Whether ``folder`` was fully written; a complete folder is marked as used now (what garbage collection reads)."""
+    marker = folder / DONE_MARKER
+    try:
+        os.utime(marker)
+    except FileNotFoundError:
+        return False
+    except OSError:  # a read-only work folder can still be read from
+        return marker.is_file()
+    return True
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What :func:`collect_garbage` removed (or, in a dry run, would remove)."""
+
+    step_folders: int
+    leftovers: int
+    results: int
+    bytes: int
+
+
+def collect_garbage(work_dir: str | Path, older_than: timedelta, result_storage: Path | None,
+                    dry_run: bool = False) -> Collected:
+    """Remove the step folders no run has used for ``older_than``, and what killed runs left half-written.
+
+    A step folder's last use is when a run last wrote it or found it in the
+    cache (the mtime of its completion marker). Only folders of the
+    catalogue's own layout are touched (``artifacts/<step>/<key>/`` with
+    their marker, and the temporary ``.<key>.tmp-*`` folders a killed run
+    leaves, once older than ``older_than`` too); and in ``result_storage``
+    (Prefect's result store), the cached results of the removed folders'
+    keys, so that the store shrinks with them. A step whose folder was
+    removed is computed again by the next run that needs it.
+
+    Raises
+    ------
+    DataError
+        If a run is using the work folder (it holds it with :meth:`Store.in_use`).
+    """
+    root = Path(work_dir).resolve()
+    artifacts = root / ARTIFACTS_DIR
+    if not artifacts.is_dir():
+        return Collected(0, 0, 0, 0)
+    cutoff = time.time() - older_than.total_seconds()
+    with open(root / GC_LOCK, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"work folder {root} is in use by a run; collect garbage when no run is going") from None
+        stale, leftovers = [], []
+        for step_folder in sorted(p for p in artifacts.iterdir() if p.is_dir()):
+            for folder in step_folder.iterdir():
+                if folder.name.startswith(".") and ".tmp-" in folder.name:
+                    if folder.lstat().st_mtime < cutoff:
+                        leftovers.append(folder)
+                elif (folder / DONE_MARKER).is_file() and (folder / DONE_MARKER).stat().st_mtime < cutoff:
+                    stale.append(folder)
+        results = _stored_results(result_storage, {folder.name for folder in stale})
+        size = sum(_size(path) for path in [*stale, *leftovers, *results])
+        if not dry_run:
+            for path in [*stale, *leftovers, *results]:
+                discard(path)
+        return Collected(len(stale), len(leftovers), len(results), size)
+
+
+def _stored_results(storage: Path | None, prefixes: set[str]) -> list[Path]:
+    # Prefect names a cached result by its cache key, which for a step is the binding's digest:
+    # the step folder's name is that digest's first 32 characters.
+    if storage is None or not storage.is_dir() or not prefixes:
+        return []
+    return [path for path in storage.iterdir() if path.is_file() and path.name[:32] in prefixes]
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 @contextmanager

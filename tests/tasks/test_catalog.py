@@ -156,3 +156,86 @@ def test_an_imputed_part_loads_rows_standardised_as_the_cleaner_transforms_them(
         distinct, counts = np.unique(expected, axis=0, return_counts=True)
         np.testing.assert_array_equal(block.rows, distinct)
         np.testing.assert_array_equal(block.weight, counts)
+
+
+# --- garbage collection ---------------------------------------------------------------------------
+
+
+def _aged(path: Path, days: float) -> None:
+    when = __import__("time").time() - days * 86400
+    os.utime(path, (when, when))
+
+
+def _step_folder(root: Path, step: str, key: str, days: float) -> Path:
+    from somseg.tasks.catalog import DONE_MARKER
+
+    folder = root / "artifacts" / step / key[:32]
+    folder.mkdir(parents=True)
+    (folder / "data.npy").write_bytes(b"x" * 100)
+    (folder / DONE_MARKER).write_text("complete\n")
+    _aged(folder / DONE_MARKER, days)
+    return folder
+
+
+def test_garbage_collection_removes_only_what_no_run_used_lately_and_its_cached_results(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from somseg.tasks.catalog import collect_garbage
+
+    work, storage = tmp_path / "work", tmp_path / "results"
+    storage.mkdir()
+    old = _step_folder(work, "train-batch-som", "a" * 64, days=40)
+    recent = _step_folder(work, "train-batch-som", "b" * 64, days=3)
+    (storage / ("a" * 64)).write_text("{}")  # Prefect's result of the old folder's step
+    (storage / ("b" * 64)).write_text("{}")
+    (storage / "someone-elses-result").write_text("{}")
+    killed = work / "artifacts" / "ingest-partition" / ".cccc.tmp-0123456789ab"
+    killed.mkdir(parents=True)
+    _aged(killed, 40)
+    mine = work / "artifacts" / "notes.txt"
+    mine.write_text("mine")
+    unmarked = work / "artifacts" / "cluster-neurons" / ("d" * 32)
+    unmarked.mkdir(parents=True)
+    _aged(unmarked, 40)
+
+    would = collect_garbage(work, timedelta(days=30), storage, dry_run=True)
+    assert (would.step_folders, would.leftovers, would.results) == (1, 1, 1) and old.exists() and killed.exists()
+    done = collect_garbage(work, timedelta(days=30), storage)
+
+    assert done == would and done.bytes > 100
+    assert not old.exists() and not killed.exists() and not (storage / ("a" * 64)).exists()
+    assert recent.exists() and (storage / ("b" * 64)).exists() and (storage / "someone-elses-result").exists()
+    assert mine.read_text() == "mine" and unmarked.exists(), "what the catalogue did not write stays"
+
+
+def test_a_cache_hit_marks_the_step_folder_used(tmp_path: Path) -> None:
+    from somseg.tasks.catalog import DONE_MARKER, is_complete
+
+    folder = _step_folder(tmp_path, "clean", "e" * 64, days=40)
+
+    assert is_complete(folder)
+    assert (folder / DONE_MARKER).stat().st_mtime > __import__("time").time() - 60
+    assert not is_complete(tmp_path / "missing")
+
+
+def test_garbage_collection_waits_for_no_run(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from somseg.errors import DataError
+    from somseg.tasks.catalog import Store, collect_garbage
+
+    _step_folder(tmp_path, "clean", "f" * 64, days=40)
+    with Store.at(tmp_path).in_use(), pytest.raises(DataError, match="in use by a run"):
+        collect_garbage(tmp_path, timedelta(days=30), None)
+    assert collect_garbage(tmp_path, timedelta(days=30), None).step_folders == 1
+
+
+def test_the_gc_command_reports_what_it_removed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from somseg.flows.cli import main
+
+    _step_folder(tmp_path, "clean", "f" * 64, days=40)
+    _step_folder(tmp_path, "clean", "0" * 64, days=1)
+
+    assert main(["gc", "--work-dir", str(tmp_path), "--older-than", "7"]) == 0
+    assert "removed 1 step folder(s) no run used for 7 day(s)" in capsys.readouterr().out
+    assert main(["gc", "--work-dir", str(tmp_path), "--older-than", "-1"]) == 2
