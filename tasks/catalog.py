@@ -637,7 +637,8 @@ def step(
         argument. Without ``saves`` the value itself is the result.
     retry_io : bool
         Retry an ``OSError`` (three times, after 1, 4 and 10 s); data errors
-        are never retried.
+        are never retried. A step that ``saves`` writes files, so it always
+        retries them.
     cache : bool
         False for a step that must run every time (one that decides what
         the others' keys are, such as planning the input).
@@ -664,7 +665,7 @@ def step(
 
         policy = StepCachePolicy(step_name=name, source=source, saves=saves is not None) if cache else NO_CACHE
         options: dict[str, Any] = {"name": name, "cache_policy": policy}
-        if retry_io:
+        if retry_io or saves is not None:
             options.update(retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=retry_on_io_error)
         return task(**options)(run)
 

@@ -135,6 +135,26 @@ def test_retry_condition_retries_io_errors_only(state, retry: bool) -> None:
 IO_STEPS = [plan, ingest_partition, validate_partition, load_model, score_partition, publish_run, publish_scores]
 
 
+def _steps_that_write() -> list:
+    import importlib
+    import pkgutil
+
+    import somseg.tasks
+
+    found = []
+    for info in pkgutil.iter_modules(somseg.tasks.__path__):
+        module = importlib.import_module(f"somseg.tasks.{info.name}")
+        found += [value for value in vars(module).values()
+                  if getattr(value, "cache_policy", None) is not None and getattr(getattr(value, "cache_policy"), "saves", False)]
+    return found
+
+
+def test_every_step_that_writes_files_retries_io_errors() -> None:
+    writers = _steps_that_write()
+    assert len(writers) > 10
+    assert [step.name for step in writers if step.retries != IO_RETRIES or step.retry_condition_fn is not retry_on_io_error] == []
+
+
 @pytest.mark.parametrize("step", IO_STEPS)
 def test_io_steps_retry_with_backoff_on_io_errors_only(step) -> None:
     assert step.retries == IO_RETRIES
