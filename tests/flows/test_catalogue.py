@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from processes import processes
 
 from somseg.flows.cli import main
 from somseg.io import RUN_MARKER
@@ -393,16 +394,7 @@ def _segment(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _session_processes(session: int) -> list[int]:
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == session and fields[0] != "Z":
-                alive.append(int(entry.name))
-    return alive
+    return [process.pid for process in processes() if process.session == session]
 
 
 @pytest.mark.slow

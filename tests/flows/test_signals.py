@@ -8,29 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl")]
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+    return [process.pid for process in processes() if process.parent == pid]
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return any(process.pid == pid for process in processes())
 
 
 def _start(sample_table: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
