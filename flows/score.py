@@ -1,10 +1,10 @@
 """Scoring flow: segment new customers with a saved model, without retraining.
 
-load model (a bundle, or a registry's promoted version) -> ingest (invalid rows screened) -> validate (the model's own suite) -> score -> drift -> write.
+load model (a bundle, or a registry's promoted version) -> ingest (invalid rows screened) -> validate (the
+model's own suite) -> score -> drift -> write.
 The same on threads or on a Dask cluster: ``config.execution`` chooses
 Prefect's task runner, nothing else.
 """
-
 
 from prefect import flow
 
