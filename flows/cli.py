@@ -36,12 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
                        "default: every numeric column but the id)")
     train.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
     train.add_argument("--work-dir", help=WORK_DIR_HELP)
+    train.add_argument("--registry", help="model registry folder: register the model there as a new version and "
+                       "promote it by the config's promotion rules (default: none, the run folder's model/ only)")
     score = commands.add_parser("score", help="segment new customers with a saved model, without retraining")
     score.add_argument("input", help="CSV or Parquet table with the model's id column and features")
-    score.add_argument("--model", required=True, help="model bundle folder written by 'segment train' (DIR/model)")
+    score.add_argument("--model", required=True, help="model bundle folder written by 'segment train' (DIR/model), "
+                       "or a model registry (its promoted version)")
     score.add_argument("--out", default="runs/scored", help="output folder (default: runs/scored)")
     score.add_argument("--config", help="YAML scoring config: drift gate and chunk size")
     score.add_argument("--work-dir", help=WORK_DIR_HELP)
+    promote = commands.add_parser("promote", help="make a registered model version the one scoring uses")
+    promote.add_argument("registry", help="a model registry folder ('segment train --registry')")
+    promote.add_argument("version", help="the version to promote ('segment models REGISTRY' lists them)")
+    promote.add_argument("--reason", default="promoted by hand", help="recorded in CURRENT and HISTORY.jsonl")
+    rollback = commands.add_parser("rollback", help="promote again the version the promoted one replaced")
+    rollback.add_argument("registry", help="a model registry folder")
+    models = commands.add_parser("models", help="list a model registry's versions and which one is promoted")
+    models.add_argument("registry", help="a model registry folder")
     report = commands.add_parser("report", help="rebuild report.html and figures/ of a training run folder")
     report.add_argument("run_dir", help="a folder written by 'segment train'")
     gc = commands.add_parser("gc", help="remove cached step outputs no run has used for a while")
@@ -108,6 +119,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "gc":
         return _collect_garbage(args)
+    if args.command in ("promote", "rollback", "models"):
+        # The registry is a folder: changing its pointer needs no flow, no Prefect server.
+        return _registry_command(args)
     if args.command == "alerts":
         # Automations live on the configured server: no temporary one is started for them.
         from somseg.flows.alerts import create_alerts, default_block
@@ -155,6 +169,22 @@ def _collect_garbage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_command(args: argparse.Namespace) -> int:
+    from somseg import registry
+    from somseg.runs import utc_now
+
+    if args.command == "promote":
+        pointer = registry.promote(args.registry, args.version, args.reason, utc_now())
+    elif args.command == "rollback":
+        pointer = registry.rollback(args.registry, utc_now())
+    else:
+        print(registry.describe(args.registry))
+        return 0
+    print(f"{pointer.version} is now the promoted version of {args.registry} (previous: {pointer.previous or 'none'}; "
+          f"{pointer.reason})")
+    return 0
+
+
 def _preload_libraries(command: str) -> None:
     # Imported now, while the temporary server starts on the other core, not
     # later in the middle of a step: Great Expectations is slow to import.
@@ -178,19 +208,29 @@ def _preflight(args: argparse.Namespace, work_dir: str) -> Any:
     from somseg.errors import ModelBundleError
     from somseg.layout import SAMPLE_TABLE
 
-    model = None
+    model = registry = None
     if args.command == "train":
         config: Any = _with_overrides(load_config(args.config), args.id_column, args.features)
+        registry = args.registry
     else:
         config, model = load_scoring_config(args.config), args.model
         if not Path(model).is_dir():
-            raise ModelBundleError(f"model bundle {model} does not exist (give the model folder a training run wrote)")
+            raise ModelBundleError(f"model bundle {model} does not exist (give the model folder a training run wrote, "
+                                   "or a model registry)")
     # Imported once the config is read: they load pandas and pyarrow.
     from somseg.dataset import protected_paths
     from somseg.io import prepare_run_folder, require_writable_folder
 
-    prepare_run_folder(args.out, protected_paths(args.input or SAMPLE_TABLE, work_dir, model))
+    if model is not None:
+        from somseg.registry import resolve_model
+
+        resolve_model(model)  # a registry with nothing promoted is named now, not after the server started
+    prepare_run_folder(args.out, protected_paths(args.input or SAMPLE_TABLE, work_dir, model, registry))
     require_writable_folder(work_dir, f"work folder {work_dir}")
+    if registry is not None:
+        from somseg.registry import check_registry_folder
+
+        require_writable_folder(check_registry_folder(registry), f"model registry {registry}")
     return config
 
 
@@ -200,7 +240,8 @@ def _train(args: argparse.Namespace, config: "SegmentationConfig", work_dir: str
 
     _hide_tracebacks(args.debug)
     return train_segments_flow(
-        input_path=args.input or SAMPLE_TABLE, out_dir=args.out, config=config, work_dir=work_dir, return_state=True
+        input_path=args.input or SAMPLE_TABLE, out_dir=args.out, config=config, work_dir=work_dir,
+        registry=args.registry, return_state=True,
     )
 
 

@@ -1,11 +1,10 @@
 """Scoring flow: segment new customers with a saved model, without retraining.
 
-load model -> ingest (invalid rows screened) -> validate (the model's own suite) -> score -> drift -> write.
+load model (a bundle, or a registry's promoted version) -> ingest (invalid rows screened) -> validate (the
+model's own suite) -> score -> drift -> write.
 The same on threads or on a Dask cluster: ``config.execution`` chooses
 Prefect's task runner, nothing else.
 """
-
-from pathlib import Path
 
 from prefect import flow
 
@@ -13,7 +12,9 @@ from somseg.config import ScoringConfig, derived_features, encodings
 from somseg.flows.support import RunLog
 from somseg.gates import judge_drift
 from somseg.layout import SAMPLE_TABLE, default_work_dir
+from somseg.model import bundle_version, scoring_metadata
 from somseg.quality import scoring_suite
+from somseg.registry import resolve_model
 from somseg.results import ScoringMetrics
 from somseg.tasks import stages
 from somseg.tasks.artifacts import publish_data_quality, publish_drift_summary
@@ -31,13 +32,22 @@ def score_segments_flow(
     config: ScoringConfig = ScoringConfig(),
     work_dir: str = default_work_dir(),
 ) -> str:
-    """Assign new customers to the segments of a trained model and measure drift."""
+    """Assign new customers to the segments of a trained model and measure drift.
+
+    ``model_dir`` is a model bundle folder (a training run's ``model/``) or a
+    model registry, whose promoted version is then used.
+    """
     run = RunLog.start("score-segments", input_path, out_dir, work_dir, config.execution, model_dir=model_dir)
     store = run.store
     with run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
         with run.step("load-model"):
-            model = stages.load_bundle(ex, store, model_dir)
+            # Read once, here: a promotion during the run does not change the model it scores with.
+            resolved = resolve_model(model_dir)
+            model = stages.load_bundle(ex, store, str(resolved.bundle))
             contract = model.load()
+            version = resolved.version or bundle_version(resolved.bundle)
+            if resolved.registry is not None:
+                print(f"model: version {version} of registry {resolved.registry}")
         with run.step("ingest"):
             # The invalid-row rule is the model's training config's, unless the scoring config sets it.
             quality = config.quality.resolve(contract.config)
@@ -54,14 +64,16 @@ def score_segments_flow(
             publish_data_quality(report, contract.suite.get("name", "model suite"), "scoring")
             enforce_expectations(report, input_path, contract.suite.get("name", "model suite"))
         with run.step("score"):
-            segments, figures = stages.score(ex, store, table, model)
+            segments, figures = stages.score(ex, store, table, model, scoring_metadata(version, contract.provenance))
             run.figures = figures.model_dump(mode="json")
         with run.step("drift"):
             verdict = judge_drift(figures, contract.training, contract.training_outlier_share, config.drift)
             publish_drift_summary(figures, config.drift, verdict)
             check_drift(verdict, config.drift, figures, input_path)
         metrics = ScoringMetrics(
-            **figures.model_dump(), model=str(Path(model_dir).resolve()), input=input_path, n_partitions=len(table.parts),
+            **figures.model_dump(), model=str(resolved.bundle), model_version=version,
+            model_registry=None if resolved.registry is None else str(resolved.registry),
+            model_provenance=contract.provenance, input=input_path, n_partitions=len(table.parts),
             execution=config.execution.mode, invalid_rows=invalid_rows, drift_warnings=verdict.problems, drift=verdict, durations_seconds=run.durations,
         )
         publish_scores(run.out_dir, segments, validation, metrics, table.rejected if screen.policy == "drop" else None)

@@ -33,6 +33,12 @@ def tag_run(flow_name: str, source: str) -> None:
         client.update_flow_run(context.flow_run.id, tags=sorted(set(context.flow_run.tags) | wanted))
 
 
+def flow_run_id() -> str | None:
+    """The id of the running flow run; None outside one."""
+    context = FlowRunContext.get()
+    return None if context is None or context.flow_run is None else str(context.flow_run.id)
+
+
 @dataclass
 class RunLog:
     """A run's output folder, catalogue, step timings, and what to keep if it fails."""
@@ -54,11 +60,13 @@ class RunLog:
         work_dir: str,
         execution: ExecutionConfig,
         model_dir: str | None = None,
+        registry: str | None = None,
     ) -> "RunLog":
         """Check the input and the output folder before any work, tag the run, set up the process.
 
         The output folder may not be, hold or lie inside the input, the model
-        being used or the work folder: a run replaces its whole output folder.
+        being used, the model registry or the work folder: a run replaces its
+        whole output folder.
 
         Raises
         ------
@@ -66,7 +74,7 @@ class RunLog:
             If the input does not exist or is of an unsupported kind, or the
             output folder may not be written.
         """
-        protected = protected_paths(source, work_dir, model_dir)
+        protected = protected_paths(source, work_dir, model_dir, registry)
         target = Path(out_dir).resolve()
         held = ExitStack()
         try:

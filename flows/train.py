@@ -2,17 +2,21 @@
 
 The recipe of the reference analysis (REFERENCE.md), one stage per line:
 ingest (invalid rows screened) -> validate -> clean -> train -> gate -> [choose k, when 'auto'] -> cluster
--> evaluate -> label -> write (model, segments, figures, report). The same on threads or on a Dask cluster:
+-> evaluate -> label -> write (model, segments, figures, report) -> [register and promote the model, with a
+registry]. The same on threads or on a Dask cluster:
 ``config.execution`` chooses Prefect's task runner, nothing else.
 """
 
 from prefect import flow
 
 from somseg.config import SegmentationConfig
-from somseg.flows.support import RunLog
-from somseg.layout import SAMPLE_TABLE, default_work_dir
+from somseg.flows.support import RunLog, flow_run_id
+from somseg.layout import MODEL_DIR, SAMPLE_TABLE, default_work_dir
+from somseg.model import config_sha256
+from somseg.registry import check_registry_folder
 from somseg.report import failure_report
-from somseg.runs import training_metrics
+from somseg.results import Provenance
+from somseg.runs import record_promotion, training_metrics, utc_now
 from somseg.tasks import stages
 from somseg.tasks.artifacts import (
     Progress,
@@ -27,6 +31,7 @@ from somseg.tasks.executor import Executor
 from somseg.tasks.expectations import training_suite
 from somseg.tasks.publish import publish_run
 from somseg.tasks.quality import enforce_expectations
+from somseg.tasks.registry import promote_model
 
 
 @flow(name="train-segments", log_prints=True)
@@ -35,11 +40,19 @@ def train_segments_flow(
     out_dir: str = "runs/latest",
     config: SegmentationConfig = SegmentationConfig(),
     work_dir: str = default_work_dir(),
+    registry: str | None = None,
 ) -> str:
-    """Train a segmentation on a customer table and write segments, profiles, metrics, model and report."""
+    """Train a segmentation on a customer table and write segments, profiles, metrics, model and report.
+
+    With ``registry`` (a model registry folder), the published model is also
+    registered there as a new version and, by ``config.promotion``'s rules,
+    promoted for scoring.
+    """
     config = stages.resolve_features(config, input_path)
     suite = training_suite(config)
-    run = RunLog.start("train-segments", input_path, out_dir, work_dir, config.execution)
+    if registry is not None:
+        check_registry_folder(registry)  # a registry that cannot take the model is named before any work
+    run = RunLog.start("train-segments", input_path, out_dir, work_dir, config.execution, registry=registry)
     store, names = run.store, config.feature_names
     summary = TrainingSummary(str(run.out_dir), input_path, config.gates, run.durations)
     with summary.published(), run.keep_diagnostics_on_failure(), Executor(config.execution) as ex:
@@ -94,8 +107,21 @@ def train_segments_flow(
         with run.step("write"):
             outputs = stages.write(ex, store, table, assessment, cleaned.cleaning, weights, neuron_segment, profiles, suite,
                                    config)
+        comparison = None
+        if registry is not None:
+            with run.step("compare"):  # before publishing: a failure here leaves the last good run in place
+                comparison = stages.compare_with_promoted(ex, store, registry, table, outputs.segments, config)
         metrics = metrics.model_copy(update={"evaluation": evaluation, "outlier_share": outputs.outlier_share,
                                              "durations_seconds": run.durations})
+        provenance = Provenance(trained_at=utc_now(), training_run_id=flow_run_id(), run_dir=str(run.out_dir),
+                                input=input_path, input_sha256=table.digest,
+                                config_sha256=config_sha256(config.model_dump(mode="json")))
         publish_run(run.out_dir, outputs.segments, profiles, validation, outputs.model, metrics, config,
-                    outputs.figures, table.rejected if screen.policy == "drop" else None)
+                    outputs.figures, table.rejected if screen.policy == "drop" else None, provenance)
+        if registry is not None:
+            # After publishing: a run that fails before its outputs are in place never registers or promotes.
+            with run.step("promote"):
+                promotion = promote_model(registry, run.out_dir / MODEL_DIR, config.promotion, metrics.gates_passed,
+                                          comparison)
+                record_promotion(run.out_dir, promotion)
     return str(run.out_dir)

@@ -14,12 +14,13 @@ In a temporary folder (its own PREFECT_HOME, result storage, outputs):
    parameters, and on another table with a tiny
    ``gates.max_quantization_error``; a worker (``prefect worker start --pool
    somseg-pool --run-once``) runs both: the first Completed, the second
-   Failed at the gate;
+   Failed at the gate; both write into one model registry, which then holds
+   the first run's version only, promoted;
 5. fixes the threshold of the failed run (a retried run keeps its
    parameters, so they are corrected first through the API, with
    ``scripts/set_run_parameters.py <id> config.gates.max_quantization_error=0.5``),
    ``prefect flow-run retry <id>``, and triggers the scoring deployment on
-   the first run's model; a worker runs both: the retried attempt's steps
+   the registry (its promoted model); a worker runs both: the retried attempt's steps
    up to the map are Cached, the rest Completed, and both end Completed;
 6. with ``--ui``, checks the training run's artifacts in headless Chromium
    (scripts/ui_check.py) and saves screenshots in DIR;
@@ -123,21 +124,28 @@ class ServerCheck:
         self.lap("deploy")
         schedules = self.check_schedules()
 
-        trained = self.trigger(TRAIN, out_dir=str(self.base / "weekly"), work_dir=str(self.base / "work"))
+        # Every run names its own registry: the deployment's is relative to the checkout.
+        registry = str(self.base / "models")
+        trained = self.trigger(TRAIN, out_dir=str(self.base / "weekly"), work_dir=str(self.base / "work"),
+                               registry=registry)
         strict = {"segments": {"k": 3}, "gates": {"max_quantization_error": 0.01}}
         failing = self.trigger(TRAIN, input_path=str(self.other_table()), out_dir=str(self.base / "november"),
-                               work_dir=str(self.base / "work"), config=strict)
+                               work_dir=str(self.base / "work"), config=strict, registry=registry)
         self.worker(2)
         self.expect_state(trained, "Completed")
         self.expect_state(failing, "Failed", message="quality gate failed")
         first = self.task_states(failing, attempt=1, expected=BEFORE_CLUSTERING + ("enforce-quality-gates",))
         if first.get("enforce-quality-gates") != "Failed" or set(FROM_CLUSTERING) & set(first):
             raise CheckFailed(f"the failing run should stop at the gate; its task runs: {first}")
+        versions = sorted(p.name for p in (self.base / "models" / "versions").iterdir())
+        current = json.loads((self.base / "models" / "CURRENT").read_text())["version"]
+        if len(versions) != 1 or current != versions[0]:
+            raise CheckFailed(f"the registry should hold the passing run's version only, promoted: {versions}, {current}")
         self.lap("training runs (one passes, one fails at the gate)")
 
         self.fix_threshold(failing)
         self.prefect("flow-run", "retry", failing)
-        scored = self.trigger(SCORE, model_dir=str(self.base / "weekly" / "model"),
+        scored = self.trigger(SCORE, model_dir=registry,
                               out_dir=str(self.base / "daily"), work_dir=str(self.base / "work"))
         self.worker(2)
         self.expect_state(failing, "Completed")

@@ -355,6 +355,24 @@ class QualityConfig(_Section):
     )
 
 
+class PromotionConfig(_Section):
+    """When a training run that writes into a model registry makes its model the one scoring uses."""
+
+    auto: bool = Field(
+        True,
+        description="Promote the new version as the run succeeds (its gates passed); false: register it only, "
+        "and promote it by hand with 'segment promote'.",
+    )
+    min_label_agreement: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Promote only if at least this share of the training rows keep their segment label under the "
+        "new version (compared with the promoted one, on the same features); none = not checked. Not checked when "
+        "nothing is promoted yet.",
+    )
+
+
 class LocalClusterSpec(_Section):
     """A Dask cluster started for the run on this machine (when no scheduler address is given)."""
 
@@ -417,6 +435,9 @@ class SegmentationConfig(_Section):
     outliers: OutliersConfig = Field(default_factory=OutliersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = Field(
+        default_factory=PromotionConfig, description="With a model registry: when the new model becomes the one scoring uses."
+    )
     execution: ExecutionConfig = Field(
         default_factory=ExecutionConfig, description="Where the run executes: in this process or on a Dask cluster."
     )

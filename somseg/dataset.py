@@ -14,6 +14,7 @@ integers, IDs such as ``007`` stay text).
 
 import csv
 import glob
+import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,21 @@ def plan_input(source: str | Path, columns: Sequence[str], partition_rows: int) 
     return parts
 
 
+def source_digest(parts: Sequence[SourcePart]) -> str:
+    """SHA-256 of an input's content from its plan: the file's own for one file, else of the files' SHA-256s in order.
+
+    Parameters
+    ----------
+    parts : sequence of SourcePart
+        The plan of the input (:func:`plan_input`); a file split into several
+        parts counts once.
+    """
+    digests = list(dict.fromkeys(part.digest for part in parts))
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(f"{digest}\n" for digest in digests).encode()).hexdigest()
+
+
 def input_files(source: str | Path) -> list[Path]:
     """The files of an input, in dataset order; see :func:`plan_input`."""
     text = str(source)
@@ -131,7 +147,9 @@ def input_files(source: str | Path) -> list[Path]:
     return [path]
 
 
-def protected_paths(source: str, work_dir: str, model_dir: str | None = None) -> list[tuple[str, Path]]:
+def protected_paths(
+    source: str, work_dir: str, model_dir: str | None = None, registry: str | None = None
+) -> list[tuple[str, Path]]:
     """What a run reads or keeps, which its output folder may not be, hold or lie inside.
 
     Raises
@@ -145,6 +163,8 @@ def protected_paths(source: str, work_dir: str, model_dir: str | None = None) ->
     protected.append(("the work folder", Path(work_dir)))
     if model_dir is not None:
         protected.append(("the model", Path(model_dir)))
+    if registry is not None:
+        protected.append(("the model registry", Path(registry)))
     return protected
 
 

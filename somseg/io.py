@@ -135,15 +135,29 @@ def write_json(path: str | Path, payload: Any) -> Path:
     return Path(path)
 
 
-def write_parquet(path: str | Path, frame: pd.DataFrame, dictionary_columns: Sequence[str] | None = None) -> Path:
+def write_parquet(
+    path: str | Path,
+    frame: pd.DataFrame,
+    dictionary_columns: Sequence[str] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write a DataFrame to Parquet atomically, without its index.
 
     ``dictionary_columns``, when given, are the only columns Parquet
-    dictionary-encodes (by default it tries every column).
+    dictionary-encodes (by default it tries every column). ``metadata``
+    is added to the file's key-value metadata (beside pandas' own).
     """
     options = {} if dictionary_columns is None else {"use_dictionary": list(dictionary_columns)}
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, **options)
+        if not metadata:
+            frame.to_parquet(tmp, index=False, **options)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            extra = {key.encode(): value.encode() for key, value in metadata.items()}
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp, **options)
     return Path(path)
 
 

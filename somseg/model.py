@@ -13,9 +13,18 @@ A bundle is a folder of plain files, never a pickle:
 ``expectations.json``
     The Great Expectations suite the training data passed, so that scoring
     validates new data with the same contract.
+``provenance.json``
+    Which training run, input and config made the model, and when
+    (:class:`somseg.results.Provenance`). Added as a training run publishes
+    its outputs; a bundle from before has none, and reads as before.
 ``MANIFEST.json``
     SHA-256 of each file above; :meth:`SegmentationModel.load` refuses a
     bundle whose files do not match it.
+
+A bundle's *version* is the time it was trained and a short digest of its
+files (:func:`bundle_version`), ``20261130T020512Z-3fa9c2b1``: the name of
+its folder in a model registry (:mod:`somseg.registry`), and what a scoring
+run records.
 """
 
 import hashlib
@@ -36,7 +45,7 @@ from somseg.config import FeatureSpec, SegmentationConfig
 from somseg.errors import ModelBundleError
 from somseg.io import atomic_path, file_sha256, read_npy
 from somseg.metrics import UnitMatch, match_units
-from somseg.results import MapFigures, TrainingRecord
+from somseg.results import MapFigures, Provenance, TrainingRecord
 
 FORMAT_NAME = "somseg-model"
 FORMAT_VERSION = 1
@@ -44,6 +53,8 @@ MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npy"
 SUITE_FILE = "expectations.json"
 MANIFEST_FILE = "MANIFEST.json"
+PROVENANCE_FILE = "provenance.json"
+VERSION_DIGEST_CHARS = 8
 _LIBRARIES = ("somseg", "numpy", "pandas", "pyarrow", "scikit-learn", "minisom")
 
 SEGMENT_COLUMNS = ("bmu", "segment", "segment_label", "quantization_error", "is_outlier")
@@ -104,6 +115,7 @@ class SegmentationModel:
     training: TrainingRecord
     config: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=lambda: library_versions())
+    provenance: Provenance | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -189,12 +201,9 @@ class SegmentationModel:
             with open(tmp / WEIGHTS_FILE, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(self.weights, dtype=np.float64), allow_pickle=False)
             (tmp / SUITE_FILE).write_text(json.dumps(self.suite, indent=2) + "\n", encoding="utf-8")
-            manifest = {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "sha256": {name: file_sha256(tmp / name) for name in (MODEL_FILE, WEIGHTS_FILE, SUITE_FILE)},
-            }
-            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            if self.provenance is not None:
+                _write_provenance(tmp, self.provenance)
+            _write_manifest(tmp)
         return folder
 
     @classmethod
@@ -225,6 +234,7 @@ class SegmentationModel:
             training=meta.training,
             config=meta.config,
             libraries=meta.libraries,
+            provenance=_read_provenance(folder, manifest),
         )
 
     def library_mismatches(self) -> dict[str, tuple[str, str]]:
@@ -279,6 +289,103 @@ class BundleSource:
         return cls(str(folder), digest.hexdigest())
 
 
+def add_provenance(folder: str | Path, provenance: Provenance) -> None:
+    """Write ``provenance.json`` into the bundle at ``folder`` and seal it in the manifest.
+
+    The bundle is changed in place, file by file: call it on a copy that
+    nobody reads yet (a run's staging folder), never on a published bundle.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A bundle written by :meth:`SegmentationModel.save`.
+    provenance : Provenance
+        Which run, input and config made the model.
+    """
+    folder = Path(folder)
+    _read_manifest(folder)
+    _write_provenance(folder, provenance)
+    _write_manifest(folder)
+
+
+def config_sha256(config: dict[str, Any]) -> str:
+    """SHA-256 of a config (its JSON form) as canonical JSON: sorted keys, no spaces."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def bundle_digest(folder: str | Path) -> str:
+    """SHA-256 of a bundle's content: of its manifest's checksums, file by file in name order.
+
+    Raises
+    ------
+    ModelBundleError
+        If ``folder`` is not a bundle of this format.
+    """
+    manifest = _read_manifest(Path(folder))
+    listed = sorted(manifest.get("sha256", {}).items())
+    return hashlib.sha256("".join(f"{name}:{digest}\n" for name, digest in listed).encode()).hexdigest()
+
+
+def version_name(trained_at: str, digest: str) -> str:
+    """A version's name from when it was trained (ISO 8601) and its content digest: ``20261130T020512Z-3fa9c2b1``.
+
+    Names sort by training time, and two bundles trained in the same second
+    still differ by their digest.
+    """
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(trained_at)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{digest[:VERSION_DIGEST_CHARS]}"
+
+
+def bundle_version(folder: str | Path) -> str | None:
+    """The version of the bundle at ``folder`` (:func:`version_name`); None for a bundle without provenance.
+
+    Raises
+    ------
+    ModelBundleError
+        If ``folder`` is not a bundle of this format, or its provenance is damaged.
+    """
+    folder = Path(folder)
+    provenance = read_provenance(folder)
+    return None if provenance is None else version_name(provenance.trained_at, bundle_digest(folder))
+
+
+def scoring_metadata(version: str | None, provenance: Provenance | None) -> dict[str, str]:
+    """The key-value metadata a scoring run writes into ``segments.parquet``: which model, trained by which run on what.
+
+    Keys are ``somseg.model_version``, ``somseg.trained_at``,
+    ``somseg.training_run_id``, ``somseg.training_input`` and
+    ``somseg.training_input_sha256``; an unknown value (a bundle without
+    provenance) is left out.
+    """
+    values = {"somseg.model_version": version}
+    if provenance is not None:
+        values |= {
+            "somseg.trained_at": provenance.trained_at,
+            "somseg.training_run_id": provenance.training_run_id,
+            "somseg.training_input": provenance.input,
+            "somseg.training_input_sha256": provenance.input_sha256,
+        }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def read_provenance(folder: str | Path) -> Provenance | None:
+    """The provenance of the bundle at ``folder``, checked against its manifest; None when it has none.
+
+    Raises
+    ------
+    ModelBundleError
+        If ``folder`` is not a bundle of this format, or ``provenance.json``
+        does not match its checksum or its schema.
+    """
+    folder = Path(folder)
+    return _read_provenance(folder, _read_manifest(folder))
+
+
 def library_versions() -> dict[str, str]:
     """Versions of Python and of the libraries a bundle's numbers depend on."""
     versions = {"python": platform.python_version()}
@@ -308,6 +415,39 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
             f"this release reads version {FORMAT_VERSION}. Retrain the model with this release."
         )
     return manifest
+
+
+def _write_provenance(folder: Path, provenance: Provenance) -> None:
+    (folder / PROVENANCE_FILE).write_text(provenance.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def _write_manifest(folder: Path) -> None:
+    names = [MODEL_FILE, WEIGHTS_FILE, SUITE_FILE] + ([PROVENANCE_FILE] if (folder / PROVENANCE_FILE).is_file() else [])
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "sha256": {name: file_sha256(folder / name) for name in names},
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_provenance(folder: Path, manifest: dict[str, Any]) -> Provenance | None:
+    # Only a provenance the manifest seals counts: a stray file beside an older bundle is not its record.
+    expected = manifest.get("sha256", {}).get(PROVENANCE_FILE)
+    if expected is None:
+        return None
+    path = folder / PROVENANCE_FILE
+    if not path.is_file():
+        raise ModelBundleError(f"model bundle {folder} is missing {PROVENANCE_FILE}")
+    if file_sha256(path) != expected:
+        raise ModelBundleError(
+            f"model bundle {folder}: checksum of {PROVENANCE_FILE} does not match {MANIFEST_FILE}; "
+            "the bundle is corrupted or was edited"
+        )
+    try:
+        return Provenance.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ModelBundleError(f"model bundle {folder}: {PROVENANCE_FILE} is not a provenance record: {exc}") from exc
 
 
 def _read_metadata(folder: Path) -> ModelMetadata:

@@ -6,6 +6,9 @@
   run's ``metrics.json``, versioned by :data:`METRICS_SCHEMA_VERSION`.
 * :class:`TrainingRecord`: the training figures a model bundle keeps.
 * :class:`InvalidRowsRecord`: the invalid rows a run dropped.
+* :class:`Provenance`: which training run, input and config made a model.
+* :class:`PromotionRecord`: what a training run's promotion in a model
+  registry decided, and why.
 * :class:`Check` and :class:`DriftVerdict`: a figure against its limit,
   and a scoring run's drift checks (the decisions are in
   :mod:`somseg.gates`).
@@ -227,6 +230,40 @@ class Thresholds(_Record):
     max_dead_neuron_share: float | None = None
 
 
+class Provenance(_Record):
+    """Where a model bundle comes from: its ``provenance.json``.
+
+    Written when a training run publishes its outputs; a bundle from before
+    has none.
+    """
+
+    trained_at: str = Field(description="When the training run published the model, ISO 8601 UTC, to the second.")
+    training_run_id: str | None = Field(None, description="The Prefect flow run that trained it, when there was one.")
+    run_dir: str | None = Field(None, description="The run folder the training run wrote.")
+    input: str = Field(description="The training input as given.")
+    input_sha256: str | None = Field(
+        None, description="SHA-256 of the input file's content; of several files, of their SHA-256s in input order."
+    )
+    config_sha256: str = Field(description="SHA-256 of the run's config as canonical JSON (sorted keys).")
+
+
+class PromotionRecord(_Record):
+    """``metrics.json``'s ``promotion`` block: a training run's model in a registry, promoted or not."""
+
+    registry: str = Field(description="The model registry folder.")
+    version: str = Field(description="The version this run registered.")
+    promoted: bool = Field(description="Whether the registry's CURRENT now names this version.")
+    reason: str = Field(description="Why it was promoted or not, in words.")
+    current: str | None = Field(description="The version the registry's CURRENT names after this step.")
+    previous: str | None = Field(None, description="The version CURRENT named before this step.")
+    label_agreement: Figure = Field(
+        None, description="Share of the training rows whose segment label the version in compared_with gives too; "
+        "None when not measured."
+    )
+    compared_with: str | None = Field(None, description="The promoted version the labels were compared with.")
+    min_label_agreement: float | None = Field(None, description="promotion.min_label_agreement of the run.")
+
+
 class TrainingMetrics(_Record):
     """``metrics.json`` of a training run."""
 
@@ -252,6 +289,7 @@ class TrainingMetrics(_Record):
     input: str
     invalid_rows: InvalidRowsRecord | None = None
     evaluation: Evaluation | None = None
+    promotion: PromotionRecord | None = None
     durations_seconds: dict[str, float] = Field(default_factory=dict)
     finished_at: str | None = None
 
@@ -341,6 +379,9 @@ class ScoringMetrics(ScoringFigures):
 
     schema_version: Literal[1] = METRICS_SCHEMA_VERSION
     model: str
+    model_version: str | None = None
+    model_registry: str | None = None
+    model_provenance: Provenance | None = None
     input: str
     n_partitions: int
     execution: Literal["local", "dask"]

@@ -7,6 +7,7 @@ table of one partition and a folder of part files (``part-00000.parquet``,
 table. Large files are hard-linked from the work folder, not copied.
 """
 
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -20,7 +21,15 @@ from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
 from somseg.gates import map_checks
-from somseg.io import RUN_MARKER, mapped_arrow_table, mark_run_folder, staged_folder, write_json
+from somseg.io import (
+    RUN_MARKER,
+    atomic_path,
+    mapped_arrow_table,
+    mark_run_folder,
+    named_write_errors,
+    staged_folder,
+    write_json,
+)
 from somseg.layout import (
     CONFIG_FILE,
     FAILURE_DIR,
@@ -31,11 +40,14 @@ from somseg.layout import (
     SEGMENTS_FILE,
     VALIDATION_FILE,
 )
+from somseg.model import add_provenance
 from somseg.results import (
     Evaluation,
     Grid,
     InvalidRowsRecord,
     MapFigures,
+    PromotionRecord,
+    Provenance,
     Thresholds,
     TrainingMetrics,
     dump_json,
@@ -91,16 +103,37 @@ def stage_training_run(
     metrics: BaseModel,
     config: SegmentationConfig,
     rejected: Sequence[Path] | None = None,
+    provenance: Provenance | None = None,
 ) -> None:
-    """Put a training run's outputs (all but the report) into ``staging``; ``rejected`` when rows were screened to drop."""
+    """Put a training run's outputs (all but the report) into ``staging``; ``rejected`` when rows were screened to drop.
+
+    ``provenance``, when given, is sealed into the copy of the model bundle
+    (the bundle in the work folder stays as the cached step wrote it).
+    """
     stage_segments(staging, segments)
     if rejected is not None:
         stage_rejected(staging, rejected)
     shutil.copyfile(profiles, staging / PROFILES_FILE)
     shutil.copyfile(validation, staging / VALIDATION_FILE)
     shutil.copytree(model_dir, staging / MODEL_DIR)
+    if provenance is not None:
+        add_provenance(staging / MODEL_DIR, provenance)
     (staging / METRICS_FILE).write_text(dump_json(metrics), encoding="utf-8")
     (staging / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def record_promotion(run_dir: Path, promotion: PromotionRecord) -> None:
+    """Write a training run's promotion into the ``metrics.json`` its run folder already holds.
+
+    Promotion comes after the run folder is published (a run that fails
+    publishing never promotes), so its record is added afterwards; the file
+    is replaced whole, by a rename.
+    """
+    path = run_dir / METRICS_FILE
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics["promotion"] = promotion.model_dump(mode="json")
+    with named_write_errors(f"the output folder {run_dir}"), atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
 
 def stage_scoring_run(

@@ -413,12 +413,19 @@ class SegmentsPart(Artifact):
         return self.folder / "segments.parquet"
 
     @classmethod
-    def save(cls, value: tuple[pd.DataFrame, ScoreSummary], folder: Path, key: str) -> "SegmentsPart":
+    def save(
+        cls,
+        value: tuple[pd.DataFrame, ScoreSummary] | tuple[pd.DataFrame, ScoreSummary, dict[str, str]],
+        folder: Path,
+        key: str,
+    ) -> "SegmentsPart":
+        """Write the rows, with the Parquet key-value metadata a third item gives (which model scored them)."""
         from somseg.io import write_parquet
         from somseg.layout import SEGMENTS_DICTIONARY_COLUMNS
 
-        frame, summary = value
-        write_parquet(folder / "segments.parquet", frame, SEGMENTS_DICTIONARY_COLUMNS)
+        frame, summary = value[0], value[1]
+        metadata = value[2] if len(value) > 2 else None
+        write_parquet(folder / "segments.parquet", frame, SEGMENTS_DICTIONARY_COLUMNS, metadata)
         return cls(key, folder, summary)
 
 

@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from somseg.config import SegmentationConfig
 from somseg.io import named_write_errors, staged_folder
-from somseg.results import ScoringMetrics, TrainingMetrics
+from somseg.results import Provenance, ScoringMetrics, TrainingMetrics
 from somseg.runs import stage_scoring_run, stage_training_run, utc_now
 from somseg.tasks.catalog import FiguresArtifact, JsonDocument, ModelArtifact, Profiles, SegmentsPart
 from somseg.tasks.retries import IO_RETRIES, IO_RETRY_DELAYS, retry_on_io_error
@@ -26,18 +26,23 @@ def publish_run(
     config: SegmentationConfig,
     figures: FiguresArtifact,
     rejected: list[Path] | None = None,
+    provenance: Provenance | None = None,
 ) -> Path:
     """Assemble every output and the report beside the run folder, then swap it into place.
 
     Never cached: the run folder is the product, rewritten even when every
-    step before it came from the cache.
+    step before it came from the cache. ``provenance``, when given, goes
+    into the run's model bundle, its ``trained_at`` the run's ``finished_at``.
     """
     from somseg.report import build_report  # training only: scoring need not load matplotlib
 
+    finished = utc_now()
+    if provenance is not None:
+        provenance = provenance.model_copy(update={"trained_at": finished})
     with named_write_errors(f"the output folder {out_dir}"), staged_folder(out_dir) as staging:
         stage_training_run(
             staging, [part.path for part in segments], profiles.path, validation.path, model.path,
-            metrics.model_copy(update={"finished_at": utc_now()}), config, rejected,
+            metrics.model_copy(update={"finished_at": finished}), config, rejected, provenance,
         )
         build_report(staging, figures.folder, published_as=out_dir)
     get_run_logger().info("wrote the run's outputs to %s", out_dir)

@@ -30,9 +30,11 @@ def assign_partition(
 
 
 @step("score-partition", saves=SegmentsPart, retry_io=True)
-def score_partition(store: Store, part: TablePart, model: ModelArtifact) -> tuple[pd.DataFrame, ScoreSummary]:
-    """Segment new rows with the training medians, scaler and map."""
-    return score_frame(model.load(), part.load())
+def score_partition(
+    store: Store, part: TablePart, model: ModelArtifact, metadata: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, ScoreSummary, dict[str, str]]:
+    """Segment new rows with the training medians, scaler and map; ``metadata`` goes into the Parquet file."""
+    return (*score_frame(model.load(), part.load()), metadata or {})
 
 
 @task(name="check-drift", cache_policy=NO_CACHE)

@@ -25,12 +25,20 @@ from somseg.config import (
     SomConfig,
     validate_config,
 )
-from somseg.dataset import Encodings, input_columns, input_levels, numeric_columns, text_columns
+from somseg.dataset import (
+    Encodings,
+    input_columns,
+    input_levels,
+    numeric_columns,
+    source_digest,
+    text_columns,
+)
 from somseg.encoding import learn_levels
 from somseg.errors import DataError
 from somseg.layout import REJECTED_FILE
 from somseg.model import BundleSource
 from somseg.quality import DuplicateCount, partition_suite, unique_columns
+from somseg.registry import VERSIONS_DIR, Comparison, is_registry, read_current
 from somseg.results import Evaluation, InvalidRowsRecord, MapFigures, ScoringFigures
 from somseg.scoring import ScoreSummary
 from somseg.som import build_engine, concrete_som
@@ -40,6 +48,7 @@ from somseg.tasks import cleaning as cleaning_steps
 from somseg.tasks import ingest as ingest_steps
 from somseg.tasks import model as model_steps
 from somseg.tasks import quality as quality_steps
+from somseg.tasks import registry as registry_steps
 from somseg.tasks import scoring as scoring_steps
 from somseg.tasks import segments as segment_steps
 from somseg.tasks import som as som_steps
@@ -70,6 +79,7 @@ class Table:
 
     source: str
     parts: tuple[TablePart, ...]
+    digest: str | None = None  # of the input's content (somseg.dataset.source_digest)
 
     @property
     def n_rows(self) -> int:
@@ -149,7 +159,7 @@ def ingest(
         encodings=encodings or {},
         screen=screen,
     )
-    return Table(source, tuple(part for group in parts for part in group))
+    return Table(source, tuple(part for group in parts for part in group), source_digest(plan))
 
 
 def invalid_row_screen(
@@ -432,8 +442,43 @@ def load_bundle(ex: Executor, store: Store, model_dir: str) -> ModelArtifact:
     return ex.run(model_steps.load_model, store=store, bundle=BundleSource.of(model_dir))
 
 
-def score(ex: Executor, store: Store, table: Table, model: ModelArtifact) -> tuple[list[SegmentsPart], ScoringFigures]:
-    """Segment every partition with the model; the table's figures against the training data's."""
-    segments = ex.map(scoring_steps.score_partition, {"part": table.parts}, store=store, model=model)
+def score(
+    ex: Executor, store: Store, table: Table, model: ModelArtifact, metadata: dict[str, str] | None = None
+) -> tuple[list[SegmentsPart], ScoringFigures]:
+    """Segment every partition with the model; the table's figures against the training data's.
+
+    ``metadata`` (which model scored the rows) goes into each part's Parquet key-value metadata.
+    """
+    segments = ex.map(scoring_steps.score_partition, {"part": table.parts}, store=store, model=model,
+                      metadata=metadata or {})
     summary: ScoreSummary = combine([part.summary for part in segments])
     return segments, summary.figures(model.load())
+
+
+def compare_with_promoted(
+    ex: Executor,
+    store: Store,
+    registry: str,
+    table: Table,
+    segments: list[SegmentsPart],
+    config: SegmentationConfig,
+) -> Comparison | None:
+    """The training rows' new segment labels against those of the registry's promoted version.
+
+    Measured only when the promotion depends on it: ``promotion.auto`` with
+    a ``min_label_agreement``, and a version promoted. A promoted version
+    on other features (or another id column) cannot label these rows: the
+    comparison then says so instead.
+    """
+    promotion = config.promotion
+    if not promotion.auto or promotion.min_label_agreement is None or not is_registry(registry):
+        return None
+    current = read_current(registry)
+    if current is None:
+        return None
+    model = load_bundle(ex, store, str(Path(registry) / VERSIONS_DIR / current.version))
+    promoted = model.load()
+    if promoted.id_column != config.id_column or promoted.features != list(config.features):
+        return Comparison(current.version, None, "it was trained on other features or another id column")
+    counts = ex.map(registry_steps.compare_partition, {"part": table.parts, "segments": segments}, model=model)
+    return Comparison(current.version, combine(counts))
