@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", default="runs/scored", help="output folder (default: runs/scored)")
     score.add_argument("--config", help="YAML scoring config: drift gate and chunk size")
     score.add_argument("--work-dir", help=WORK_DIR_HELP)
+    score.add_argument("--date", help="the day scored, YYYY-MM-DD: what {date} in INPUT and --out stands for "
+                       "(default: today, UTC)")
     promote = commands.add_parser("promote", help="make a registered model version the one scoring uses")
     promote.add_argument("registry", help="a model registry folder ('segment train --registry')")
     promote.add_argument("version", help="the version to promote ('segment models REGISTRY' lists them)")
@@ -213,6 +215,12 @@ def _preflight(args: argparse.Namespace, work_dir: str) -> Any:
         config: Any = _with_overrides(load_config(args.config), args.id_column, args.features)
         registry = args.registry
     else:
+        from datetime import UTC, datetime
+
+        from somseg.runs import dated, parse_run_date
+
+        day = parse_run_date(args.date, "--date") if args.date else datetime.now(UTC).date()
+        args.date, args.input, args.out = day.isoformat(), dated(args.input, day), dated(args.out, day)
         config, model = load_scoring_config(args.config), args.model
         if not Path(model).is_dir():
             raise ModelBundleError(f"model bundle {model} does not exist (give the model folder a training run wrote, "
@@ -266,7 +274,7 @@ def _score(args: argparse.Namespace, config: "ScoringConfig", work_dir: str) -> 
     _hide_tracebacks(args.debug)
     return score_segments_flow(
         input_path=args.input, model_dir=args.model, out_dir=args.out, config=config, work_dir=work_dir,
-        return_state=True,
+        run_date=args.date, return_state=True,
     )
 
 

@@ -4,6 +4,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from prefect.context import FlowRunContext
 from somseg.config import ExecutionConfig
 from somseg.dataset import protected_paths
 from somseg.io import prepare_run_folder, recover_run_folder, run_folder_lock
-from somseg.runs import record_failure
+from somseg.runs import parse_run_date, record_failure
 from somseg.tasks.catalog import Store
 from somseg.tasks.private_apis import reuse_freed_memory
 
@@ -37,6 +38,22 @@ def flow_run_id() -> str | None:
     """The id of the running flow run; None outside one."""
     context = FlowRunContext.get()
     return None if context is None or context.flow_run is None else str(context.flow_run.id)
+
+
+def run_moment(run_date: str | None) -> tuple[date, datetime]:
+    """The day a run is for, and the time a model's freshness is measured from.
+
+    The time is the flow run's scheduled start (a deployment's schedule),
+    or when it was created (any other run); the day is ``run_date``
+    (``YYYY-MM-DD``, for a backfill) or that time's date in UTC.
+    """
+    from datetime import UTC
+
+    from prefect.runtime import flow_run
+
+    moment = flow_run.scheduled_start_time
+    moment = moment.astimezone(UTC) if moment is not None else datetime.now(UTC)
+    return (parse_run_date(run_date) if run_date else moment.date()), moment
 
 
 @dataclass

@@ -642,10 +642,32 @@ class ScoringQualityConfig(_Section):
         return trained.model_copy(update=chosen)
 
 
+class ModelWaitConfig(_Section):
+    """How fresh the promoted model must be before a scoring run of a registry starts, and how long to wait for it."""
+
+    max_age_hours: float | None = Field(
+        None, gt=0,
+        description="Score only with a promoted version trained at most this many hours before the run's date and "
+        "time (its scheduled time, or now); wait for one. None: any promoted version. Registries only.",
+    )
+    timeout_minutes: float = Field(
+        120, ge=0, description="How long to wait for a fresh enough promoted version."
+    )
+    on_timeout: Literal["use_promoted", "fail"] = Field(
+        "use_promoted",
+        description="When none came in time: score with the promoted version, with a warning (a training that "
+        "failed its gates promotes nothing, and scoring goes on with the previous model), or fail (exit 6).",
+    )
+    poll_seconds: float = Field(30, gt=0, description="How often the registry is looked at while waiting.")
+
+
 class ScoringConfig(_Section):
     """Settings of a scoring run; everything else comes from the model bundle."""
 
     drift: DriftGateConfig = Field(default_factory=DriftGateConfig)
+    model_wait: ModelWaitConfig = Field(
+        default_factory=ModelWaitConfig, description="Wait for a fresh enough promoted model (a registry only)."
+    )
     quality: ScoringQualityConfig = Field(
         default_factory=ScoringQualityConfig,
         description="Invalid rows: as the model was trained unless set here.",

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from somseg.config import PromotionConfig
 from somseg.errors import DataError, ModelBundleError
 from somseg.io import named_write_errors, write_json
-from somseg.model import MANIFEST_FILE, SegmentationModel, bundle_digest, bundle_version
+from somseg.model import MANIFEST_FILE, PROVENANCE_FILE, SegmentationModel, bundle_digest, bundle_version
 from somseg.results import PromotionRecord
 
 VERSIONS_DIR = "versions"
@@ -167,6 +168,36 @@ def resolve_model(path: str | Path) -> ResolvedModel:
     if not bundle.is_dir():
         raise ModelBundleError(f"model registry {path}: its promoted version {current.version} has no folder {bundle}")
     return ResolvedModel(bundle, path, current.version)
+
+
+def stale_model(registry: str | Path, not_before: datetime) -> str | None:
+    """Why the registry's promoted version is not fresh enough for a run, or None if it is.
+
+    Parameters
+    ----------
+    registry : str or Path
+        A model registry.
+    not_before : datetime
+        The earliest acceptable training time (timezone-aware).
+
+    Returns
+    -------
+    str or None
+        What is missing, in words (nothing promoted, a version trained
+        before ``not_before``, one without a training time), or None.
+    """
+    current = read_current(registry)
+    if current is None:
+        return "nothing is promoted yet"
+    provenance = Path(registry) / VERSIONS_DIR / current.version / PROVENANCE_FILE
+    try:
+        trained_at = datetime.fromisoformat(json.loads(provenance.read_text(encoding="utf-8"))["trained_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the promoted version {current.version} does not record when it was trained"
+    if trained_at < not_before:
+        return (f"the promoted version {current.version} was trained at {trained_at.isoformat()}, before "
+                f"{not_before.isoformat(timespec='seconds')}")
+    return None
 
 
 @contextmanager

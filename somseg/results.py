@@ -383,6 +383,10 @@ class ScoringMetrics(ScoringFigures):
     model_registry: str | None = None
     model_provenance: Provenance | None = None
     input: str
+    run_date: str | None = Field(None, description="The day the run scored, YYYY-MM-DD (what {date} in its paths became).")
+    stale_model: str | None = Field(
+        None, description="Why the promoted version was used though it is older than config.model_wait.max_age_hours."
+    )
     n_partitions: int
     execution: Literal["local", "dask"]
     invalid_rows: InvalidRowsRecord | None = None

@@ -10,7 +10,7 @@ table. Large files are hard-linked from the work folder, not copied.
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from somseg.config import SegmentationConfig
+from somseg.errors import ConfigError
 from somseg.gates import map_checks
 from somseg.io import (
     RUN_MARKER,
@@ -57,6 +58,44 @@ from somseg.results import (
 def utc_now() -> str:
     """The current time, ISO 8601 in UTC, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+DATE_FIELD = "{date}"
+
+
+def parse_run_date(text: str, what: str = "run_date") -> date:
+    """A run date given as ``YYYY-MM-DD``.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``what`` if ``text`` is not such a date.
+    """
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not a date written YYYY-MM-DD") from None
+
+
+def dated(template: str, day: date) -> str:
+    """``template`` with every ``{date}`` replaced by ``day`` as ``YYYY-MM-DD``.
+
+    A scheduled scoring run names the day's input and its own output folder
+    this way (``/data/customers_{date}.csv``, ``runs/daily/{date}``), so that
+    each day reads its own file and keeps its own outputs, and a late run
+    still reads and writes its own day's.
+
+    Parameters
+    ----------
+    template : str
+        A path, with or without ``{date}``.
+    day : date
+
+    Returns
+    -------
+    str
+    """
+    return template.replace(DATE_FIELD, day.isoformat())
 
 
 def stage_segments(staging: Path, parts: Sequence[Path]) -> Path:

@@ -76,3 +76,33 @@ def test_trainings_register_versions_and_scoring_uses_the_promoted_one(
     assert "has no version '20990101T000000Z-00000000'" in capsys.readouterr().err
     assert main(["models", str(registry)]) == 0
     assert f"* {first['version']}" in capsys.readouterr().out
+
+    # Dated scoring: {date} in the paths is the run's day. A promoted version older than model_wait.max_age_hours
+    # is waited for, then used with a warning (use_promoted, the default) or refused (fail).
+    import shutil
+
+    from somseg.config import ModelWaitConfig, ScoringConfig
+
+    (tmp_path / "incoming").mkdir()
+    shutil.copyfile(sample_table, tmp_path / "incoming" / "customers_2026-11-30.csv")
+    template, out = str(tmp_path / "incoming" / "customers_{date}.csv"), str(tmp_path / "daily" / "{date}")
+    old = ScoringConfig(model_wait=ModelWaitConfig(max_age_hours=1e-6, timeout_minutes=0))
+    day = Path(score_segments_flow(template, str(registry), out, config=old, work_dir=work, run_date="2026-11-30"))
+    assert day == (tmp_path / "daily" / "2026-11-30").resolve()
+    metrics = _metrics(day)
+    assert metrics["run_date"] == "2026-11-30" and metrics["input"].endswith("customers_2026-11-30.csv")
+    assert "was trained at" in metrics["stale_model"] and metrics["model_version"] == first["version"]
+    fresh = ScoringConfig(model_wait=ModelWaitConfig(max_age_hours=24, timeout_minutes=0))
+    assert _metrics(Path(score_segments_flow(template, str(registry), out, config=fresh, work_dir=work,
+                                             run_date="2026-11-30")))["stale_model"] is None
+
+    config = tmp_path / "wait.yaml"
+    config.write_text("model_wait: {max_age_hours: 0.000001, timeout_minutes: 0, on_timeout: fail}\n")
+    argv = ["score", template, "--model", str(registry), "--out", out, "--config", str(config), "--work-dir", work]
+    capsys.readouterr()
+    assert main([*argv, "--date", "2026-11-30"]) == ModelBundleError.exit_code
+    assert "waited 0 minute(s) for a version trained since" in capsys.readouterr().err
+    assert main([*argv, "--date", "30.11.2026"]) == 2
+    assert "--date '30.11.2026' is not a date written YYYY-MM-DD" in capsys.readouterr().err
+    assert main([*argv, "--date", "2026-12-01"]) == 3, "the day's file is named: it does not exist"
+    assert "customers_2026-12-01.csv does not exist" in capsys.readouterr().err
