@@ -325,3 +325,24 @@ def test_the_promotion_is_added_to_the_run_metrics(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics) == ["n_rows", "promotion", "finished_at"]
     assert metrics["promotion"]["promoted"] is False and metrics["promotion"]["reason"] == "why"
+
+
+def test_a_promoted_version_older_than_asked_is_named_stale(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from somseg.registry import promote, register, stale_model
+
+    registry = tmp_path / "models"
+    assert stale_model(registry, datetime.fromisoformat(NOW)) is not None  # nothing at all yet
+    version = register(registry, _bundle(tmp_path / "a"))
+    assert stale_model(registry, datetime.fromisoformat(NOW)) == "nothing is promoted yet"
+    promote(registry, version, "test", NOW)
+
+    trained = datetime.fromisoformat(NOW)
+    assert stale_model(registry, trained - timedelta(hours=1)) is None
+    assert stale_model(registry, trained) is None
+    why = stale_model(registry, trained + timedelta(seconds=1))
+    assert why is not None and f"the promoted version {version} was trained at {trained.isoformat()}" in why
+
+    (registry / "versions" / version / "provenance.json").write_text("{}")  # damaged: no training time
+    assert "does not record when it was trained" in stale_model(registry, trained)

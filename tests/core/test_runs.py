@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from somseg.runs import record_failure
 
 
@@ -53,3 +55,18 @@ def test_rejected_rows_of_every_partition_are_one_file_and_none_is_still_a_file(
     assert list(rejected.columns) == ["id", "column", "value", "reason"]
     (tmp_path / "empty").mkdir()
     assert len(pd.read_parquet(stage_rejected(tmp_path / "empty", parts[1:2]))) == 0
+
+
+def test_date_in_a_path_is_the_runs_day() -> None:
+    from datetime import date
+
+    from somseg.errors import ConfigError
+    from somseg.runs import dated, parse_run_date
+
+    day = parse_run_date("2026-11-30")
+    assert day == date(2026, 11, 30)
+    assert dated("/data/customers_{date}.csv", day) == "/data/customers_2026-11-30.csv"
+    assert dated("runs/{date}/x{date}", day) == "runs/2026-11-30/x2026-11-30"
+    assert dated("runs/daily", day) == "runs/daily"
+    with pytest.raises(ConfigError, match=r"run_date '30\.11\.2026' is not a date written YYYY-MM-DD"):
+        parse_run_date("30.11.2026")
