@@ -51,8 +51,8 @@ def run_moment(run_date: str | None) -> tuple[date, datetime]:
 
     from prefect.runtime import flow_run
 
-    moment = flow_run.scheduled_start_time
-    moment = moment.astimezone(UTC) if moment is not None else datetime.now(UTC)
+    scheduled = flow_run.scheduled_start_time
+    moment = datetime.now(UTC) if scheduled is None else datetime.fromtimestamp(scheduled.timestamp(), UTC)
     return (parse_run_date(run_date) if run_date else moment.date()), moment
 
 

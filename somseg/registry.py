@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +194,8 @@ def stale_model(registry: str | Path, not_before: datetime) -> str | None:
         trained_at = datetime.fromisoformat(json.loads(provenance.read_text(encoding="utf-8"))["trained_at"])
     except (OSError, ValueError, KeyError, TypeError):
         return f"the promoted version {current.version} does not record when it was trained"
+    if trained_at.tzinfo is None:  # written in UTC, as every time of a run is
+        trained_at = trained_at.replace(tzinfo=UTC)
     if trained_at < not_before:
         return (f"the promoted version {current.version} was trained at {trained_at.isoformat()}, before "
                 f"{not_before.isoformat(timespec='seconds')}")
