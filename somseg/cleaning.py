@@ -42,6 +42,8 @@ Bounds = tuple[float | None, float | None]
 Transform = Literal["none", "log1p", "signed_log1p", "robust", "quantile"]
 TRANSFORMS: tuple[Transform, ...] = ("none", "log1p", "signed_log1p", "robust", "quantile")
 _SAMPLE_VALUES = 5
+# Sums of squares of up to 10^8 rows stay finite below this magnitude (float64 overflows near 1.8e308).
+_LARGEST = 1e150
 # The quantile transform's reference: the exact percentiles 0, 1, ..., 100 of the training values.
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)
 QUARTILES = np.array([0.25, 0.75])
@@ -370,6 +372,12 @@ class CleaningFit:
             if transform == "log1p" and summary.n and summary.low <= -1
         ]
         problems += below
+        problems += [
+            f"column {name!r}: values as large as {max(abs(summary.low), abs(summary.high)):g} cannot be standardised "
+            "(their squares overflow); give the feature a max, or transform: log1p, signed_log1p or quantile"
+            for name, transform, summary in zip(self.features, self._transforms(), profile.summaries.columns)
+            if transform in ("none", "robust") and summary.n and max(abs(summary.low), abs(summary.high)) > _LARGEST
+        ]
         if self.refuse_constant:
             in_blocks = set(self._block_columns())
             problems += [

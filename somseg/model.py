@@ -44,6 +44,7 @@ from somseg.cleaning import FeatureCleaner, TrainingStatistics
 from somseg.config import FeatureSpec, SegmentationConfig
 from somseg.errors import ModelBundleError
 from somseg.io import atomic_path, file_sha256, read_npy
+from somseg.layout import MODEL_DIR
 from somseg.metrics import UnitMatch, match_units
 from somseg.results import MapFigures, Provenance, TrainingRecord
 
@@ -404,6 +405,9 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
+        if (folder / MODEL_DIR / MANIFEST_FILE).is_file():
+            raise ModelBundleError(f"{folder} is a training run folder, not a model bundle; give its model: "
+                                   f"--model {folder / MODEL_DIR}") from exc
         raise ModelBundleError(f"model bundle {folder} has no {MANIFEST_FILE}; is it a somseg model folder?") from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelBundleError(f"model bundle {folder}: {MANIFEST_FILE} is unreadable: {exc}") from exc

@@ -52,7 +52,7 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def invalid_codes(values: np.ndarray, bounds: Sequence[Bounds], not_numbers: np.ndarray | None = None) -> np.ndarray:
-    """Why each value is invalid: :data:`VALID`, :data:`NOT_A_NUMBER`, :data:`BELOW_MIN` or :data:`ABOVE_MAX`.
+    """Why each value is invalid: :data:`VALID`, :data:`NOT_A_NUMBER` (also ``inf``), :data:`BELOW_MIN` or :data:`ABOVE_MAX`.
 
     Parameters
     ----------
@@ -77,6 +77,8 @@ def invalid_codes(values: np.ndarray, bounds: Sequence[Bounds], not_numbers: np.
             codes[values[:, c] > high, c] = ABOVE_MAX
     if not_numbers is not None:
         codes[np.asarray(not_numbers, dtype=bool)] = NOT_A_NUMBER
+    # inf and -inf parse as floats but are no measurement: no mean, no distance, no segment.
+    codes[np.isinf(values)] = NOT_A_NUMBER
     return codes
 
 

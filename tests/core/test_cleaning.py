@@ -384,3 +384,14 @@ def test_the_pipelines_cleaning_refuses_a_constant_feature_and_names_it() -> Non
     # A level column of a categorical block may be constant (a declared level nobody has): not refused.
     block = np.column_stack([np.ones(50), np.zeros(50), np.arange(50.0)])
     fit_in_memory(CleaningFit(["P=a", "P=b", "x"], blocks=[[0, 1]], refuse_constant=True), block)
+
+
+def test_values_too_large_to_standardise_are_refused_unless_a_transform_tames_them() -> None:
+    values = np.column_stack([np.arange(50.0), np.arange(50.0)])
+    values[7, 1] = 1e200
+    with pytest.raises(DataError, match=r"column 'Income': values as large as 1e\+200 cannot be standardised "
+                                        r"\(their squares overflow\); give the feature a max, or transform"):
+        fit_in_memory(CleaningFit(["Age", "Income"], source="input c.csv"), values)
+    tamed = CleaningFit(["Age", "Income"], transforms=["none", "log1p"])
+    fit_in_memory(tamed, values)
+    assert np.isfinite(tamed.result().cleaner.scale_).all()

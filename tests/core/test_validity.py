@@ -43,10 +43,10 @@ def test_a_value_that_is_not_a_number_is_invalid_whatever_the_range() -> None:
     assert codes.tolist() == [[NOT_A_NUMBER, VALID], [VALID, NOT_A_NUMBER]]
 
 
-def test_unbounded_columns_have_no_invalid_number() -> None:
-    values = np.array([[-1e300], [1e300], [NAN]])
+def test_unbounded_columns_have_no_invalid_number_but_an_infinite_one() -> None:
+    values = np.array([[-1e300], [1e300], [NAN], [np.inf], [-np.inf]])
 
-    assert not invalid_codes(values, [(None, None)]).any()
+    assert invalid_codes(values, [(None, None)])[:, 0].tolist() == [VALID, VALID, VALID, NOT_A_NUMBER, NOT_A_NUMBER]
 
 
 def test_text_is_parsed_and_only_present_values_that_are_not_numbers_are_flagged() -> None:

@@ -179,6 +179,10 @@ TABLES = [
     Case("value out of range", 3, ("Age", "900", "table.csv"), lambda c: c.train(c.csv(_rows(c, "1,Male,900,3,2")))),
     Case("negative experience", 3, ("Work_Experience", "-5"), lambda c: c.train(c.csv(_rows(c, "1,Male,40,-5,2")))),
     Case("infinite value", 3, ("Age", "table.csv"), lambda c: c.train(c.csv(_rows(c, "1,Male,inf,3,2")))),
+    Case("infinite value, no range", 3, ("Age", "inf", "not a number"),
+         lambda c: c.train(c.csv(_rows(c, "1,Male,-inf,3,2")), None, "--features", "Age,Work_Experience,Family_Size")),
+    Case("value too large to standardise, no range", 3, ("Age", "1e+200", "cannot be standardised"),
+         lambda c: c.train(c.csv(_rows(c, "1,Male,1e200,3,2")), None, "--features", "Age,Work_Experience,Family_Size")),
     Case("constant feature", 3, ("Family_Size", "one value"),
          lambda c: c.train(c.csv([r.rsplit(",", 1)[0] + ",2" for r in c.good_rows()]))),
     Case("empty feature column", 4, ("table.csv", "Work_Experience", "300 unexpected"),
@@ -249,6 +253,8 @@ CONFIGS = [
 
 BUNDLES = [
     Case("model folder missing", 6, ("does not exist",), lambda c: c.score(model=c.root / "nomodel")),
+    Case("a training run folder given as the model", 6, ("is a training run folder", "--model"),
+         lambda c: c.score(model=c.run)),
     Case("model is a file", 6, ("model",), lambda c: c.score(model=c.text("model.json", "{}"))),
     Case("empty model folder", 6, ("MANIFEST",), lambda c: c.score(model=c.text("empty/x", "").parent)),
     Case("manifest missing", 6, ("MANIFEST",), lambda c: c.score(model=c.edit_bundle(lambda b: (b / "MANIFEST.json").unlink()))),
