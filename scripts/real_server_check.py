@@ -12,10 +12,12 @@ In a temporary folder (its own PREFECT_HOME, result storage, outputs):
    (training Mondays 02:00 UTC, scoring daily 06:00 UTC);
 4. ``prefect deployment run`` of the training deployment twice: with its
    parameters, and on another table with a tiny
-   ``gates.max_quantization_error``; a worker (``prefect worker start --pool
-   somseg-pool --run-once``) runs both: the first Completed, the second
-   Failed at the gate; both write into one model registry, which then holds
-   the first run's version only, promoted;
+   ``gates.max_quantization_error``; workers (``prefect worker start --pool
+   somseg-pool --run-once``) run them one after the other, the deployment's
+   concurrency limit holding one in ``AwaitingConcurrencySlot`` until the
+   other has ended: the first Completed, the second Failed at the gate; both
+   write into one model registry, which then holds the first run's version
+   only, promoted;
 5. fixes the threshold of the failed run (a retried run keeps its
    parameters, so they are corrected first through the API, with
    ``scripts/set_run_parameters.py <id> config.gates.max_quantization_error=0.5``),
@@ -57,6 +59,7 @@ import ui_check
 POOL = "somseg-pool"
 TRAIN = "train-segments/weekly"
 SCORE = "score-segments/daily"
+FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 BEFORE_CLUSTERING = (
     "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
     "pack-training-blocks", "train-batch-som", "assess-partition",  # the default engine, on a table of one partition
@@ -131,9 +134,11 @@ class ServerCheck:
         strict = {"segments": {"k": 3}, "gates": {"max_quantization_error": 0.01}}
         failing = self.trigger(TRAIN, input_path=str(self.other_table()), out_dir=str(self.base / "november"),
                                work_dir=str(self.base / "work"), config=strict, registry=registry)
-        self.worker(2)
+        # Triggered together, they run one after the other: the deployment's concurrency limit queues the second.
+        self.work_until_final([trained, failing])
         self.expect_state(trained, "Completed")
         self.expect_state(failing, "Failed", message="quality gate failed")
+        queued = self.one_after_the_other(trained, failing)
         first = self.task_states(failing, attempt=1, expected=BEFORE_CLUSTERING + ("enforce-quality-gates",))
         if first.get("enforce-quality-gates") != "Failed" or set(FROM_CLUSTERING) & set(first):
             raise CheckFailed(f"the failing run should stop at the gate; its task runs: {first}")
@@ -159,7 +164,7 @@ class ServerCheck:
         summary: dict[str, Any] = {
             "server": self.url, "schedules": schedules,
             "runs": {"training": trained, "scoring": scored, "failed_then_retried": failing},
-            "retried_task_states": retried, "first_attempt_task_states": first,
+            "retried_task_states": retried, "first_attempt_task_states": first, "queued_run": queued,
         }
         if ui:
             labels = ui_check.run_labels(self.base / "weekly")
@@ -218,6 +223,30 @@ class ServerCheck:
                 os.killpg(worker.pid, signal.SIGKILL)  # the worker and the flow runs it started
                 worker.wait()
                 raise CheckFailed(f"the worker did not finish within {timeout:.0f} s")
+
+    def work_until_final(self, flow_run_ids: list[str], timeout: float = 300) -> None:
+        """Workers, one after another, until every run has ended: a queued run becomes due only later."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {run: self.get(f"/flow_runs/{run}")["state"]["type"] for run in flow_run_ids}
+            if all(state in FINAL_STATES for state in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"runs not ended after {timeout:.0f} s: {states}")
+            self.worker(len(flow_run_ids), timeout=max(deadline - time.monotonic(), 1))
+            time.sleep(1)
+
+    def one_after_the_other(self, *flow_run_ids: str) -> str:
+        """Check that the runs did not overlap and that the later one waited for a slot; its id."""
+        runs = sorted((self.get(f"/flow_runs/{run}") for run in flow_run_ids), key=lambda run: run["start_time"])
+        for earlier, later in zip(runs, runs[1:]):
+            if earlier["end_time"] > later["start_time"]:
+                raise CheckFailed(f"runs {earlier['id']} and {later['id']} overlapped")
+        history = self.get(f"/flow_run_states/?flow_run_id={runs[-1]['id']}")
+        if "AwaitingConcurrencySlot" not in {state["name"] for state in history}:
+            raise CheckFailed(f"the later run {runs[-1]['id']} never waited for the deployment's slot: "
+                              f"{[state['name'] for state in history]}")
+        return str(runs[-1]["id"])
 
     def expect_state(self, flow_run_id: str, name: str, message: str = "", timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -138,8 +138,8 @@ def _artifacts(state) -> dict[str, object]:
 
 def test_the_same_ui_artifacts(runs: dict) -> None:
     local, on_dask = (_artifacts(state) for state in runs["states"])
-    assert set(on_dask) == set(local) >= {"training-summary", "som-map", "segment-profiles", "data-quality", "som-training"}
-    for key in ("som-map", "segment-profiles", "data-quality", "som-training"):
+    assert set(on_dask) == set(local) >= {"training-summary", "som-map", "segment-profiles", "training-data-quality", "som-training"}
+    for key in ("som-map", "segment-profiles", "training-data-quality", "som-training"):
         assert on_dask[key].data == local[key].data, key
 
     def summary(artifact, run: Path) -> str:
