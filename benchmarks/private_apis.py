@@ -76,14 +76,14 @@ os._exit(code)  # as `segment` itself ends (somseg.flows.cli.run)
 VARIANTS = ("all", "no-early-server", "no-allocator", "no-gx-fingerprint")
 
 
-def run_variant(variant: str, table: Path, base: Path) -> float:
+def run_variant(variant: str, table: Path, base: Path, config: Path = HERE / "batch.yaml") -> float:
     folder = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=base))
     env = {**os.environ, "PREFECT_HOME": str(folder / "home"), "PREFECT_LOCAL_STORAGE_PATH": str(folder / "storage"),
            "SOMSEG_WORK_DIR": str(folder / "work"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
     prefect = Path(sys.executable).with_name("prefect")
     subprocess.run([str(prefect), "server", "database", "upgrade", "-y"], env=env, capture_output=True, check=True)
-    command = [sys.executable, "-c", _RUNNER, variant, "train", str(table), "--config", str(HERE / "batch.yaml"),
+    command = [sys.executable, "-c", _RUNNER, variant, "train", str(table), "--config", str(config),
                "--out", str(folder / "run")]
     log = folder / "segment.log"
     with log.open("w") as out:
@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--json", help="also write the figures as JSON")
+    parser.add_argument("--config", default=str(HERE / "batch.yaml"),
+                        help="the config every variant trains with (default: benchmarks/batch.yaml)")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="somseg-private-apis-"))
@@ -132,7 +134,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {variant: [] for variant in variants}
     for _ in range(args.repeat):
         for variant in variants:
-            walls[variant].append(run_variant(variant, table, base))
+            walls[variant].append(run_variant(variant, table, base, Path(args.config)))
             print(f"{variant}: {walls[variant][-1]:.1f} s", flush=True)
     ari = time_ari(200_000, 80)
 

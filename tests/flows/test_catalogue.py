@@ -409,7 +409,7 @@ def _session_processes(session: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 @pytest.mark.parametrize(("moment", "how"), [
-    ("step ingest took", "SIGKILL"),
+    # (A kill as the command starts, with its temporary server: tests/flows/test_signals.py.)
     ("step train took", "SIGKILL"),
     ("Task run 'build-model", "SIGKILL"),
     ("step clean took", "SIGTERM"),
