@@ -440,14 +440,7 @@ def _read_provenance(folder: Path, manifest: dict[str, Any]) -> Provenance | Non
     expected = manifest.get("sha256", {}).get(PROVENANCE_FILE)
     if expected is None:
         return None
-    path = folder / PROVENANCE_FILE
-    if not path.is_file():
-        raise ModelBundleError(f"model bundle {folder} is missing {PROVENANCE_FILE}")
-    if file_sha256(path) != expected:
-        raise ModelBundleError(
-            f"model bundle {folder}: checksum of {PROVENANCE_FILE} does not match {MANIFEST_FILE}; "
-            "the bundle is corrupted or was edited"
-        )
+    path = _sealed_file(folder, PROVENANCE_FILE, expected)
     try:
         return Provenance.model_validate_json(path.read_bytes())
     except ValidationError as exc:
@@ -469,16 +462,22 @@ def _read_metadata(folder: Path) -> ModelMetadata:
     return meta
 
 
+def _sealed_file(folder: Path, name: str, expected: str) -> Path:
+    """The bundle's file ``name``, after checking it is there with the checksum the manifest gives."""
+    path = folder / name
+    if not path.is_file():
+        raise ModelBundleError(f"model bundle {folder} is missing {name}")
+    if file_sha256(path) != expected:
+        raise ModelBundleError(
+            f"model bundle {folder}: checksum of {name} does not match {MANIFEST_FILE}; "
+            "the bundle is corrupted or was edited"
+        )
+    return path
+
+
 def _verify_checksums(folder: Path, manifest: dict[str, Any]) -> None:
     for name, expected in manifest.get("sha256", {}).items():
-        path = folder / name
-        if not path.is_file():
-            raise ModelBundleError(f"model bundle {folder} is missing {name}")
-        if file_sha256(path) != expected:
-            raise ModelBundleError(
-                f"model bundle {folder}: checksum of {name} does not match {MANIFEST_FILE}; "
-                "the bundle is corrupted or was edited"
-            )
+        _sealed_file(folder, name, expected)
     for required in (MODEL_FILE, WEIGHTS_FILE, SUITE_FILE):
         if required not in manifest.get("sha256", {}):
             raise ModelBundleError(f"model bundle {folder}: {MANIFEST_FILE} lists no checksum for {required}")
