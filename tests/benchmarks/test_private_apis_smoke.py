@@ -21,15 +21,18 @@ def test_every_variant_trains_and_the_index_is_timed_on_both_sides(tmp_path: Pat
     config = tmp_path / "smoke.yaml"
     config.write_text((SCRIPT.parent / "batch.yaml").read_text() + "evaluation: {bootstrap_resamples: 0}\n")
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--rows", "20000", "--repeat", "1", "--json", str(figures), "--config", str(config)],
+        # Two variants: the product as it ships, and the one that differs most (Prefect starts its own server);
+        # the others only switch a process setting off before the same command.
+        [sys.executable, str(SCRIPT), "--rows", "20000", "--repeat", "1", "--json", str(figures), "--config", str(config),
+         "--variants", "all,no-early-server"],
         capture_output=True, text=True, check=False, timeout=900, env=env,
     )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(figures.read_text())
-    assert set(result["walls"]) == {"all", "no-early-server", "no-allocator", "no-gx-fingerprint"}
+    assert set(result["walls"]) == {"all", "no-early-server"}
     assert all(len(walls) == 1 and walls[0] > 0 for walls in result["walls"].values())
     assert set(result["ari"]) == {"somseg", "scikit-learn"}
     runs = sorted(tmp_path.glob("somseg-private-apis-*/*/run"))
-    assert len(runs) == 4
+    assert len(runs) == 2
     assert all(json.loads((run / "metrics.json").read_text())["n_rows"] == 20_000 for run in runs)

@@ -191,26 +191,26 @@ TABLES = [
     Case("binary garbage named csv", 3, ("t.csv",), lambda c: c.train(c.text("t.csv", bytes(range(256)) * 40))),
     Case("latin-1 text", 3, ("t.csv", "not UTF-8", "line 2"),
          lambda c: c.train(c.text("t.csv", ("\n".join([HEADER, *c.good_rows()]) + "\n").replace("Male", "Mâle").encode("latin-1")))),
-    Case("semicolons, sniffed", 0, ("segments written",), lambda c: c.train(c.csv([r.replace(",", ";") for r in c.good_rows()],
+    Case("semicolons, sniffed", 0, ("segments written",), lambda c: c.score(c.csv([r.replace(",", ";") for r in c.good_rows()],
                                                                            header=HEADER.replace(",", ";")))),
     Case("byte-order mark and CRLF", 0, ("segments written",),
-         lambda c: c.train(c.text("t.csv", ("\ufeff" + "\r\n".join([HEADER, *c.good_rows()]) + "\r\n").encode("utf-8")))),
+         lambda c: c.score(c.text("t.csv", ("\ufeff" + "\r\n".join([HEADER, *c.good_rows()]) + "\r\n").encode("utf-8")))),
     Case("quoted fields and blank last line", 0, ("segments written",),
-         lambda c: c.train(c.text("t.csv", "\n".join([HEADER, *[r.replace("Male", '"Male, Sr"') for r in c.good_rows()]]) + "\n\n"))),
+         lambda c: c.score(c.text("t.csv", "\n".join([HEADER, *[r.replace("Male", '"Male, Sr"') for r in c.good_rows()]]) + "\n\n"))),
     Case("duplicate header names", 3, ("t.csv", "'Age' more than once"),
          lambda c: c.train(c.text("t.csv", "\n".join([HEADER + ",Age", *[r + ",1" for r in c.good_rows()]]) + "\n"))),
     Case("a folder named like a csv", 3, ("t.csv",), lambda c: c.train(c.text("t.csv/x.txt", "x").parent)),
     Case("corrupt parquet", 3, ("t.parquet",), lambda c: c.train(c.text("t.parquet", b"PAR1garbagePAR1"))),
     Case("parquet without a feature", 3, ("Age", "table.parquet"), lambda c: c.train(c.parquet(c.frame().drop(columns="Age")))),
     Case("parquet with numbers as text", 0, ("segments written",),
-         lambda c: c.train(c.parquet(_frame_with(c, Age=c.frame()["Age"].astype(str))))),
+         lambda c: c.score(c.parquet(_frame_with(c, Age=c.frame()["Age"].astype(str))))),
     Case("parquet with words in a feature", 3, ("Age", "forty", "table.parquet"),
          lambda c: c.train(c.parquet(_frame_with(c, Age="forty")))),
     Case("parquet parts that disagree", 3, ("Age",),
          lambda c: c.train((c.parquet(c.frame().iloc[:150], "parts/a.parquet"),
                             c.parquet(_frame_with(c, Age="x").iloc[150:], "parts/b.parquet"))[0].parent)),
     Case("partitioned parquet", 0, ("segments written",),
-         lambda c: c.train((c.parquet(c.frame().iloc[:150], "parts/a.parquet"),
+         lambda c: c.score((c.parquet(c.frame().iloc[:150], "parts/a.parquet"),
                             c.parquet(c.frame().iloc[150:], "parts/b.parquet"))[0].parent)),
     Case("duplicate ids", 4, ("ID",), lambda c: c.train(c.csv(_rows(c, c.good_rows()[0])))),
     Case("missing id value", 4, ("ID",), lambda c: c.train(c.csv(_rows(c, ",Male,40,3,2")))),
@@ -410,7 +410,6 @@ def _session_processes(session: int) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 @pytest.mark.parametrize(("moment", "how"), [
     # (A kill as the command starts, with its temporary server: tests/flows/test_signals.py.)
-    ("step train took", "SIGKILL"),
     ("Task run 'build-model", "SIGKILL"),
     ("step clean took", "SIGTERM"),
 ])
@@ -465,23 +464,6 @@ def test_a_run_on_a_folder_another_run_holds_is_refused(
         assert _digests(run) == before
     assert main(argv) == 0, capsys.readouterr().err[-2000:]
     assert _leftovers(tmp_path) == []
-
-
-@pytest.mark.slow
-def test_two_runs_started_together_end_in_one_complete_run(earlier: dict[str, Path], tmp_path: Path) -> None:
-    run = Path(shutil.copytree(earlier["run"], tmp_path / "run"))
-    env = _api_env(tmp_path)
-    argv = ["train", str(earlier["base"] / "train.csv"), "--config", str(earlier["base"] / "fast.yaml"),
-            "--out", str(run), "--work-dir", str(tmp_path / "work")]
-    both = [_segment(argv, env), _segment(argv, env)]
-    outputs = [cli.communicate(timeout=300)[0] for cli in both]
-
-    codes = sorted(cli.returncode for cli in both)
-    assert codes in ([0, 0], [0, 3]), outputs
-    for cli, output in zip(both, outputs, strict=True):
-        if cli.returncode == 3:
-            assert "is being written by another run" in output
-    assert (run / "segments.parquet").is_file() and _leftovers(tmp_path) == []
 
 
 @pytest.fixture
