@@ -148,16 +148,14 @@ def write_parquet(
     is added to the file's key-value metadata (beside pandas' own).
     """
     options = {} if dictionary_columns is None else {"use_dictionary": list(dictionary_columns)}
-    with atomic_path(path) as tmp:
-        if not metadata:
-            frame.to_parquet(tmp, index=False, **options)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            extra = {key.encode(): value.encode() for key, value in metadata.items()}
-            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp, **options)
+    # What DataFrame.to_parquet does, with room for our own key-value metadata beside pandas'.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {key.encode(): value.encode() for key, value in (metadata or {}).items()}
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp, **options)
     return Path(path)
 
 
