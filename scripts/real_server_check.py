@@ -3,14 +3,18 @@
 
     python scripts/real_server_check.py [--out DIR] [--ui] [--keep]
 
-In a temporary folder (its own PREFECT_HOME, result storage, outputs):
+In a temporary folder (its own PREFECT_HOME, result storage, outputs), with
+a heartbeat every 30 s in every run:
 
 1. starts ``prefect server start`` on 127.0.0.1 on a free port;
 2. ``prefect work-pool create somseg-pool --type process`` and
    ``prefect --no-prompt deploy --all`` from the repository root;
 3. checks that both schedules produced scheduled runs at the right times
    (training Mondays 02:00 UTC, scoring daily 06:00 UTC);
-4. ``prefect deployment run`` of the training deployment twice: with its
+4. saves a Webhook block pointing at an HTTP listener of its own and runs
+   ``segment alerts`` twice with alerts.yaml (the zombie-run window
+   shortened to three heartbeats), then once naming a missing block;
+5. ``prefect deployment run`` of the training deployment twice: with its
    parameters, and on another table with a tiny
    ``gates.max_quantization_error``; workers (``prefect worker start --pool
    somseg-pool --run-once``) run them one after the other, the deployment's
@@ -18,15 +22,24 @@ In a temporary folder (its own PREFECT_HOME, result storage, outputs):
    other has ended: the first Completed, the second Failed at the gate; both
    write into one model registry, which then holds the first run's version
    only, promoted;
-5. fixes the threshold of the failed run (a retried run keeps its
+6. triggers a third training and ``kill -9``s its worker and flow process
+   once the run has cleaned its table;
+7. meanwhile, three runs of the scoring deployment scheduled for the last
+   three days at 06:00 (late, as after an outage), each on its day's file
+   (``customers_{date}.csv``), the third drifted: they run one after the
+   other into three dated folders, each naming the version promoted before
+   the gate failure;
+8. waits for the zombie-run automation to mark the killed run Crashed;
+   fixes the threshold of the failed run (a retried run keeps its
    parameters, so they are corrected first through the API, with
    ``scripts/set_run_parameters.py <id> config.gates.max_quantization_error=0.5``),
-   ``prefect flow-run retry <id>``, and triggers the scoring deployment on
-   the registry (its promoted model); a worker runs both: the retried attempt's steps
-   up to the map are Cached, the rest Completed, and both end Completed;
-6. with ``--ui``, checks the training run's artifacts in headless Chromium
-   (scripts/ui_check.py) and saves screenshots in DIR;
-7. stops the server by its PID.
+   and ``prefect flow-run retry`` both: the steps each had completed are
+   Cached, the rest Completed, and both end Completed;
+9. checks that the listener received the webhooks of the gate failure, the
+   crash and the drift warning;
+10. with ``--ui``, checks the training run's artifacts in headless Chromium
+    (scripts/ui_check.py) and saves screenshots in DIR;
+11. stops the server by its PID.
 
 Exit status 0 when every check holds, 1 when one fails (with the server and
 worker logs), 3 when ``--ui`` was asked and no Chromium is installed.
@@ -42,15 +55,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +75,12 @@ import ui_check
 POOL = "somseg-pool"
 TRAIN = "train-segments/weekly"
 SCORE = "score-segments/daily"
+BLOCK = "webhook/somseg-check-alerts"
+# The check's runs send a heartbeat every 30 s; alerts.yaml's zombie window is shortened to three of them.
+HEARTBEAT_SECONDS = 30
+ZOMBIE_WITHIN_SECONDS = 3 * HEARTBEAT_SECONDS
+DELIVERY_TIMEOUT_SECONDS = 90
+DAY_ROWS = 1500  # customers scored on each of three days, from the 5,000 of the sample
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 BEFORE_CLUSTERING = (
     "ingest-partition", "validate-partition", "count-duplicates", "combine-validation", "impute-partition", "save-cleaning",
@@ -89,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with check.server():
             summary = check.run(ui=args.ui)
-    except (CheckFailed, subprocess.TimeoutExpired) as failure:
+    except (CheckFailed, subprocess.TimeoutExpired, httpx.HTTPError) as failure:
         print(f"real server check FAILED: {failure}", file=sys.stderr)
         check.dump_logs()
         return 1
@@ -114,6 +136,9 @@ class ServerCheck:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
             "PREFECT_CLI_WRAP_LINES": "false",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+            # A run queued behind the deployment's concurrency limit asks again after this long (default 30 s).
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         }
         self.logs: list[Path] = []
         self.seconds: dict[str, float] = {}
@@ -126,14 +151,26 @@ class ServerCheck:
         self.prefect("--no-prompt", "deploy", "--all")
         self.lap("deploy")
         schedules = self.check_schedules()
+        with Listener() as listener:
+            alerts = self.create_alerts(listener.url)
+            summary = self.run_flows(listener, alerts)
+        if ui:
+            labels = ui_check.run_labels(self.base / "weekly")
+            summary["ui"] = ui_check.check(self.url, summary["runs"]["training"], self.out,
+                                           ui_check.find_chromium(), labels)
+            self.lap("ui check")
+        summary["schedules"] = schedules
+        summary["seconds"] = {**self.seconds, "total": round(time.monotonic() - self.started, 1)}
+        return summary
 
+    def run_flows(self, listener: "Listener", alerts: dict[str, Any]) -> dict[str, Any]:
         # Every run names its own registry: the deployment's is relative to the checkout.
         registry = str(self.base / "models")
-        trained = self.trigger(TRAIN, out_dir=str(self.base / "weekly"), work_dir=str(self.base / "work"),
-                               registry=registry)
+        work = str(self.base / "work")
+        trained = self.trigger(TRAIN, out_dir=str(self.base / "weekly"), work_dir=work, registry=registry)
         strict = {"segments": {"k": 3}, "gates": {"max_quantization_error": 0.01}}
-        failing = self.trigger(TRAIN, input_path=str(self.other_table()), out_dir=str(self.base / "november"),
-                               work_dir=str(self.base / "work"), config=strict, registry=registry)
+        failing = self.trigger(TRAIN, input_path=str(self.table("customers_2026-11.csv", 0, 4000)),
+                               out_dir=str(self.base / "november"), work_dir=work, config=strict, registry=registry)
         # Triggered together, they run one after the other: the deployment's concurrency limit queues the second.
         self.work_until_final([trained, failing])
         self.expect_state(trained, "Completed")
@@ -143,35 +180,169 @@ class ServerCheck:
         if first.get("enforce-quality-gates") != "Failed" or set(FROM_CLUSTERING) & set(first):
             raise CheckFailed(f"the failing run should stop at the gate; its task runs: {first}")
         versions = sorted(p.name for p in (self.base / "models" / "versions").iterdir())
-        current = json.loads((self.base / "models" / "CURRENT").read_text())["version"]
-        if len(versions) != 1 or current != versions[0]:
-            raise CheckFailed(f"the registry should hold the passing run's version only, promoted: {versions}, {current}")
+        promoted = json.loads((self.base / "models" / "CURRENT").read_text())["version"]
+        if len(versions) != 1 or promoted != versions[0]:
+            raise CheckFailed(f"the registry should hold the passing run's version only, promoted: {versions}, {promoted}")
         self.lap("training runs (one passes, one fails at the gate)")
 
+        # A run killed with its worker: the zombie-run automation must find it while the days are scored.
+        killed = self.trigger(TRAIN, input_path=str(self.table("customers_2026-12.csv", 1000, 6000)),
+                              out_dir=str(self.base / "december"), work_dir=work, registry=str(self.base / "models-dec"))
+        seen_at_kill = self.kill_worker_mid_run(killed)
+        killed_at = time.monotonic()
+        self.lap("a training run killed with its worker (kill -9)")
+
+        days = self.score_three_days(registry, work)
+        self.lap("three scheduled days of scoring")
+
+        self.expect_state(killed, "Crashed", timeout=ZOMBIE_WITHIN_SECONDS + 120)
+        crashed_after = round(time.monotonic() - killed_at, 1)
+        self.lap("the killed run marked Crashed")
         self.fix_threshold(failing)
+        self.prefect("flow-run", "retry", killed)
         self.prefect("flow-run", "retry", failing)
-        scored = self.trigger(SCORE, model_dir=registry,
-                              out_dir=str(self.base / "daily"), work_dir=str(self.base / "work"))
-        self.worker(2)
+        self.work_until_final([killed, failing])
+        self.expect_state(killed, "Completed")
         self.expect_state(failing, "Completed")
-        self.expect_state(scored, "Completed")
+        # What the killed attempt finished: the server may have learnt of a step's end after the kill was decided.
+        done_first = sorted(name for name, state in self.task_states(killed, attempt=1, expected=(), timeout=0).items()
+                            if state == "Completed" and name in BEFORE_CLUSTERING + FROM_CLUSTERING)
+        resumed = self.task_states(killed, attempt=2, expected=BEFORE_CLUSTERING + FROM_CLUSTERING)
+        redone = {name: resumed.get(name) for name in BEFORE_CLUSTERING + FROM_CLUSTERING if name not in done_first}
+        if not {"ingest-partition", "save-cleaning"} <= set(done_first) or "publish-run" in done_first \
+                or {resumed.get(name) for name in done_first} != {"Cached"} \
+                or not set(redone.values()) <= {"Cached", "Completed"} or redone.get("publish-run") != "Completed":
+            raise CheckFailed(f"the killed run's finished steps {done_first} should be Cached when it resumes, "
+                              f"and it should finish the rest; the task runs of the resumed attempt: {resumed}")
         retried = self.task_states(failing, attempt=2, expected=BEFORE_CLUSTERING + FROM_CLUSTERING)
         expected = {name: "Cached" for name in BEFORE_CLUSTERING} | {name: "Completed" for name in FROM_CLUSTERING}
         if {name: retried.get(name) for name in expected} != expected:
             raise CheckFailed(f"retried attempt's task runs: {retried}; expected {expected}")
-        self.lap("retry and scoring run")
+        self.lap("the crashed run and the failed run retried")
 
-        summary: dict[str, Any] = {
-            "server": self.url, "schedules": schedules,
-            "runs": {"training": trained, "scoring": scored, "failed_then_retried": failing},
+        wanted = {"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "somseg.drift.detected"}
+        if not listener.wait_for(wanted, DELIVERY_TIMEOUT_SECONDS):
+            got = sorted({body.get("event") for body in listener.received})
+            raise CheckFailed(f"webhooks received for {got}; expected {sorted(wanted)}")
+        self.lap("webhooks")
+        return {
+            "runs": {"training": trained, "failed_then_retried": failing, "killed_then_retried": killed},
             "retried_task_states": retried, "first_attempt_task_states": first, "queued_run": queued,
+            "killed": {"seen_at_kill": seen_at_kill, "done_before_kill": done_first, "resumed": resumed,
+                       "crashed_after_seconds": crashed_after, "zombie_within_seconds": ZOMBIE_WITHIN_SECONDS},
+            "registry": {"versions": versions, "promoted": promoted}, "days": days,
+            "alerts": alerts, "received": list(listener.received),
         }
-        if ui:
-            labels = ui_check.run_labels(self.base / "weekly")
-            summary["ui"] = ui_check.check(self.url, trained, self.out, ui_check.find_chromium(), labels)
-            self.lap("ui check")
-        summary["seconds"] = {**self.seconds, "total": round(time.monotonic() - self.started, 1)}
-        return summary
+
+    def create_alerts(self, url: str) -> dict[str, Any]:
+        """A Webhook block pointing at the listener; ``segment alerts`` twice, and once with a missing block.
+
+        The automations are alerts.yaml's, with the zombie-run window shortened
+        to what the check's heartbeat (every 30 s, in every run's environment)
+        allows, so that a killed run is found in a minute or two.
+        """
+        save_block = ("import sys; from prefect.blocks.webhook import Webhook; "
+                      "Webhook(url=sys.argv[1]).save(sys.argv[2].split('/')[1])")
+        subprocess.run([sys.executable, "-c", save_block, url, BLOCK], env=self.env, check=True, timeout=120)
+        spec = yaml.safe_load((REPO / "alerts.yaml").read_text(encoding="utf-8"))
+        (zombie,) = [entry for entry in spec["automations"] if entry["name"] == "somseg-zombie-runs"]
+        zombie["trigger"]["within"] = ZOMBIE_WITHIN_SECONDS
+        (action,) = zombie["actions"]
+        action["message"] = action["message"].replace("10 minutes", f"{ZOMBIE_WITHIN_SECONDS} s")
+        alerts_file = self.base / "alerts.yaml"
+        alerts_file.write_text(yaml.safe_dump(spec), encoding="utf-8")
+        results = [self.segment("alerts", "--file", str(alerts_file), "--block", block)
+                   for block in (BLOCK, BLOCK, "webhook/nothing-here")]
+        self.lap("webhook block and alerts")
+        return {
+            name: {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+            for name, result in zip(("created", "again", "unknown_block"), results)
+        } | {"automations": sorted(a["name"] for a in self.post("/automations/filter", {}))}
+
+    def kill_worker_mid_run(self, flow_run_id: str, timeout: float = 180) -> dict[str, str]:
+        """Start a worker; once the run has cleaned its table, ``kill -9`` the worker and the run's process.
+
+        The worker starts each flow run in a session of its own, which
+        notices its worker's death and ends itself as Crashed: that is not a
+        dead machine. So the run's process (the ``infrastructure_pid`` the
+        worker recorded) is stopped first, then both are killed: nothing
+        reports anything, and only missing heartbeats can tell. Returns the
+        run's task states just before the kill.
+        """
+        log = self.base / f"worker-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("w") as sink:
+            worker = subprocess.Popen(
+                [self.executable("prefect"), "worker", "start", "--pool", POOL, "--run-once", "--limit", "1"],
+                cwd=REPO, env=self.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                states = self.task_states(flow_run_id, attempt=1, expected=(), timeout=0)
+                if states.get("save-cleaning") == "Completed":
+                    break
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise CheckFailed(f"the run to kill never got past cleaning; its task runs: {states}")
+                time.sleep(0.2)
+            pid = int(str(self.get(f"/flow_runs/{flow_run_id}")["infrastructure_pid"]).rsplit(":", 1)[-1])
+            group = os.getpgid(pid)
+            os.kill(pid, signal.SIGSTOP)
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        with suppress(ProcessLookupError):  # gone already if it shared the worker's group
+            os.killpg(group, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            raise CheckFailed(f"the run's process {pid} outlived kill -9")
+        if self.get(f"/flow_runs/{flow_run_id}")["state"]["type"] != "RUNNING":
+            raise CheckFailed("the run was not Running when it was killed")
+        return states
+
+    def score_three_days(self, registry: str, work: str) -> dict[str, Any]:
+        """Three daily runs scheduled for the last three days at 06:00 UTC, all late, on each day's file.
+
+        The third day's customers are 30 years older: a drift warning. Each
+        day's folder must name the version that was promoted before the
+        gate-failing training.
+        """
+        today = datetime.now(UTC).date()
+        days = [today - timedelta(days=n) for n in (3, 2, 1)]
+        incoming = self.base / "incoming"
+        incoming.mkdir()
+        sample = pd.read_csv(REPO / "data" / "customers_sample.csv")
+        for n, day in enumerate(days):
+            frame = sample.iloc[n * DAY_ROWS:(n + 1) * DAY_ROWS].copy()
+            if n == 2:
+                frame["Age"] = (frame["Age"] + 30).clip(upper=100)
+            frame.to_csv(incoming / f"customers_{day.isoformat()}.csv", index=False)
+        deployment_id = self.get(f"/deployments/name/{SCORE}")["id"]
+        parameters = {"input_path": str(incoming / "customers_{date}.csv"), "model_dir": registry,
+                      "out_dir": str(self.base / "daily" / "{date}"), "work_dir": work}
+        runs = [
+            self.post(f"/deployments/{deployment_id}/create_flow_run", {
+                "parameters": parameters,
+                "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": f"{day.isoformat()}T06:00:00Z"}},
+            })["id"]
+            for day in days
+        ]
+        self.work_until_final(runs)
+        promoted = json.loads((Path(registry) / "CURRENT").read_text())["version"]
+        found: dict[str, Any] = {}
+        for run, day in zip(runs, days):
+            self.expect_state(run, "Completed")
+            metrics = json.loads((self.base / "daily" / day.isoformat() / "metrics.json").read_text())
+            found[day.isoformat()] = {"flow_run": run, "model_version": metrics["model_version"],
+                                      "run_date": metrics["run_date"], "drift_warnings": metrics["drift_warnings"]}
+        if sorted(p.name for p in (self.base / "daily").iterdir()) != [day.isoformat() for day in days]:
+            raise CheckFailed(f"dated folders: {sorted((self.base / 'daily').iterdir())}")
+        if {day["model_version"] for day in found.values()} != {promoted} or \
+                [day["run_date"] for day in found.values()] != [day.isoformat() for day in days]:
+            raise CheckFailed(f"each day should be scored with the promoted version {promoted}: {found}")
+        return found
 
     def check_schedules(self, timeout: float = 60) -> dict[str, list[str]]:
         """Each deployment's scheduled runs, checked against its cron."""
@@ -292,11 +463,15 @@ class ServerCheck:
         if "parameters-edited" not in stored["tags"]:
             raise CheckFailed(f"the corrected run is not tagged parameters-edited: {stored['tags']}")
 
-    def other_table(self) -> Path:
-        """Another month's customers: 4,000 rows of the sample, so no step is cached yet."""
-        table = self.base / "customers_2026-11.csv"
-        pd.read_csv(REPO / "data" / "customers_sample.csv").iloc[:4000].to_csv(table, index=False)
+    def table(self, name: str, start: int, stop: int) -> Path:
+        """Another month's customers: rows ``start:stop`` of the sample, so that no step is cached yet."""
+        table = self.base / name
+        pd.read_csv(REPO / "data" / "customers_sample.csv").iloc[start:stop].to_csv(table, index=False)
         return table
+
+    def segment(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.executable("segment"), *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=300)
 
     # ------------------------------------------------------------ plumbing
 
@@ -343,12 +518,18 @@ class ServerCheck:
         return result.stdout
 
     def get(self, path: str) -> Any:
-        response = self.api.get(path)
-        response.raise_for_status()
-        return response.json()
+        return self.request("GET", path)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self.api.post(path, json=body)
+        return self.request("POST", path, body)
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, attempts: int = 5) -> Any:
+        # A busy server on SQLite answers 503 ("database is locked") now and then; Prefect's own client retries too.
+        for attempt in range(attempts):
+            response = self.api.request(method, path, json=body)
+            if response.status_code not in (502, 503) or attempt == attempts - 1:
+                break
+            time.sleep(2**attempt)
         response.raise_for_status()
         return response.json()
 
@@ -367,6 +548,51 @@ class ServerCheck:
             if log.is_file():
                 tail = log.read_text(errors="replace").splitlines()[-lines:]
                 print(f"--- last {len(tail)} lines of {log.name}:\n" + "\n".join(tail), file=sys.stderr)
+
+
+class Listener:
+    """An HTTP server on a free loopback port that keeps every JSON body posted to it (the webhook's target)."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def __enter__(self) -> "Listener":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, events: set[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if events <= {body.get("event") for body in self.received}:
+                return True
+            time.sleep(0.5)
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting for its parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _free_port() -> int:

@@ -600,6 +600,14 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+class _FinishedElsewhere(Exception):
+    """Raised inside :func:`writing` to drop the temporary folder: the step's folder was completed by another run."""
+
+    def __init__(self, artifact: Any) -> None:
+        super().__init__("finished by another run")
+        self.artifact = artifact
+
+
 @contextmanager
 def writing(folder: Path) -> Iterator[Path]:
     """A temporary folder that replaces ``folder`` once fully written (with its completion marker)."""
@@ -661,13 +669,22 @@ def step(
             bound.apply_defaults()
             # Keyed before the call, as Prefect keys the cache: what the step was given, not what is left of it.
             key = binding_key(name, source, bound.arguments) if saves is not None else ""
-            value = fn(*bound.args, **bound.kwargs)
             if saves is None:
-                return value
+                return fn(*bound.args, **bound.kwargs)
             store = next(v for v in bound.arguments.values() if isinstance(v, Store))
             folder = store.folder(name, key)
-            with named_write_errors(f"step {name}'s outputs in the work folder {store.root}"), writing(folder) as tmp:
-                artifact = saves.save(value, tmp, key)
+            done_before = is_complete(folder)
+            value = fn(*bound.args, **bound.kwargs)
+            try:
+                with named_write_errors(f"step {name}'s outputs in the work folder {store.root}"), \
+                        writing(folder) as tmp:
+                    artifact = saves.save(value, tmp, key)
+                    if not done_before and is_complete(folder):
+                        # Another run finished the same binding meanwhile: the same inputs and code, so files
+                        # standing for the same result. Keep them rather than move them aside under its reader.
+                        raise _FinishedElsewhere(_relocated(artifact, tmp, folder))
+            except _FinishedElsewhere as elsewhere:
+                return elsewhere.artifact  # and the temporary folder is gone, as after any exception
             return _relocated(artifact, tmp, folder)
 
         policy = StepCachePolicy(step_name=name, source=source, saves=saves is not None) if cache else NO_CACHE

@@ -125,6 +125,30 @@ def test_a_deleted_folder_makes_the_step_run_again(tmp_path: Path) -> None:
     assert double.cache_policy.compute_key(remembered, inputs, {}) == key  # files and record: a cache hit
 
 
+def test_a_step_finished_by_another_run_meanwhile_is_kept_not_moved_aside(tmp_path: Path) -> None:
+    store = Store.at(tmp_path)
+    weights = _weights(store)
+    inputs = {"weights": weights, "factor": 2.0, "som": SomConfig()}
+    where: dict[str, Path] = {}
+
+    @step("racing-weights", saves=Weights)
+    def racing(store: Store, weights: Weights, factor: float, som: SomConfig) -> np.ndarray:
+        """Another run completes this step's folder while this one computes."""
+        with writing(where["folder"]) as tmp:
+            np.save(tmp / "weights.npy", np.full((2, 2, 3), 2.0))
+            (tmp / "theirs").write_text("the other run's folder", encoding="utf-8")
+        return weights.load() * factor
+
+    folder = where["folder"] = store.folder("racing-weights", _policy_key(racing, store, **inputs))
+    saved = racing.fn(store, **inputs)
+
+    assert saved.folder == folder and (folder / "theirs").is_file() and (saved.load() == 2.0).all()
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name], "no temporary folder left"
+    # A folder complete before the step ran (a rerun: its cache record was gone) is replaced, as before.
+    again = racing.fn(store, **inputs)
+    assert again.folder == folder and not (folder / "theirs").exists() and (again.load() == 2.0).all()
+
+
 @pytest.mark.parametrize("dedup", ["never", "always"])
 def test_an_imputed_part_loads_rows_standardised_as_the_cleaner_transforms_them(tmp_path: Path, dedup: str) -> None:
     import pandas as pd
