@@ -1,14 +1,17 @@
 """Out of core on Dask: train and score a dataset larger than one worker's memory limit.
 
-Generates a seeded, partitioned Parquet dataset of customers whose
-demographics look like the reference table's (integer Age 18-89,
-Work_Experience 0-14 with about 10 % missing, Family_Size 1-9 with about
-4 % missing), starts a local Prefect server (Dask worker *processes* need a
+Generates a seeded, partitioned Parquet dataset of customers: by default
+(``--kind sample``) demographics that look like the reference table's
+(integer Age 18-89, Work_Experience 0-14 with about 10 % missing,
+Family_Size 1-9 with about 4 % missing); with ``--kind money``, the 17
+correlated, skewed money features of ``benchmarks/tables.py`` with a text
+ID, trained with ``benchmarks/money.yaml``. It starts a local Prefect server (Dask worker *processes* need a
 real API, see NOTES) and a local Dask cluster of worker processes with a
 memory limit each, runs the training and the scoring flows on it, and
 records wall time and each worker's peak resident memory::
 
     python benchmarks/dask_out_of_core.py --rows 50000000 --workers 2 --memory-limit 2GiB --out /tmp/somseg-ooc
+    python benchmarks/dask_out_of_core.py --kind money --rows 50000000 --memory-limit 3GiB --out /tmp/somseg-ooc
 
 Prints a JSON summary and a markdown table for benchmarks/RESULTS.md.
 """
@@ -30,12 +33,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables  # noqa: E402 (benchmarks/ is not a package)
 
-def generate(folder: Path, rows: int, rows_per_file: int, row_group: int, seed: int) -> Path:
+BENCHMARKS = Path(__file__).resolve().parent
+
+
+def generate(folder: Path, rows: int, rows_per_file: int, row_group: int, seed: int, kind: str = "sample") -> Path:
     """Write ``rows`` synthetic customers as ``part-NNNNN.parquet`` files (vectorised, seeded per file)."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, start in enumerate(range(0, rows, rows_per_file)):
         n = min(rows_per_file, rows - start)
+        if kind != "sample":
+            frame = tables.make_table(kind, n, seed=seed * 100_003 + index, first_id=start + 1)
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / f"part-{index:05d}.parquet",
+                           row_group_size=row_group)
+            continue
         rng = np.random.default_rng([seed, index])
         age = np.clip(np.rint(rng.gamma(4.0, 10.5, n) + 18), 18, 89)
         experience = np.clip(np.rint(rng.exponential(2.5, n) + (age > 35) * rng.integers(0, 4, n)), 0, 14)
@@ -110,6 +123,8 @@ class MemorySampler:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=("sample", "money"), default="sample",
+                        help="the reference's demographics, or 17 skewed money features (benchmarks/tables.py)")
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--rows-per-file", type=int, default=1_000_000)
     parser.add_argument("--row-group", type=int, default=250_000)
@@ -122,12 +137,12 @@ def main() -> int:
     args = parser.parse_args()
 
     out = args.out.resolve()
-    dataset = out / f"customers-{args.rows}"
+    dataset = out / (f"customers-{args.rows}" if args.kind == "sample" else f"{args.kind}-{args.rows}")
     load_before = os.getloadavg()
     start = time.perf_counter()
     if not (args.keep_data and dataset.is_dir()):
         shutil.rmtree(dataset, ignore_errors=True)
-        generate(dataset, args.rows, args.rows_per_file, args.row_group, args.seed)
+        generate(dataset, args.rows, args.rows_per_file, args.row_group, args.seed, args.kind)
     generated = time.perf_counter() - start
     on_disk = sum(p.stat().st_size for p in dataset.glob("*.parquet"))
 
@@ -149,10 +164,12 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=60)
     summary = {
+        "kind": args.kind,
         "rows": args.rows,
         "files": len(list(dataset.glob("*.parquet"))),
         "parquet_bytes": on_disk,
-        "in_memory_table_bytes": args.rows * 32,  # int64 id + 3 float64 features, as pandas holds them
+        # The features as float64 (and an int64 id for the sample kind), as the pipeline holds them.
+        "in_memory_table_bytes": args.rows * (32 if args.kind == "sample" else 8 * len(tables.MONEY_FEATURES)),
         "workers": args.workers,
         "memory_limit": args.memory_limit,
         "threads_per_worker": 1,
@@ -190,11 +207,14 @@ def run_flows(args: argparse.Namespace, dataset: Path, out: Path) -> dict:
         execution = ExecutionConfig(
             mode="dask", scheduler_address=cluster.scheduler_address, partition_rows=args.partition_rows
         )
-        # The reference recipe's features and suite, so that the work is that of earlier figures; a
-        # performance run: the map need not pass the reference gates on synthetic data.
-        config = load_config(Path(__file__).resolve().parents[1] / "configs" / "reference.yaml").model_copy(update={
+        # The reference recipe's features and suite (or the money table's config), so that the work is that
+        # of earlier figures; a performance run: the map need not pass the gates on synthetic data.
+        recipe = BENCHMARKS.parent / "configs" / "reference.yaml" if args.kind == "sample" else BENCHMARKS / "money.yaml"
+        base = load_config(recipe)
+        config = base.model_copy(update={
             "som": SomConfig(engine="batch", init="pca", rows=8, cols=8, sigma=2.0),
-            "gates": GateConfig(max_quantization_error=10.0, max_topographic_error=1.0),
+            "gates": GateConfig(max_quantization_error=10.0, max_relative_quantization_error=None,
+                                max_topographic_error=1.0),
             "execution": execution,
         })
         pids = {str(name): pid for name, pid in client.run(os.getpid).items()}
