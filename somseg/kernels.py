@@ -213,6 +213,55 @@ def best_two_units(
     return bmu, second, distance
 
 
+def sample_key(seed: int, draw: int) -> int:
+    """A 64-bit key for draw ``draw`` (an epoch, say) of seed ``seed``: the input of :func:`keep_by_position`."""
+    return _mix_int(_mix_int(seed % 2**64) ^ (draw % 2**64))
+
+
+def keep_by_position(first_row: int, n_rows: int, key: int, fraction: float) -> np.ndarray:
+    """Which of rows ``first_row ... first_row + n_rows - 1`` of a table a ``fraction`` sample keeps.
+
+    Row ``r`` is kept when the ``r``-th output of splitmix64 seeded with
+    ``key`` (a counter-based hash of ``key`` and ``r``), read as a number in
+    [0, 1), is below ``fraction``. It depends on nothing but the key and the
+    row's global position, so any split of the table into blocks, computed
+    anywhere, keeps the same rows.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,)
+    """
+    keep = np.empty(n_rows, dtype=np.bool_)
+    _keep_by_position(np.uint64(first_row), np.uint64(key), float(fraction), keep)
+    return keep
+
+
+def thin_weights(
+    X: np.ndarray, weight: np.ndarray, key: int, fraction: float, rows_per_weight: float = 1.0
+) -> np.ndarray:
+    """The weights of a ``fraction`` sample of rows that each stand for several rows, by thinning.
+
+    A row of weight ``w`` stands for ``c = w * rows_per_weight`` rows. A
+    sample keeping each of those rows with probability ``fraction`` keeps at
+    least one of them with probability ``p = 1 - (1 - fraction)**c``; the
+    row is kept with that probability, decided by a hash of ``key`` and the
+    row's values (so the same distinct row is kept or dropped wherever it
+    is), with weight ``w * fraction / p``: its expected weight is
+    ``fraction * w``, as for rows of weight 1, and a row that stands for
+    many is nearly always kept, with nearly its share.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows,)
+        0 for the rows dropped.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    out = np.empty(len(X))
+    _thin_weights(X.view(np.uint64), np.asarray(weight, dtype=np.float64), np.uint64(key), float(fraction),
+                  float(rows_per_weight), out)
+    return out
+
+
 def distinct_rows(X: np.ndarray, max_ratio: float = 1.0, n_threads: int | None = None) -> DistinctRows | None:
     """The distinct rows of ``X``, found by hashing their bit patterns.
 
@@ -316,6 +365,18 @@ def _merge_blocks(
     offsets = np.cumsum([0] + [n for _, _, _, n in blocks[:-1]])
     codes = np.concatenate([rep_codes[offset + block_codes] for offset, (_, block_codes, _, _) in zip(offsets, blocks)])
     return codes, representatives[rep_firsts[:n_distinct]], n_distinct
+
+
+_MASK64 = 2**64 - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix_int(h: int) -> int:
+    # _mix on a Python int, for keys computed once per draw.
+    h &= _MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return h ^ (h >> 31)
 
 
 def _squared_norms(A: np.ndarray) -> np.ndarray:
@@ -422,6 +483,30 @@ def _hash_row(bits: np.ndarray, i: int) -> np.uint64:
     return h
 
 
+def _unit_interval(h: np.uint64) -> float:
+    # The top 53 bits as a float in [0, 1).
+    return float(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def _keep_by_position_loop(first_row: np.uint64, key: np.uint64, fraction: float, keep: np.ndarray) -> None:
+    # splitmix64: output r is _mix(key + (r + 1) * golden ratio).
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    for i in range(keep.shape[0]):
+        keep[i] = _unit_interval(_mix(key + (first_row + np.uint64(i) + np.uint64(1)) * golden)) < fraction
+
+
+def _thin_weights_loop(
+    bits: np.ndarray, weight: np.ndarray, key: np.uint64, fraction: float, rows_per_weight: float, out: np.ndarray
+) -> None:
+    log_drop = np.log1p(-fraction)
+    for i in range(bits.shape[0]):
+        p = -np.expm1(weight[i] * rows_per_weight * log_drop)
+        if p > 0.0 and _unit_interval(_mix(_hash_row(bits, i) ^ key)) < p:
+            out[i] = weight[i] * fraction / p
+        else:
+            out[i] = 0.0
+
+
 def _empty_table(hashes: np.ndarray, n_codes: int, size: int) -> np.ndarray:
     # A table of ``size`` slots holding codes 0..n_codes-1 (used to grow).
     table = np.full(size, -1, dtype=np.int64)
@@ -500,6 +585,34 @@ def _expanded_distances(cross: np.ndarray, x_sq: np.ndarray, w_sq: np.ndarray) -
     return np.sqrt(np.maximum(0, -2 * cross + x_sq[:, None] + w_sq))
 
 
+def _splitmix_numpy(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _unit_interval_numpy(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _keep_by_position_numpy(first_row: np.uint64, key: np.uint64, fraction: float, keep: np.ndarray) -> None:
+    rows = np.arange(1, len(keep) + 1, dtype=np.uint64) + first_row
+    with np.errstate(over="ignore"):
+        keep[:] = _unit_interval_numpy(_splitmix_numpy(key + rows * np.uint64(_GOLDEN))) < fraction
+
+
+def _thin_weights_numpy(
+    bits: np.ndarray, weight: np.ndarray, key: np.uint64, fraction: float, rows_per_weight: float, out: np.ndarray
+) -> None:
+    h = np.full(len(bits), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for c in range(bits.shape[1]):  # a few features, not rows
+        h = _splitmix_numpy(h ^ bits[:, c])
+    p = -np.expm1(weight * rows_per_weight * np.log1p(-fraction))
+    kept = (p > 0) & (_unit_interval_numpy(_splitmix_numpy(h ^ key)) < p)
+    out[:] = np.where(kept, weight * fraction / np.where(kept, p, 1.0), 0.0)
+
+
 def _distinct_numpy(bits: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
     _, first, inverse, _ = np.unique(
         bits, axis=0, return_index=True, return_inverse=True, return_counts=True
@@ -526,7 +639,12 @@ if numba is not None:
     _empty_table = _compile(_empty_table)
     _same_row = _compile(_same_row)
     _distinct_codes = _compile(_distinct_loop)
+    _unit_interval = _compile(_unit_interval)
+    _keep_by_position = _compile(_keep_by_position_loop)
+    _thin_weights = _compile(_thin_weights_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
     _distinct_codes = _distinct_numpy
+    _keep_by_position = _keep_by_position_numpy
+    _thin_weights = _thin_weights_numpy

@@ -107,6 +107,31 @@ def test_numpy_twins_agree_with_compiled_kernels(data):
     np.testing.assert_array_equal(firsts[:n], firsts_twin)
 
 
+def test_position_sample_depends_on_the_global_row_only():
+    key = kernels.sample_key(42, 3)
+    whole = kernels.keep_by_position(1_000, 20_000, key, 0.1)
+    pieces = [kernels.keep_by_position(1_000 + start, stop - start, key, 0.1)
+              for start, stop in [(0, 7), (7, 12_345), (12_345, 20_000)]]
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)
+    assert abs(whole.mean() - 0.1) < 0.01
+    assert not np.array_equal(whole, kernels.keep_by_position(1_000, 20_000, kernels.sample_key(42, 4), 0.1))
+    twin = np.empty(20_000, dtype=bool)
+    kernels._keep_by_position_numpy(np.uint64(1_000), np.uint64(key), 0.1, twin)
+    np.testing.assert_array_equal(twin, whole)
+
+
+def test_thinning_keeps_the_expected_weight_and_matches_its_twin(integer_data):
+    distinct = kernels.distinct_rows(integer_data)
+    key = kernels.sample_key(1, 0)
+    thinned = kernels.thin_weights(distinct.rows, distinct.counts, key, 0.2)
+    twin = np.empty(len(distinct.rows))
+    kernels._thin_weights_numpy(distinct.rows.view(np.uint64), distinct.counts.astype(float), np.uint64(key), 0.2, 1.0, twin)
+    np.testing.assert_allclose(twin, thinned, rtol=1e-12)
+    assert thinned.sum() == pytest.approx(0.2 * len(integer_data), rel=0.1)
+    ones = kernels.thin_weights(distinct.rows, np.ones(len(distinct.rows)), key, 0.2)
+    assert set(np.unique(ones)) <= {0.0, 1.0}  # a row of weight 1 is kept whole or dropped
+
+
 def test_distinct_rows_rebuild_the_table_in_first_occurrence_order():
     X = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0], [3.0, 4.0], [1.0, 2.0]])
     distinct = kernels.distinct_rows(X)
