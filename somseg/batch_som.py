@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from somseg import kernels
-from somseg.kernels import DedupMode
+from somseg.kernels import DedupMode, Precision
 from somseg.metrics import UnitMatch, match_units
 from somseg.stats import CoMoments, combine
 
@@ -204,6 +204,7 @@ class EpochRequest:
     chunk_rows: int | None = None
     n_threads: int | None = None
     sample: EpochSample | None = None
+    precision: Precision = "float64"
 
     def partial(self, block: TrainingBlock, first_row: int = 0) -> EpochSums:
         if self.sample is not None:
@@ -216,7 +217,8 @@ class EpochRequest:
         # is the same whatever the number of threads.
         def chunk(start: int, stop: int) -> EpochSums:
             weight = None if block.weight is None else block.weight[start:stop]
-            return EpochSums(*epoch_partial_sums(block.rows[start:stop], self.weights, weight, chunk_rows=self.chunk_rows))
+            return EpochSums(*epoch_partial_sums(block.rows[start:stop], self.weights, weight, chunk_rows=self.chunk_rows,
+                                                 precision=self.precision))
 
         return combine(kernels.map_chunks(chunk, block.n_rows, _EPOCH_CHUNK_ROWS, self.n_threads))
 
@@ -272,6 +274,7 @@ class BatchSomTrainer:
     n_threads: int | None = None
     random_state: int = 42
     sample_rows_per_neuron: int | None = None
+    precision: Precision = "float64"
     epoch_: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -348,7 +351,7 @@ class BatchSomTrainer:
             raise RuntimeError("start the trainer (start_pca or start_random) before asking for epochs")
         if self.epoch_ >= self.epochs:
             return None
-        return EpochRequest(self.weights_, self.chunk_rows, self.n_threads, self._sample(self.epoch_))
+        return EpochRequest(self.weights_, self.chunk_rows, self.n_threads, self._sample(self.epoch_), self.precision)
 
     def update(self, total: EpochSums) -> None:
         self.weights_ = weights_from_sums(total.sums, total.counts, self.weights_, float(self.sigmas_[self.epoch_]))
@@ -391,6 +394,11 @@ class BatchSom:
         rows; a table of at most ``sample_rows_per_neuron * rows * cols``
         training rows is trained on every row in every epoch (see the module
         docstring). None: every epoch is a full pass.
+    precision : {'float64', 'float32'}
+        Arithmetic of the epochs' best-unit search
+        (:func:`somseg.kernels.best_units`): float32 may move rows whose two
+        best units are within its resolution, which the neighbourhood means
+        do not notice. Assignment, QE and TE (:meth:`match`) are float64.
 
     Attributes
     ----------
@@ -420,6 +428,7 @@ class BatchSom:
         n_threads: int | None = None,
         random_state: int = 42,
         sample_rows_per_neuron: int | None = SAMPLE_ROWS_PER_NEURON,
+        precision: Precision = "float64",
     ) -> None:
         self.rows = rows
         self.cols = cols
@@ -433,6 +442,7 @@ class BatchSom:
         self.n_threads = n_threads
         self.random_state = random_state
         self.sample_rows_per_neuron = sample_rows_per_neuron
+        self.precision = precision
 
     def trainer(self) -> BatchSomTrainer:
         """The learner these hyperparameters describe (what :meth:`fit` drives)."""
@@ -442,7 +452,7 @@ class BatchSom:
             raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
         return BatchSomTrainer(
             self.rows, self.cols, self.sigma, self.sigma_end, self.epochs, self.chunk_rows, self.n_threads,
-            self.random_state, self.sample_rows_per_neuron,
+            self.random_state, self.sample_rows_per_neuron, self.precision,
         )
 
     def fit(
@@ -501,6 +511,7 @@ def epoch_partial_sums(
     sample_weight: np.ndarray | None = None,
     *,
     chunk_rows: int | None = None,
+    precision: Precision = "float64",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit sums and counts of one chunk's rows, for one batch epoch.
 
@@ -516,6 +527,8 @@ def epoch_partial_sums(
         Weight of each row; 1 each by default.
     chunk_rows : int, optional
         Rows per chunk of the distance kernel.
+    precision : {'float64', 'float32'}
+        Arithmetic of the best-unit search (:func:`somseg.kernels.best_units`).
 
     Returns
     -------
@@ -528,7 +541,7 @@ def epoch_partial_sums(
     codebook = np.asarray(weights, dtype=np.float64).reshape(-1, X_chunk.shape[1])
     n_units = len(codebook)
     # One thread per chunk: callers parallelise over chunks.
-    bmu = kernels.best_units(X_chunk, codebook, chunk_rows=chunk_rows, n_threads=1)
+    bmu = kernels.best_units(X_chunk, codebook, chunk_rows=chunk_rows, n_threads=1, precision=precision)
     counts = np.bincount(bmu, weights=sample_weight, minlength=n_units).astype(np.float64)
     sums = np.empty((n_units, X_chunk.shape[1]))
     for feature in range(X_chunk.shape[1]):  # a few features, not rows

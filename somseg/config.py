@@ -164,6 +164,12 @@ class SomConfig(_Section):
         "this many rows per neuron (distinct rows when deduplicated) is trained on every row in every epoch. "
         "Assignment, QE and TE always use every row. Empty: every epoch over every row.",
     )
+    epoch_precision: Literal["float64", "float32"] = Field(
+        "float64",
+        description="Batch engine: arithmetic of the epochs' best-unit search. 'float32' does twice the work per "
+        "instruction and may move only rows whose two best units are within its resolution; assignment, QE and "
+        "TE are always float64, ranked as MiniSom ranks them.",
+    )
 
     @property
     def grid_is_auto(self) -> bool:

@@ -325,3 +325,11 @@ def test_a_block_whose_sample_keeps_no_row_adds_nothing(continuous):
     request = trainer.request()
     empty = request.partial(TrainingBlock(continuous[:0]))
     assert empty.counts.shape == (25,) and not empty.counts.any() and not empty.sums.any()
+
+
+def test_float32_epochs_train_the_same_map_up_to_near_ties(continuous):
+    exact = sampled(sample_rows_per_neuron=None).fit(continuous).weights_
+    fast = sampled(sample_rows_per_neuron=None, precision="float32").fit(continuous).weights_
+    np.testing.assert_allclose(fast, exact, atol=1e-3)
+    assert quantization_error(continuous, fast) == pytest.approx(quantization_error(continuous, exact), rel=1e-4)
+    assert build_engine(SomConfig(rows=2, cols=2, sigma=1.0, epoch_precision="float32")).precision == "float32"

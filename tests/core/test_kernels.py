@@ -96,8 +96,8 @@ def test_numpy_twins_agree_with_compiled_kernels(data):
     np.testing.assert_array_equal(compiled[0], twin[0])
     np.testing.assert_array_equal(compiled[1], twin[1])
     bmu, bmu_twin = np.empty(len(X), np.int64), np.empty(len(X), np.int64)
-    kernels._nearest(np.ascontiguousarray(X), np.ascontiguousarray(codebook.T), w_sq, bmu)
-    kernels._nearest_numpy(X, codebook.T, w_sq, bmu_twin)
+    kernels._nearest(np.ascontiguousarray(X), np.ascontiguousarray(-2 * codebook.T), w_sq, bmu)
+    kernels._nearest_numpy(X, -2 * codebook.T, w_sq, bmu_twin)
     np.testing.assert_array_equal(bmu, bmu_twin)
     bits = np.ascontiguousarray(X).view(np.uint64)
     codes, firsts, n = kernels._distinct_codes(bits, len(X))
@@ -105,6 +105,28 @@ def test_numpy_twins_agree_with_compiled_kernels(data):
     assert n == n_twin
     np.testing.assert_array_equal(codes, codes_twin)
     np.testing.assert_array_equal(firsts[:n], firsts_twin)
+
+
+def test_float32_ranking_changes_only_near_ties():
+    rng = np.random.default_rng(5)
+    codebook = rng.normal(size=(64, 17))
+    # Random rows, and rows a hair off the midpoint of two units: near-ties float32 cannot resolve.
+    pairs = rng.integers(0, 64, size=(2_000, 2))
+    midpoints = (codebook[pairs[:, 0]] + codebook[pairs[:, 1]]) / 2 + 1e-9 * rng.normal(size=(2_000, 17))
+    X = np.vstack([rng.normal(size=(20_000, 17)), midpoints])
+    exact = kernels.best_units(X, codebook)
+    fast = kernels.best_units(X, codebook, precision="float32")
+    distances = np.sqrt(((X[:, None, :] - codebook[None]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(exact, distances.argmin(axis=1))
+    differ = exact != fast
+    # Where they differ, float32's unit is as near as float64's to float32's resolution of the scores.
+    gap = distances[np.arange(len(X)), fast] ** 2 - distances[np.arange(len(X)), exact] ** 2
+    scale = (X**2).sum(axis=1) + (codebook**2).sum(axis=1).max()
+    assert (gap[differ] <= 1e-5 * scale[differ]).all()
+    assert not differ[:20_000].any() and differ[20_000:].any()
+    # Ties of exactly equal units still go to the lowest index.
+    twins = np.vstack([codebook[:3], codebook[:3]])
+    np.testing.assert_array_equal(kernels.best_units(X[:100], twins, precision="float32") < 3, True)
 
 
 def test_position_sample_depends_on_the_global_row_only():
