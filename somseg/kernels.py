@@ -412,9 +412,19 @@ def _blas_controller() -> object | None:
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> AbstractContextManager:
+def one_blas_thread() -> AbstractContextManager:
+    """A context in which BLAS runs on one thread.
+
+    OpenBLAS's threads split a tall, thin product (rows x features by
+    features) for little gain, and spin while they wait: on a machine whose
+    cores are busy (other jobs, the kernels' own threads) that product then
+    takes orders of magnitude longer than on one thread.
+    """
     controller = _blas_controller()
     return controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext()
+
+
+_one_blas_thread = one_blas_thread
 
 
 # --- per-row loops (compiled by numba when available) --------------------------
