@@ -434,8 +434,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("machine: " + ", ".join(f"{key}={value}" for key, value in info.items()))
     for result in results:
         if "train_rows" in result:
-            print(f"{result['side']}: {result['schedule']}; {result['train_rows']:,} training rows, "
-                  f"{result['epoch_rows'] / result['train_rows']:.2f} passes' worth of rows over the epochs")
+            print(f"{result['side']}: {result['schedule']}; {result['train_rows']:,} training rows; the epochs "
+                  f"sampled {result['epoch_rows'] / result['rows']:.2f} tables' worth of rows in all")
         if "jit_warmup_s" in result:
             print(f"{result['side']}: JIT warm-up {result['jit_warmup_s']:.2f} s (one-off, not in the table)")
     print()
