@@ -52,7 +52,7 @@ from somseg.metrics import UnitMatch, match_units
 from somseg.stats import CoMoments, combine
 
 _EPOCH_CHUNK_ROWS = 65_536  # rows per partial sum: few partials, several per thread
-_SAMPLE_CHUNK_ROWS = 1 << 18  # rows per sampling task: a few per thread on a million rows
+_SAMPLE_CHUNK_ROWS = 65_536  # rows per sampling task: a column's share stays in cache as it is gathered
 # Rows per neuron of the last epoch's sample: the per-unit means of a few
 # hundred rows move QE and TE by far less than 1 % (docs/configuration.md).
 SAMPLE_ROWS_PER_NEURON = 500
@@ -176,19 +176,20 @@ class EpochSample:
     def of(self, block: TrainingBlock, first_row: int = 0, n_threads: int | None = None) -> TrainingBlock:
         """The rows of ``block`` (whose first row is row ``first_row`` of the table) this sample keeps."""
 
+        # Each chunk gathers its own kept rows, on its thread, while its columns are near in memory.
         def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+            rows = block.rows[start:stop]
             if block.weight is None:
                 keep = kernels.keep_by_position(first_row + start, stop - start, self.key, self.fraction)
-                return np.flatnonzero(keep) + start, None
-            thinned = kernels.thin_weights(block.rows[start:stop], block.weight[start:stop], self.key, self.fraction,
-                                           self.rows_per_weight)
+                return take_rows(rows, np.flatnonzero(keep)), None
+            thinned = kernels.thin_weights(rows, block.weight[start:stop], self.key, self.fraction, self.rows_per_weight)
             kept = np.flatnonzero(thinned)
-            return kept + start, thinned[kept]
+            return take_rows(rows, kept), thinned[kept]
 
         chunks = kernels.map_chunks(chunk, block.n_rows, _SAMPLE_CHUNK_ROWS, n_threads)
-        kept = np.concatenate([np.empty(0, dtype=np.int64)] + [indices for indices, _ in chunks])
+        rows = np.concatenate([np.empty((0, block.rows.shape[1]))] + [kept for kept, _ in chunks])
         weight = None if block.weight is None else np.concatenate([np.empty(0)] + [weights for _, weights in chunks])
-        return TrainingBlock(take_rows(block.rows, kept), weight)
+        return TrainingBlock(rows, weight)
 
 
 @dataclass(frozen=True)
@@ -662,12 +663,12 @@ def pca_init(X: np.ndarray, rows: int, cols: int, sample_weight: np.ndarray | No
 
 
 def take_rows(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``X[rows]`` as a C-ordered array, gathered a column at a time from a column-ordered ``X``.
+    """``X[rows]`` as a C-ordered array, gathered a column at a time from a column-ordered ``X`` (or a slice of one).
 
     Cleaned tables are column-ordered; gathering their rows one row at a
     time would touch every column's memory for every row.
     """
-    if X.flags.f_contiguous and not X.flags.c_contiguous:
+    if X.strides[0] < X.strides[1]:
         out = np.empty((len(rows), X.shape[1]), dtype=X.dtype)
         for column in range(X.shape[1]):  # a few features, not rows
             np.take(X[:, column], rows, out=out[:, column])
