@@ -1,19 +1,36 @@
 #!/usr/bin/env python3
-"""Benchmark: the notebook's MiniSom path against somseg's batch SOM engine.
+"""Benchmark: the notebook's MiniSom path against somseg's SOM engines, on three kinds of table.
 
-Both sides run on the same seeded synthetic table of ``--rows`` customers,
-drawn like the reference sample by ``benchmarks/tables.py`` (integer Age / Work_Experience /
-Family_Size from four life-stage profiles, 10.3 % / 4.2 % of Work_Experience
-/ Family_Size missing) and cleaned with :class:`somseg.cleaning.FeatureCleaner`
-(median imputation, standardisation).
+Every side runs on the same seeded synthetic table of ``--rows`` customers
+from ``benchmarks/tables.py`` (``--kind``), cleaned with
+:class:`somseg.cleaning.FeatureCleaner` (median imputation, a transform per
+feature, standardisation):
 
-* notebook: ``MiniSom(8, 8, sigma=2, learning_rate=0.3)``,
+* ``sample``: integer demographics like the reference sample (Age,
+  Work_Experience, Family_Size; few distinct rows);
+* ``continuous3``: the same with continuous jitter (every row distinct);
+* ``money``: 17 correlated, skewed, zero-inflated credit-card features with
+  missing values; amounts and counts are cleaned with ``log1p``, as a
+  config declares for skewed columns (:data:`MONEY_TRANSFORMS`).
+
+Sides (``--sides``, the first is the baseline of the ratios):
+
+* ``notebook``: ``MiniSom(8, 8, sigma=2, learning_rate=0.3)``,
   ``random_weights_init``, ``train_random`` 8000, ``winner`` per row,
   ``quantization_error``, ``topographic_error``.
-* batch: :class:`somseg.batch_som.BatchSom` (PCA init, sigma 3 -> 0.5 over
-  30 epochs), then :func:`somseg.metrics.match_units` (assignment),
-  :func:`~somseg.metrics.quantization_error` and
+* ``minisom``: the product's MiniSom engine (:class:`somseg.som.MiniSomEngine`,
+  the same training), with somseg's kernels for assignment, QE and TE.
+* ``batch``: the product's batch engine with its defaults on an 8x8 grid
+  (:func:`somseg.som.build_engine`: PCA init, radius 2 -> 1 over 30 epochs,
+  epochs on a growing sample), then :func:`somseg.metrics.match_units`
+  (assignment), :func:`~somseg.metrics.quantization_error` and
   :func:`~somseg.metrics.topographic_error`, each a full pass of its own.
+* ``batch-full``: the same, every epoch over every row
+  (``sample_rows_per_neuron: null``).
+* ``batch-nodedup``: ``batch`` with ``dedup: never`` everywhere.
+* ``somoclu``: somoclu's batch SOM (an optional peer: skipped when not
+  installed), the same grid, radius schedule, epochs and PCA start; its own
+  best units; QE and TE by somseg's metrics.
 
 Each side runs in its own subprocess, so its peak resident memory
 (``ru_maxrss``) is its own. Steps timed on a sample (``--winner-sample``,
@@ -22,7 +39,8 @@ Each side runs in its own subprocess, so its peak resident memory
 
 Usage::
 
-    python benchmarks/som_engines.py --rows 1000000
+    python benchmarks/som_engines.py --kind money --rows 1000000
+    python benchmarks/som_engines.py --kind continuous3 --sides notebook,minisom,batch,batch-full,somoclu
     python benchmarks/som_engines.py --rows 10000000 --winner-sample 200000 --metrics-sample 1000000
 """
 
@@ -31,6 +49,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -46,20 +65,35 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import FEATURES, sample_features  # noqa: E402
+from tables import FEATURES, KINDS, MONEY_FEATURES, make_table, sample_features  # noqa: E402
 
-SIDES: tuple[str, ...] = ("notebook", "batch", "batch-nodedup")
+SIDES: tuple[str, ...] = ("notebook", "minisom", "batch", "batch-full", "batch-nodedup", "somoclu")
 STEP_NAMES = {"train": "train", "assign": "assign (best unit per row)", "qe": "QE", "te": "TE"}
+GRID = 8  # rows and columns of every side's map, the notebook's
+
+# Amounts and counts are skewed: log1p, as a config declares them; shares in [0, 1] and tenure as they are.
+_LOG1P = {"BALANCE", "PURCHASES", "ONEOFF_PURCHASES", "INSTALLMENTS_PURCHASES", "CASH_ADVANCE", "CASH_ADVANCE_TRX",
+          "PURCHASES_TRX", "CREDIT_LIMIT", "PAYMENTS", "MINIMUM_PAYMENTS"}
+MONEY_TRANSFORMS: list[str] = ["log1p" if name in _LOG1P else "none" for name in MONEY_FEATURES]
 
 
 # --- data ---------------------------------------------------------------------
 
 
-def standardised_table(n_rows: int, seed: int) -> np.ndarray:
-    """The synthetic table, median-imputed and standardised as the pipeline does."""
+def standardised_table(n_rows: int, seed: int, kind: str = "sample") -> np.ndarray:
+    """The synthetic table of ``kind``, cleaned as the pipeline cleans it: imputed, transformed, standardised."""
     from somseg.cleaning import FeatureCleaner
 
+    if kind == "money":
+        return FeatureCleaner(MONEY_FEATURES, transforms=MONEY_TRANSFORMS).fit_transform(make_table(kind, n_rows, seed))
+    if kind == "continuous3":
+        return FeatureCleaner(FEATURES).fit_transform(make_table(kind, n_rows, seed))
     return FeatureCleaner(FEATURES).fit_transform(sample_features(n_rows, seed))
+
+
+def somoclu_available() -> bool:
+    """Whether the optional peer is installed (``pip install --no-build-isolation somoclu``)."""
+    return importlib.util.find_spec("somoclu") is not None
 
 
 # --- one side, in its own process ------------------------------------------------
@@ -67,14 +101,19 @@ def standardised_table(n_rows: int, seed: int) -> np.ndarray:
 
 def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the table, run one side's steps, return timings and figures."""
-    X = standardised_table(args.rows, args.seed)
+    X = standardised_table(args.rows, args.seed, args.kind)
     gc.collect()
-    result: dict[str, Any] = {"side": side, "rows": len(X), "rss_data_mb": _current_rss_mb()}
+    result: dict[str, Any] = {"side": side, "rows": len(X), "features": X.shape[1], "rss_data_mb": _current_rss_mb()}
     with RssSampler() as sampler:
         if side == "notebook":
             result.update(_notebook(X, args))
+        elif side == "minisom":
+            result.update(_minisom(X, args))
+        elif side == "somoclu":
+            result.update(_somoclu(X, args))
         else:
-            result.update(_batch(X, args, dedup="never" if side == "batch-nodedup" else "auto"))
+            result.update(_batch(X, args, dedup="never" if side == "batch-nodedup" else "auto",
+                                 sampled=side != "batch-full"))
     result["steps_peak_rss_mb"] = sampler.peak_mb
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -131,31 +170,100 @@ def _notebook(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(metric_rows)}
 
 
-def _batch(X: np.ndarray, args: argparse.Namespace, dedup: str) -> dict[str, Any]:
+def product_som(seed: int, **settings: Any) -> Any:
+    """The product's SOM settings for an 8x8 map (its defaults otherwise), made concrete as a run makes them."""
+    from somseg.config import SomConfig
+    from somseg.som import concrete_som
+
+    return concrete_som(SomConfig(rows=GRID, cols=GRID, seed=seed, **settings), 0, np.eye(2))
+
+
+def _warm_kernels(n_features: int) -> dict[str, Any]:
+    """Compile (or load from numba's cache) the kernels before timing; reported apart."""
     from somseg import kernels
     from somseg.batch_som import BatchSom
+
+    warm = np.random.default_rng(0).normal(size=(4096, n_features))
+    return _timed(lambda: (kernels.best_two_units(warm, warm[:4], dedup="always"), kernels.best_units(warm, warm[:4]),
+                           BatchSom(2, 2, epochs=2, sample_rows_per_neuron=100).fit(warm)), 1)
+
+
+def _metrics_steps(X: np.ndarray, weights: np.ndarray, args: argparse.Namespace, dedup: str = "auto") -> dict[str, Any]:
+    """Assignment, QE and TE by somseg's kernels, each a full pass of its own, as MiniSom's are."""
     from somseg.metrics import match_units, quantization_error, topographic_error
 
-    # Compile (or load from numba's cache) before timing; reported apart.
-    warm = np.random.default_rng(0).normal(size=(64, X.shape[1]))
-    warmup = _timed(lambda: (kernels.best_two_units(warm, warm[:4], dedup="always"), kernels.best_units(warm, warm[:4])), 1)
-    steps: dict[str, dict[str, Any]] = {}
-    engine = BatchSom(rows=8, cols=8, sigma=3.0, sigma_end=0.5, epochs=30, init="pca", dedup=dedup, random_state=args.seed)
-    steps["train"] = _timed(lambda: engine.fit(X), args.repeat)
-    weights = engine.weights_
-    steps["assign"] = _timed(lambda: match_units(X, weights, dedup=dedup), args.repeat)
+    steps = {"assign": _timed(lambda: match_units(X, weights, dedup=dedup), args.repeat)}
     qe: list[float] = []
     te: list[float] = []
     steps["qe"] = _timed(lambda: qe.append(quantization_error(X, weights, match_units(X, weights, dedup=dedup))), args.repeat)
     steps["te"] = _timed(lambda: te.append(topographic_error(X, weights, 8, match_units(X, weights, dedup=dedup))), args.repeat)
-    return {
-        "steps": steps,
-        "qe": qe[0],
-        "te": te[0],
-        "metrics_rows": len(X),
+    return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(X)}
+
+
+def _batch(X: np.ndarray, args: argparse.Namespace, dedup: str, sampled: bool = True) -> dict[str, Any]:
+    from somseg.som import build_engine
+
+    warmup = _warm_kernels(X.shape[1])
+    settings: dict[str, Any] = {"engine": "batch", "init": "pca", "dedup": dedup}
+    if not sampled:
+        settings["sample_rows_per_neuron"] = None
+    config = product_som(args.seed, **settings)
+    engine = build_engine(config)
+    train = _timed(lambda: engine.fit(X), args.repeat)
+    result = _metrics_steps(X, engine.weights_, args, dedup)
+    result["steps"] = {"train": train, **result["steps"]}
+    return result | {
         "train_rows": engine.n_train_rows_,
+        "epoch_rows": int(engine.sample_sizes_.sum()),
+        "schedule": f"sigma {config.sigma:g} -> {config.sigma_end:g}, {config.epochs} epochs",
         "jit_warmup_s": warmup["seconds"],
     }
+
+
+def _minisom(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    from somseg.som import build_engine
+
+    warmup = _warm_kernels(X.shape[1])
+    config = product_som(args.seed, engine="minisom", sigma=2.0, init="random")
+    engine = build_engine(config)
+    train = _timed(lambda: engine.fit(X), args.repeat)
+    result = _metrics_steps(X, engine.weights_, args)
+    result["steps"] = {"train": train, **result["steps"]}
+    return result | {"jit_warmup_s": warmup["seconds"]}
+
+
+def _somoclu(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    import somoclu
+
+    from somseg.kernels import best_two_units
+    from somseg.metrics import UnitMatch, quantization_error, topographic_error
+
+    config = product_som(args.seed, engine="batch")
+    data = np.ascontiguousarray(X, dtype=np.float32)  # somoclu trains on float32
+    fitted: dict[str, Any] = {}
+
+    def train() -> None:
+        som = somoclu.Somoclu(GRID, GRID, kerneltype=0, maptype="planar", gridtype="rectangular",
+                              initialization="pca", compactsupport=False, neighborhood="gaussian")
+        som.train(data, epochs=config.epochs, radius0=config.sigma, radiusN=config.sigma_end,
+                  radiuscooling="exponential")
+        fitted["som"] = som
+
+    steps = {"train": _timed(train, args.repeat)}
+    som = fitted["som"]
+    weights = np.asarray(som.codebook, dtype=np.float64).reshape(GRID, GRID, -1)
+    # somoclu's own best units: of the last epoch's pass over every row (its bmus are (column, row)).
+    steps["assign"] = _timed(lambda: som.bmus[:, 1] * GRID + som.bmus[:, 0], 1)
+    qe: list[float] = []
+    te: list[float] = []
+
+    def match() -> UnitMatch:
+        bmu, second, distance = best_two_units(X, weights.reshape(-1, X.shape[1]))
+        return UnitMatch(bmu=bmu, second=second, distance=distance)
+
+    steps["qe"] = _timed(lambda: qe.append(quantization_error(X, weights, match())), args.repeat)
+    steps["te"] = _timed(lambda: te.append(topographic_error(X, weights, 8, match())), args.repeat)
+    return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(X)}
 
 
 def _timed(
@@ -207,7 +315,7 @@ def machine() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
-    for package in ("minisom", "numba"):
+    for package in ("minisom", "numba", "somoclu"):
         try:
             from importlib.metadata import version
 
@@ -231,7 +339,7 @@ def _cpu_model() -> str:
 def run_in_subprocess(side: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one side in a fresh interpreter and return its JSON result."""
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--side", side,
+        sys.executable, str(Path(__file__).resolve()), "--side", side, "--kind", args.kind,
         "--rows", str(args.rows), "--seed", str(args.seed), "--repeat", str(args.repeat),
     ]
     for flag, value in (("--winner-sample", args.winner_sample), ("--metrics-sample", args.metrics_sample)):
@@ -287,6 +395,9 @@ def _figure(result: dict[str, Any], key: str) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", choices=KINDS, default="sample",
+                        help="the table: integer demographics like the sample, continuous3 (every row distinct), "
+                        "money (17 skewed features)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic table")
     parser.add_argument("--seed", type=int, default=42, help="seed of the table and both engines")
     parser.add_argument("--winner-sample", type=int, default=None, help="time MiniSom's per-row winner() on this many rows and extrapolate")
@@ -312,14 +423,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = sorted(set(sides) - set(SIDES))
     if unknown or len(sides) < 2:
         raise SystemExit(f"--sides needs two or more of {SIDES}, got {args.sides!r}")
+    if "somoclu" in sides and not somoclu_available():
+        print("somoclu is not installed: its side is skipped (CUDAHOME=/nonexistent pip install --no-build-isolation somoclu)")
+        sides.remove("somoclu")
     info = machine()
     results = [run_in_subprocess(side, args) for side in sides]
     info["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(f"# SOM engines on {args.rows:,} rows (seed {args.seed}; best of {args.repeat} run(s) per step)")
+    print(f"# SOM engines on {args.rows:,} rows of '{args.kind}' ({results[0]['features']} features; seed {args.seed}; "
+          f"best of {args.repeat} run(s) per step)")
     print("machine: " + ", ".join(f"{key}={value}" for key, value in info.items()))
     for result in results:
         if "train_rows" in result:
-            print(f"{result['side']}: trained on {result['train_rows']:,} rows; JIT warm-up {result['jit_warmup_s']:.2f} s (one-off, not in the table)")
+            print(f"{result['side']}: {result['schedule']}; {result['train_rows']:,} training rows; the epochs "
+                  f"sampled {result['epoch_rows'] / result['rows']:.2f} tables' worth of rows in all")
+        if "jit_warmup_s" in result:
+            print(f"{result['side']}: JIT warm-up {result['jit_warmup_s']:.2f} s (one-off, not in the table)")
     print()
     print(format_table(results))
     if any(step["extrapolated"] for r in results for step in r["steps"].values()):

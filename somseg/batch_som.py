@@ -18,6 +18,27 @@ partitioned table. The neighbourhood radius shrinks geometrically from
 Rows that repeat (integer demographics do) are trained on once, weighted by
 their count (:func:`training_block`), which gives the same map for a
 fraction of the work.
+
+On a large table an epoch need not see every row: a per-unit mean is as
+good from a few hundred rows as from a million. With
+``sample_rows_per_neuron`` = ``B``, epoch ``e`` (radius ``sigma_e``) trains on
+a random sample of about ::
+
+    n_e = B * n_neurons * min(1, (sigma_end / sigma_e)**2)
+
+rows (:func:`epoch_sample_sizes`), so the sample grows as the radius
+shrinks: a neighbourhood of radius ``sigma`` averages the rows of about
+``2 pi sigma**2`` neurons, so the noise of every epoch's update is about
+that of the last. A table whose training rows (its distinct rows when
+deduplicated) are no more than the last epoch's ``B * n_neurons`` is
+trained on every row in every epoch, exactly as without sampling. The
+sample is drawn row by row, each row kept with probability ``n_e / n_rows``
+by a counter-based hash of the seed, the epoch and the row's global
+position (:func:`somseg.kernels.keep_by_position`), so it is the same
+whatever blocks the table is split into and wherever they are computed;
+a weighted (deduplicated) row is thinned, keyed by its values
+(:func:`somseg.kernels.thin_weights`). Assignment, QE and TE are then
+computed on every row, after training.
 """
 
 from collections.abc import Callable, Sequence
@@ -26,11 +47,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from somseg import kernels
-from somseg.kernels import DedupMode
+from somseg.kernels import DedupMode, Precision
 from somseg.metrics import UnitMatch, match_units
 from somseg.stats import CoMoments, combine
 
 _EPOCH_CHUNK_ROWS = 65_536  # rows per partial sum: few partials, several per thread
+_SAMPLE_CHUNK_ROWS = 65_536  # rows per sampling task: a column's share stays in cache as it is gathered
+# Rows per neuron of the last epoch's sample: the per-unit means of a few
+# hundred rows move QE and TE by far less than 1 % (docs/configuration.md).
+SAMPLE_ROWS_PER_NEURON = 500
 
 
 @dataclass(frozen=True)
@@ -136,21 +161,65 @@ class EpochSums:
 
 
 @dataclass(frozen=True)
+class EpochSample:
+    """The rows one epoch trains on: each row of the table with probability ``fraction``.
+
+    ``key`` (:func:`somseg.kernels.sample_key` of the seed and the epoch)
+    decides which; a weighted row stands for ``weight * rows_per_weight``
+    rows and is thinned (:func:`somseg.kernels.thin_weights`).
+    """
+
+    fraction: float
+    key: int
+    rows_per_weight: float = 1.0
+
+    def of(self, block: TrainingBlock, first_row: int = 0, n_threads: int | None = None) -> TrainingBlock:
+        """The rows of ``block`` (whose first row is row ``first_row`` of the table) this sample keeps."""
+
+        # Each chunk gathers its own kept rows, on its thread, while its columns are near in memory.
+        def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+            rows = block.rows[start:stop]
+            if block.weight is None:
+                keep = kernels.keep_by_position(first_row + start, stop - start, self.key, self.fraction)
+                return take_rows(rows, np.flatnonzero(keep)), None
+            thinned = kernels.thin_weights(rows, block.weight[start:stop], self.key, self.fraction, self.rows_per_weight)
+            kept = np.flatnonzero(thinned)
+            return take_rows(rows, kept), thinned[kept]
+
+        chunks = kernels.map_chunks(chunk, block.n_rows, _SAMPLE_CHUNK_ROWS, n_threads)
+        rows = np.concatenate([np.empty((0, block.rows.shape[1]))] + [kept for kept, _ in chunks])
+        weight = None if block.weight is None else np.concatenate([np.empty(0)] + [weights for _, weights in chunks])
+        return TrainingBlock(rows, weight)
+
+
+@dataclass(frozen=True)
 class EpochRequest:
-    """One epoch's partial: the per-unit sums of a block of rows, for the codebook ``weights``."""
+    """One epoch's partial: the per-unit sums of a block of rows, for the codebook ``weights``.
+
+    With a ``sample``, only the rows it keeps count; it needs the global
+    position of the block's first row in the table (``first_row`` of
+    :meth:`partial`, as for :class:`PickRequest`).
+    """
 
     weights: np.ndarray
     chunk_rows: int | None = None
     n_threads: int | None = None
+    sample: EpochSample | None = None
+    precision: Precision = "float64"
 
-    def partial(self, block: TrainingBlock) -> EpochSums:
+    def partial(self, block: TrainingBlock, first_row: int = 0) -> EpochSums:
+        if self.sample is not None:
+            block = self.sample.of(block, first_row, self.n_threads)
+        if block.n_rows == 0:  # a small block's sample may keep no row
+            n_units = self.weights.shape[0] * self.weights.shape[1]
+            return EpochSums(np.zeros((n_units, self.weights.shape[2])), np.zeros(n_units))
+
         # Partial sums in a fixed chunking, added in chunk order: the result
         # is the same whatever the number of threads.
         def chunk(start: int, stop: int) -> EpochSums:
-            chunk_weight = None if block.weight is None else block.weight[start:stop]
-            return EpochSums(
-                *epoch_partial_sums(block.rows[start:stop], self.weights, chunk_weight, chunk_rows=self.chunk_rows)
-            )
+            weight = None if block.weight is None else block.weight[start:stop]
+            return EpochSums(*epoch_partial_sums(block.rows[start:stop], self.weights, weight, chunk_rows=self.chunk_rows,
+                                                 precision=self.precision))
 
         return combine(kernels.map_chunks(chunk, block.n_rows, _EPOCH_CHUNK_ROWS, self.n_threads))
 
@@ -205,11 +274,56 @@ class BatchSomTrainer:
     chunk_rows: int | None = None
     n_threads: int | None = None
     random_state: int = 42
+    sample_rows_per_neuron: int | None = None
+    precision: Precision = "float64"
     epoch_: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         _check_params(self.rows, self.cols, self.sigma, self.sigma_end, self.epochs)
+        if self.sample_rows_per_neuron is not None and self.sample_rows_per_neuron < 1:
+            raise ValueError(f"sample_rows_per_neuron must be at least 1 or None, got {self.sample_rows_per_neuron}")
         self.sigmas_ = sigma_schedule(self.sigma, self.sigma_end, self.epochs)
+        self._sizes: tuple[int, int, float] | None = None
+
+    def plan(self, n_rows: int, n_train_rows: int | None = None, total_weight: float | None = None) -> None:
+        """Size the epochs' samples for the table trained on (without it, every epoch is a full pass).
+
+        Parameters
+        ----------
+        n_rows : int
+            Rows of the table.
+        n_train_rows : int, optional
+            Rows the blocks hold (fewer when deduplicated); ``n_rows`` by default.
+        total_weight : float, optional
+            Sum of the blocks' row weights; ``n_rows`` by default (weights
+            that count rows).
+        """
+        n_train = n_rows if n_train_rows is None else n_train_rows
+        weight = float(n_rows if total_weight is None else total_weight)
+        if n_rows < 1 or n_train < 1 or not weight > 0:
+            raise ValueError(f"a table to plan for has rows and weight, got {n_rows}, {n_train}, {weight}")
+        self._sizes = (int(n_rows), int(n_train), weight)
+
+    @property
+    def sample_sizes_(self) -> np.ndarray:
+        """Rows each epoch samples, ``n_rows`` for a full pass (:func:`epoch_sample_sizes`); full passes unless planned."""
+        if self._sizes is None:
+            return np.full(self.epochs, -1, dtype=np.int64)
+        n_rows, n_train, _ = self._sizes
+        sizes = epoch_sample_sizes(self.sigmas_, self.rows * self.cols, self.sample_rows_per_neuron)
+        # A table no larger than the last epoch's sample is trained on full passes throughout.
+        if (sizes < 0).any() or sizes.max() >= n_train:
+            return np.full(self.epochs, n_rows, dtype=np.int64)
+        return np.minimum(sizes, n_rows)
+
+    def _sample(self, epoch: int) -> EpochSample | None:
+        if self._sizes is None or self.sample_rows_per_neuron is None:
+            return None
+        n_rows, _, weight = self._sizes
+        size = int(self.sample_sizes_[epoch])
+        if size >= n_rows:
+            return None
+        return EpochSample(size / n_rows, kernels.sample_key(self.random_state, epoch), n_rows / weight)
 
     def random_picks(self, n_rows: int, sample_weight: np.ndarray | None = None) -> PickRequest:
         """The global rows a 'random' initialisation starts the neurons on (seeded, with replacement)."""
@@ -238,7 +352,7 @@ class BatchSomTrainer:
             raise RuntimeError("start the trainer (start_pca or start_random) before asking for epochs")
         if self.epoch_ >= self.epochs:
             return None
-        return EpochRequest(self.weights_, self.chunk_rows, self.n_threads)
+        return EpochRequest(self.weights_, self.chunk_rows, self.n_threads, self._sample(self.epoch_), self.precision)
 
     def update(self, total: EpochSums) -> None:
         self.weights_ = weights_from_sums(total.sums, total.counts, self.weights_, float(self.sigmas_[self.epoch_]))
@@ -274,7 +388,18 @@ class BatchSom:
     n_threads : int, optional
         Threads; by default every available CPU. The map does not depend on it.
     random_state : int
-        Seed of the 'random' initialisation.
+        Seed of the 'random' initialisation and of the epochs' samples.
+    sample_rows_per_neuron : int or None
+        Epoch ``e`` trains on a seeded sample of about
+        ``sample_rows_per_neuron * rows * cols * (sigma_end / sigma_e)**2``
+        rows; a table of at most ``sample_rows_per_neuron * rows * cols``
+        training rows is trained on every row in every epoch (see the module
+        docstring). None: every epoch is a full pass.
+    precision : {'float64', 'float32'}
+        Arithmetic of the epochs' best-unit search
+        (:func:`somseg.kernels.best_units`): float32 may move rows whose two
+        best units are within its resolution, which the neighbourhood means
+        do not notice. Assignment, QE and TE (:meth:`match`) are float64.
 
     Attributes
     ----------
@@ -286,6 +411,8 @@ class BatchSom:
         The radius used in each epoch.
     n_train_rows_ : int
         Rows the epochs ran over (the distinct rows when deduplicated).
+    sample_sizes_ : ndarray of shape (epochs,)
+        Rows of the table each epoch sampled (``n_rows`` for a full pass).
     """
 
     def __init__(
@@ -301,6 +428,8 @@ class BatchSom:
         dedup: DedupMode = "auto",
         n_threads: int | None = None,
         random_state: int = 42,
+        sample_rows_per_neuron: int | None = SAMPLE_ROWS_PER_NEURON,
+        precision: Precision = "float64",
     ) -> None:
         self.rows = rows
         self.cols = cols
@@ -313,6 +442,8 @@ class BatchSom:
         self.dedup = dedup
         self.n_threads = n_threads
         self.random_state = random_state
+        self.sample_rows_per_neuron = sample_rows_per_neuron
+        self.precision = precision
 
     def trainer(self) -> BatchSomTrainer:
         """The learner these hyperparameters describe (what :meth:`fit` drives)."""
@@ -321,7 +452,8 @@ class BatchSom:
         if self.init not in ("pca", "random"):
             raise ValueError(f"init must be 'pca' or 'random', got {self.init!r}")
         return BatchSomTrainer(
-            self.rows, self.cols, self.sigma, self.sigma_end, self.epochs, self.chunk_rows, self.n_threads, self.random_state
+            self.rows, self.cols, self.sigma, self.sigma_end, self.epochs, self.chunk_rows, self.n_threads,
+            self.random_state, self.sample_rows_per_neuron, self.precision,
         )
 
     def fit(
@@ -356,6 +488,7 @@ class BatchSom:
         else:
             trainer.start_pca(CoMoments.of(X, weight))
         block = training_block(X, self.dedup, weight)
+        trainer.plan(len(X), block.n_rows, None if weight is None else float(weight.sum()))
         while (request := trainer.request()) is not None:
             trainer.update(request.partial(block))
             if progress is not None:
@@ -364,6 +497,7 @@ class BatchSom:
         self.sigmas_ = trainer.sigmas_
         self.n_features_in_ = X.shape[1]
         self.n_train_rows_ = block.n_rows
+        self.sample_sizes_ = trainer.sample_sizes_
         return self
 
     def match(self, X: np.ndarray) -> UnitMatch:
@@ -378,6 +512,7 @@ def epoch_partial_sums(
     sample_weight: np.ndarray | None = None,
     *,
     chunk_rows: int | None = None,
+    precision: Precision = "float64",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit sums and counts of one chunk's rows, for one batch epoch.
 
@@ -393,6 +528,8 @@ def epoch_partial_sums(
         Weight of each row; 1 each by default.
     chunk_rows : int, optional
         Rows per chunk of the distance kernel.
+    precision : {'float64', 'float32'}
+        Arithmetic of the best-unit search (:func:`somseg.kernels.best_units`).
 
     Returns
     -------
@@ -405,7 +542,7 @@ def epoch_partial_sums(
     codebook = np.asarray(weights, dtype=np.float64).reshape(-1, X_chunk.shape[1])
     n_units = len(codebook)
     # One thread per chunk: callers parallelise over chunks.
-    bmu = kernels.best_units(X_chunk, codebook, chunk_rows=chunk_rows, n_threads=1)
+    bmu = kernels.best_units(X_chunk, codebook, chunk_rows=chunk_rows, n_threads=1, precision=precision)
     counts = np.bincount(bmu, weights=sample_weight, minlength=n_units).astype(np.float64)
     sums = np.empty((n_units, X_chunk.shape[1]))
     for feature in range(X_chunk.shape[1]):  # a few features, not rows
@@ -454,6 +591,33 @@ def neighbourhood_kernel(rows: int, cols: int, sigma: float) -> np.ndarray:
     return np.exp(-squared / (2.0 * sigma**2))
 
 
+def epoch_sample_sizes(sigmas: np.ndarray, n_neurons: int, rows_per_neuron: int | None) -> np.ndarray:
+    """Rows each epoch samples: ``rows_per_neuron * n_neurons * min(1, (sigma_end / sigma_e)**2)``.
+
+    A neighbourhood of radius ``sigma`` pools the rows of about
+    ``2 pi sigma**2`` neurons, so an epoch's update is about as noisy as the
+    last one's from a sample that much smaller.
+
+    Parameters
+    ----------
+    sigmas : ndarray of shape (epochs,)
+        The radius schedule (:func:`sigma_schedule`); its last radius is ``sigma_end``.
+    n_neurons : int
+    rows_per_neuron : int or None
+        Rows per neuron of the last epoch's sample; None: no sampling.
+
+    Returns
+    -------
+    ndarray of int64, shape (epochs,)
+        -1 (every row) for every epoch when ``rows_per_neuron`` is None.
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if rows_per_neuron is None:
+        return np.full(len(sigmas), -1, dtype=np.int64)
+    shrink = np.minimum(1.0, (sigmas[-1] / sigmas) ** 2)
+    return np.ceil(rows_per_neuron * n_neurons * shrink).astype(np.int64)
+
+
 def sigma_schedule(sigma_start: float, sigma_end: float, epochs: int) -> np.ndarray:
     """Radius of each epoch, shrinking geometrically from ``sigma_start`` to ``sigma_end``."""
     return np.geomspace(sigma_start, sigma_end, epochs)
@@ -496,6 +660,20 @@ def pca_init(X: np.ndarray, rows: int, cols: int, sample_weight: np.ndarray | No
 
 
 # --- helpers -----------------------------------------------------------------
+
+
+def take_rows(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``X[rows]`` as a C-ordered array, gathered a column at a time from a column-ordered ``X`` (or a slice of one).
+
+    Cleaned tables are column-ordered; gathering their rows one row at a
+    time would touch every column's memory for every row.
+    """
+    if X.strides[0] < X.strides[1]:
+        out = np.empty((len(rows), X.shape[1]), dtype=X.dtype)
+        for column in range(X.shape[1]):  # a few features, not rows
+            np.take(X[:, column], rows, out=out[:, column])
+        return out
+    return X[rows]
 
 
 def _span(n: int) -> np.ndarray:

@@ -156,6 +156,20 @@ class SomConfig(_Section):
         "auto",
         description="Batch engine: train once per distinct row, weighted by its count ('auto': when at most half the rows are distinct).",
     )
+    sample_rows_per_neuron: int | None = Field(
+        500,
+        ge=1,
+        description="Batch engine: each epoch trains on a seeded random sample of about this many rows per neuron, "
+        "times (sigma_end / the epoch's radius)^2, so the sample grows as the radius shrinks; a table of at most "
+        "this many rows per neuron (distinct rows when deduplicated) is trained on every row in every epoch. "
+        "Assignment, QE and TE always use every row. Empty: every epoch over every row.",
+    )
+    epoch_precision: Literal["float64", "float32"] = Field(
+        "float64",
+        description="Batch engine: arithmetic of the epochs' best-unit search. 'float32' does twice the work per "
+        "instruction and may move only rows whose two best units are within its resolution; assignment, QE and "
+        "TE are always float64, ranked as MiniSom ranks them.",
+    )
 
     @property
     def grid_is_auto(self) -> bool:

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is absent
 T = TypeVar("T")
 
 DedupMode = Literal["auto", "always", "never"]
+Precision = Literal["float64", "float32"]
 
 # Cross-term cells per chunk, sized to stay in one core's L2 cache.
 _CELL_BUDGET = 262_144
@@ -127,6 +128,7 @@ def best_units(
     *,
     chunk_rows: int | None = None,
     n_threads: int | None = None,
+    precision: Precision = "float64",
 ) -> np.ndarray:
     """Index of each row's best-matching unit, ranked for speed (training).
 
@@ -134,6 +136,9 @@ def best_units(
     row's constant ``|x|^2``) in one fused pass, without BLAS. At near-ties
     the winner may differ from MiniSom's in the last bit, which does not
     matter for training; reported assignments use :func:`best_two_units`.
+    In ``float32`` the scores carry about 7 digits, so rows whose two best
+    units are closer than that (relative to the scores) may change unit;
+    the others do not.
 
     Parameters
     ----------
@@ -144,6 +149,9 @@ def best_units(
         Rows per chunk; by default :func:`default_chunk_rows`.
     n_threads : int, optional
         Threads; by default every available CPU.
+    precision : {'float64', 'float32'}
+        Arithmetic of the scores; float32 does twice the work per
+        instruction and reads half the bytes.
 
     Returns
     -------
@@ -151,11 +159,16 @@ def best_units(
         Lowest index among exact ties.
     """
     X, codebook, w_sq = _prepare(X, codebook)
-    codebook_t = np.ascontiguousarray(codebook.T)
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    dtype = np.dtype(precision)
+    # -2 w rather than -2 x: scaling by 2 is exact, so the float64 scores are unchanged.
+    codebook_t = np.ascontiguousarray(-2.0 * codebook.T, dtype=dtype)
+    w_sq = w_sq.astype(dtype)
     bmu = np.empty(len(X), dtype=np.int64)
 
     def work(start: int, stop: int) -> None:
-        _nearest(np.ascontiguousarray(X[start:stop]), codebook_t, w_sq, bmu[start:stop])
+        _nearest(np.ascontiguousarray(X[start:stop], dtype=dtype), codebook_t, w_sq, bmu[start:stop])
 
     map_chunks(work, len(X), chunk_rows or default_chunk_rows(len(codebook)), n_threads)
     return bmu
@@ -211,6 +224,55 @@ def best_two_units(
 
     map_chunks(work, len(X), chunk_rows or default_chunk_rows(len(codebook)), n_threads)
     return bmu, second, distance
+
+
+def sample_key(seed: int, draw: int) -> int:
+    """A 64-bit key for draw ``draw`` (an epoch, say) of seed ``seed``: the input of :func:`keep_by_position`."""
+    return _mix_int(_mix_int(seed % 2**64) ^ (draw % 2**64))
+
+
+def keep_by_position(first_row: int, n_rows: int, key: int, fraction: float) -> np.ndarray:
+    """Which of rows ``first_row ... first_row + n_rows - 1`` of a table a ``fraction`` sample keeps.
+
+    Row ``r`` is kept when the ``r``-th output of splitmix64 seeded with
+    ``key`` (a counter-based hash of ``key`` and ``r``), read as a number in
+    [0, 1), is below ``fraction``. It depends on nothing but the key and the
+    row's global position, so any split of the table into blocks, computed
+    anywhere, keeps the same rows.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,)
+    """
+    keep = np.empty(n_rows, dtype=np.bool_)
+    _keep_by_position(np.uint64(first_row), np.uint64(key), float(fraction), keep)
+    return keep
+
+
+def thin_weights(
+    X: np.ndarray, weight: np.ndarray, key: int, fraction: float, rows_per_weight: float = 1.0
+) -> np.ndarray:
+    """The weights of a ``fraction`` sample of rows that each stand for several rows, by thinning.
+
+    A row of weight ``w`` stands for ``c = w * rows_per_weight`` rows. A
+    sample keeping each of those rows with probability ``fraction`` keeps at
+    least one of them with probability ``p = 1 - (1 - fraction)**c``; the
+    row is kept with that probability, decided by a hash of ``key`` and the
+    row's values (so the same distinct row is kept or dropped wherever it
+    is), with weight ``w * fraction / p``: its expected weight is
+    ``fraction * w``, as for rows of weight 1, and a row that stands for
+    many is nearly always kept, with nearly its share.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows,)
+        0 for the rows dropped.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    out = np.empty(len(X))
+    _thin_weights(X.view(np.uint64), np.asarray(weight, dtype=np.float64), np.uint64(key), float(fraction),
+                  float(rows_per_weight), out)
+    return out
 
 
 def distinct_rows(X: np.ndarray, max_ratio: float = 1.0, n_threads: int | None = None) -> DistinctRows | None:
@@ -318,6 +380,18 @@ def _merge_blocks(
     return codes, representatives[rep_firsts[:n_distinct]], n_distinct
 
 
+_MASK64 = 2**64 - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix_int(h: int) -> int:
+    # _mix on a Python int, for keys computed once per draw.
+    h &= _MASK64
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return h ^ (h >> 31)
+
+
 def _squared_norms(A: np.ndarray) -> np.ndarray:
     # power().sum() as MiniSom writes it: einsum sums in another order.
     return np.power(A, 2).sum(axis=1)
@@ -338,9 +412,19 @@ def _blas_controller() -> object | None:
     return ThreadpoolController()
 
 
-def _one_blas_thread() -> AbstractContextManager:
+def one_blas_thread() -> AbstractContextManager:
+    """A context in which BLAS runs on one thread.
+
+    OpenBLAS's threads split a tall, thin product (rows x features by
+    features) for little gain, and spin while they wait: on a machine whose
+    cores are busy (other jobs, the kernels' own threads) that product then
+    takes orders of magnitude longer than on one thread.
+    """
     controller = _blas_controller()
     return controller.limit(limits=1, user_api="blas") if controller is not None else nullcontext()
+
+
+_one_blas_thread = one_blas_thread
 
 
 # --- per-row loops (compiled by numba when available) --------------------------
@@ -376,14 +460,16 @@ def _squared_distances(cross: np.ndarray, x_sq: np.ndarray, w_sq: np.ndarray, i:
 
 
 def _nearest_loop(X: np.ndarray, codebook_t: np.ndarray, w_sq: np.ndarray, bmu: np.ndarray) -> None:
+    # codebook_t is -2 w, transposed, in the precision of X: no constant
+    # below widens a float32 score to float64.
     n_features, n_units = codebook_t.shape
-    scores = np.empty(n_units)
+    scores = np.empty(n_units, dtype=w_sq.dtype)
     for i in range(X.shape[0]):
         # Loops over units innermost, on the transposed codebook, so LLVM
         # vectorises them; |x|^2 is the same for every unit and is left out.
         scores[:] = w_sq
         for f in range(n_features):
-            x_f = -2.0 * X[i, f]
+            x_f = X[i, f]
             for j in range(n_units):
                 scores[j] += x_f * codebook_t[f, j]
         smallest = _min_value(scores)
@@ -420,6 +506,30 @@ def _hash_row(bits: np.ndarray, i: int) -> np.uint64:
     for c in range(bits.shape[1]):
         h = _mix(h ^ bits[i, c])
     return h
+
+
+def _unit_interval(h: np.uint64) -> float:
+    # The top 53 bits as a float in [0, 1).
+    return float(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def _keep_by_position_loop(first_row: np.uint64, key: np.uint64, fraction: float, keep: np.ndarray) -> None:
+    # splitmix64: output r is _mix(key + (r + 1) * golden ratio).
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    for i in range(keep.shape[0]):
+        keep[i] = _unit_interval(_mix(key + (first_row + np.uint64(i) + np.uint64(1)) * golden)) < fraction
+
+
+def _thin_weights_loop(
+    bits: np.ndarray, weight: np.ndarray, key: np.uint64, fraction: float, rows_per_weight: float, out: np.ndarray
+) -> None:
+    log_drop = np.log1p(-fraction)
+    for i in range(bits.shape[0]):
+        p = -np.expm1(weight[i] * rows_per_weight * log_drop)
+        if p > 0.0 and _unit_interval(_mix(_hash_row(bits, i) ^ key)) < p:
+            out[i] = weight[i] * fraction / p
+        else:
+            out[i] = 0.0
 
 
 def _empty_table(hashes: np.ndarray, n_codes: int, size: int) -> np.ndarray:
@@ -481,7 +591,7 @@ def _distinct_loop(bits: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _nearest_numpy(X: np.ndarray, codebook_t: np.ndarray, w_sq: np.ndarray, bmu: np.ndarray) -> None:
-    bmu[:] = (w_sq - 2.0 * (X @ codebook_t)).argmin(axis=1)
+    bmu[:] = (w_sq + X @ codebook_t).argmin(axis=1)
 
 
 def _rank_two_numpy(
@@ -498,6 +608,34 @@ def _rank_two_numpy(
 
 def _expanded_distances(cross: np.ndarray, x_sq: np.ndarray, w_sq: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(0, -2 * cross + x_sq[:, None] + w_sq))
+
+
+def _splitmix_numpy(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _unit_interval_numpy(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def _keep_by_position_numpy(first_row: np.uint64, key: np.uint64, fraction: float, keep: np.ndarray) -> None:
+    rows = np.arange(1, len(keep) + 1, dtype=np.uint64) + first_row
+    with np.errstate(over="ignore"):
+        keep[:] = _unit_interval_numpy(_splitmix_numpy(key + rows * np.uint64(_GOLDEN))) < fraction
+
+
+def _thin_weights_numpy(
+    bits: np.ndarray, weight: np.ndarray, key: np.uint64, fraction: float, rows_per_weight: float, out: np.ndarray
+) -> None:
+    h = np.full(len(bits), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for c in range(bits.shape[1]):  # a few features, not rows
+        h = _splitmix_numpy(h ^ bits[:, c])
+    p = -np.expm1(weight * rows_per_weight * np.log1p(-fraction))
+    kept = (p > 0) & (_unit_interval_numpy(_splitmix_numpy(h ^ key)) < p)
+    out[:] = np.where(kept, weight * fraction / np.where(kept, p, 1.0), 0.0)
 
 
 def _distinct_numpy(bits: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -526,7 +664,12 @@ if numba is not None:
     _empty_table = _compile(_empty_table)
     _same_row = _compile(_same_row)
     _distinct_codes = _compile(_distinct_loop)
+    _unit_interval = _compile(_unit_interval)
+    _keep_by_position = _compile(_keep_by_position_loop)
+    _thin_weights = _compile(_thin_weights_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
     _distinct_codes = _distinct_numpy
+    _keep_by_position = _keep_by_position_numpy
+    _thin_weights = _thin_weights_numpy

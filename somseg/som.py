@@ -188,5 +188,7 @@ def build_engine(config: SomConfig) -> SomEngine:
             chunk_rows=config.chunk_rows,
             dedup=config.dedup,
             random_state=config.seed,
+            sample_rows_per_neuron=config.sample_rows_per_neuron,
+            precision=config.epoch_precision,
         )
     raise ValueError(f"unknown SOM engine {config.engine!r}")

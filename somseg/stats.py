@@ -26,6 +26,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from somseg.kernels import one_blas_thread
+
 P = TypeVar("P")
 
 # Distinct values of a column a partition reports before it reports only a window summary.
@@ -172,9 +174,10 @@ class CoMoments:
         total = float(weight.sum())
         if total <= 0:
             return cls(0.0, np.zeros(X.shape[1]), np.zeros((X.shape[1], X.shape[1])))
-        mean = weight @ X / total
-        centred = X - mean
-        return cls(total, mean, (centred * weight[:, None]).T @ centred)
+        with one_blas_thread():
+            mean = weight @ X / total
+            centred = X - mean
+            return cls(total, mean, (centred * weight[:, None]).T @ centred)
 
     def __add__(self, other: "CoMoments") -> "CoMoments":
         if self.weight == 0:

@@ -47,16 +47,19 @@ def pick_rows(request: PickRequest, part: ImputedPart, cleaning: Cleaning, first
 
 
 @step("som-epoch")
-def som_epoch(request: EpochRequest, block: BlockSource, cleaning: Cleaning) -> EpochSums:
-    """One epoch's per-unit sums over one training block."""
-    return request.partial(block.block(cleaning.load().cleaner))
+def som_epoch(request: EpochRequest, block: BlockSource, cleaning: Cleaning, first_row: int) -> EpochSums:
+    """One epoch's per-unit sums over one training block, whose first row is row ``first_row`` of the table."""
+    return request.partial(block.block(cleaning.load().cleaner), first_row)
 
 
 @step("train-batch-som", saves=Weights)
-def train_on_block(store: Store, som: SomConfig, start: np.ndarray, block: BlockSource, cleaning: Cleaning) -> np.ndarray:
-    """Every epoch of the batch engine over the one training block of the table, from ``start``."""
+def train_on_block(
+    store: Store, som: SomConfig, start: np.ndarray, block: BlockSource, cleaning: Cleaning, n_rows: int
+) -> np.ndarray:
+    """Every epoch of the batch engine over the one training block of the table (``n_rows`` rows), from ``start``."""
     trainer = build_engine(som).trainer()
     trainer.start_from(start)
+    trainer.plan(n_rows, block.n_rows)
     fit_in_memory(trainer, block.block(cleaning.load().cleaner))
     return trainer.weights_
 

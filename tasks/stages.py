@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
+from somseg.batch_som import group_blocks
 from somseg.cleaning import CleaningFit, ScalingRequest
 from somseg.config import (
     MAX_CATEGORIES,
@@ -284,17 +285,22 @@ def train_map(
         som_steps.pack_training_blocks, store=store, parts=parts, cleaning=cleaning, max_rows=partition_rows,
         dedup=som.dedup,
     )
+    # Weights of deduplicated blocks count rows, so the table's rows are their total weight.
+    n_rows = sum(part.n_rows for part in parts)
     if len(blocks.blocks) == 1:
         # One block holds the whole training set: its epochs need no exchange between tasks.
         weights = ex.run(
             som_steps.train_on_block, store=store, som=som, start=trainer.weights_, block=blocks.blocks[0],
-            cleaning=cleaning,
+            cleaning=cleaning, n_rows=n_rows,
         )
         progress(1.0)
         return weights
+    trainer.plan(n_rows, sum(block.n_rows for block in blocks.blocks))
+    # A block's first row: its first partition's (pack_training_blocks groups the same way).
+    groups = group_blocks([part.block_rows for part in parts], partition_rows)
     learn(
-        ex, trainer, som_steps.som_epoch, {"block": list(blocks.blocks)}, lambda: progress(trainer.epoch_ / som.epochs),
-        cleaning=cleaning,
+        ex, trainer, som_steps.som_epoch, {"block": list(blocks.blocks), "first_row": [first_rows[g[0]] for g in groups]},
+        lambda: progress(trainer.epoch_ / som.epochs), cleaning=cleaning,
     )
     return ex.run(som_steps.save_weights, store=store, weights=trainer.weights_)
 

@@ -222,3 +222,114 @@ def test_joined_blocks_are_deduplicated_again_with_summed_weights(X):
     np.testing.assert_array_equal(joined.rows[order_joined], whole.rows[order_whole])
     np.testing.assert_array_equal(joined.weight[order_joined], whole.weight[order_whole])
     assert [block.n_rows for block in pack_blocks([a, b], max_rows=10)] == [a.n_rows, b.n_rows]
+
+
+# --- sampled epochs ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def continuous() -> np.ndarray:
+    """Rows that never repeat: three blobs, correlated and log-transformed skewed features, standardised."""
+    rng = np.random.default_rng(7)
+    n = 40_000
+    blob = rng.integers(0, 3, n)
+    factor = rng.standard_normal((n, 2))
+    raw = np.column_stack([
+        rng.normal(30 + 15 * blob, 6), rng.normal(2 + 4 * blob, 2), np.log1p(rng.lognormal(5, 1, n)),
+        factor[:, 0] + 0.5 * rng.standard_normal(n), 0.7 * factor[:, 0] + factor[:, 1],
+        np.log1p(rng.lognormal(3 + blob, 0.8)),
+    ])
+    return (raw - raw.mean(axis=0)) / raw.std(axis=0)
+
+
+def sampled(**params: object) -> BatchSom:
+    return BatchSom(rows=5, cols=5, sigma=2.5, sigma_end=1.0, epochs=20, **params)
+
+
+def test_small_tables_train_on_every_row_in_every_epoch(X):
+    som = small(sample_rows_per_neuron=100).fit(X)  # 20 neurons x 100 >= 2000 rows
+    assert (som.sample_sizes_ == len(X)).all()
+    np.testing.assert_array_equal(som.weights_, small(sample_rows_per_neuron=None).fit(X).weights_)
+
+
+def test_epoch_samples_grow_as_the_radius_shrinks(continuous):
+    som = sampled(sample_rows_per_neuron=200).fit(continuous)
+    sizes = som.sample_sizes_
+    assert sizes[-1] == 200 * 25 and sizes[0] == np.ceil(200 * 25 * (1.0 / 2.5) ** 2)
+    assert (np.diff(sizes) >= 0).all() and sizes.sum() < 3 * len(continuous)
+    assert (sampled(sample_rows_per_neuron=None).fit(continuous[:1000]).sample_sizes_ == 1000).all()
+
+
+def test_sampled_training_is_deterministic_for_a_seed_whatever_the_blocks_and_threads(continuous):
+    first = sampled(n_threads=1).fit(continuous).weights_
+    np.testing.assert_array_equal(first, sampled(n_threads=2).fit(continuous).weights_)
+    assert not np.allclose(first, sampled(random_state=1).fit(continuous).weights_, atol=1e-6)
+    # Blocks of any size, driven as the pipeline drives them: the same rows are sampled.
+    sizes = [7_000, 13_001, 19_998, 1]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    trainer = sampled().trainer()
+    trainer.start_pca(CoMoments.of(continuous))
+    trainer.plan(len(continuous))
+    while (request := trainer.request()) is not None:
+        assert request.sample is not None
+        trainer.update(combine([
+            request.partial(TrainingBlock(continuous[start:start + size]), int(start)) for start, size in zip(starts, sizes)
+        ]))
+    np.testing.assert_allclose(trainer.weights_, first, atol=1e-9)
+
+
+def test_sampled_map_matches_the_full_pass_map_on_the_whole_table(continuous):
+    # The default budget (25 neurons x 500 rows < 40,000 rows: sampled). A budget of
+    # a few rows per neuron fails both checks (QE up to 4 % higher, TE up to 0.026).
+    full = sampled(sample_rows_per_neuron=None).fit(continuous).weights_
+    som = sampled().fit(continuous)
+    assert som.sample_sizes_.sum() < 0.3 * 20 * len(continuous)  # a fraction of the full passes' work
+    match_full, match_sampled = match_units(continuous, full), match_units(continuous, som.weights_)
+    qe_full = quantization_error(continuous, full, match_full)
+    te_full = topographic_error(continuous, full, 8, match_full)
+    assert quantization_error(continuous, som.weights_, match_sampled) == pytest.approx(qe_full, rel=0.01)
+    assert topographic_error(continuous, som.weights_, 8, match_sampled) == pytest.approx(te_full, abs=0.002)
+
+
+def test_deduplicated_rows_are_thinned_like_the_rows_they_stand_for(continuous):
+    # Rounded, so rows repeat: the weighted (deduplicated) table samples like the full one.
+    rounded = np.round(continuous[:, :3] * 4) / 4
+    dedup, plain = sampled(sample_rows_per_neuron=60, dedup="always").fit(rounded), sampled(
+        sample_rows_per_neuron=60, dedup="never").fit(rounded)
+    assert dedup.n_train_rows_ < len(rounded) // 4 and (dedup.sample_sizes_ < dedup.n_train_rows_).all()
+    assert quantization_error(rounded, dedup.weights_) == pytest.approx(quantization_error(rounded, plain.weights_), rel=0.02)
+    # A distinct row is kept or dropped by its values, wherever it sits in the block.
+    distinct = kernels.distinct_rows(rounded)
+    key = kernels.sample_key(3, 0)
+    thinned = kernels.thin_weights(distinct.rows, distinct.counts, key, 0.05)
+    order = np.random.default_rng(0).permutation(len(distinct.rows))
+    np.testing.assert_array_equal(kernels.thin_weights(distinct.rows[order], distinct.counts[order], key, 0.05),
+                                  thinned[order])
+    assert thinned.sum() == pytest.approx(0.05 * len(rounded), rel=0.05)
+    heavy = distinct.counts >= 200
+    assert (thinned[heavy] > 0).all()  # a row standing for many is (nearly) always kept
+
+
+def test_config_carries_the_sampling_budget():
+    assert SomConfig().sample_rows_per_neuron == 500
+    engine = build_engine(SomConfig(rows=4, cols=4, sigma=1.0, sample_rows_per_neuron=None))
+    assert engine.sample_rows_per_neuron is None
+    with pytest.raises(ValidationError):
+        SomConfig(sample_rows_per_neuron=0)
+
+
+def test_a_block_whose_sample_keeps_no_row_adds_nothing(continuous):
+    trainer = sampled().trainer()
+    trainer.start_pca(CoMoments.of(continuous))
+    trainer.plan(len(continuous))
+    request = trainer.request()
+    empty = request.partial(TrainingBlock(continuous[:0]))
+    assert empty.counts.shape == (25,) and not empty.counts.any() and not empty.sums.any()
+
+
+def test_float32_epochs_train_the_same_map_up_to_near_ties(continuous):
+    exact = sampled(sample_rows_per_neuron=None).fit(continuous).weights_
+    fast = sampled(sample_rows_per_neuron=None, precision="float32").fit(continuous).weights_
+    np.testing.assert_allclose(fast, exact, atol=1e-3)
+    assert quantization_error(continuous, fast) == pytest.approx(quantization_error(continuous, exact), rel=1e-4)
+    assert build_engine(SomConfig(rows=2, cols=2, sigma=1.0, epoch_precision="float32")).precision == "float32"

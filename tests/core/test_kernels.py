@@ -96,8 +96,8 @@ def test_numpy_twins_agree_with_compiled_kernels(data):
     np.testing.assert_array_equal(compiled[0], twin[0])
     np.testing.assert_array_equal(compiled[1], twin[1])
     bmu, bmu_twin = np.empty(len(X), np.int64), np.empty(len(X), np.int64)
-    kernels._nearest(np.ascontiguousarray(X), np.ascontiguousarray(codebook.T), w_sq, bmu)
-    kernels._nearest_numpy(X, codebook.T, w_sq, bmu_twin)
+    kernels._nearest(np.ascontiguousarray(X), np.ascontiguousarray(-2 * codebook.T), w_sq, bmu)
+    kernels._nearest_numpy(X, -2 * codebook.T, w_sq, bmu_twin)
     np.testing.assert_array_equal(bmu, bmu_twin)
     bits = np.ascontiguousarray(X).view(np.uint64)
     codes, firsts, n = kernels._distinct_codes(bits, len(X))
@@ -105,6 +105,53 @@ def test_numpy_twins_agree_with_compiled_kernels(data):
     assert n == n_twin
     np.testing.assert_array_equal(codes, codes_twin)
     np.testing.assert_array_equal(firsts[:n], firsts_twin)
+
+
+def test_float32_ranking_changes_only_near_ties():
+    rng = np.random.default_rng(5)
+    codebook = rng.normal(size=(64, 17))
+    # Random rows, and rows a hair off the midpoint of two units: near-ties float32 cannot resolve.
+    pairs = rng.integers(0, 64, size=(2_000, 2))
+    midpoints = (codebook[pairs[:, 0]] + codebook[pairs[:, 1]]) / 2 + 1e-9 * rng.normal(size=(2_000, 17))
+    X = np.vstack([rng.normal(size=(20_000, 17)), midpoints])
+    exact = kernels.best_units(X, codebook)
+    fast = kernels.best_units(X, codebook, precision="float32")
+    distances = np.sqrt(((X[:, None, :] - codebook[None]) ** 2).sum(axis=2))
+    np.testing.assert_array_equal(exact, distances.argmin(axis=1))
+    differ = exact != fast
+    # Where they differ, float32's unit is as near as float64's to float32's resolution of the scores.
+    gap = distances[np.arange(len(X)), fast] ** 2 - distances[np.arange(len(X)), exact] ** 2
+    scale = (X**2).sum(axis=1) + (codebook**2).sum(axis=1).max()
+    assert (gap[differ] <= 1e-5 * scale[differ]).all()
+    assert not differ[:20_000].any() and differ[20_000:].any()
+    # Ties of exactly equal units still go to the lowest index.
+    twins = np.vstack([codebook[:3], codebook[:3]])
+    np.testing.assert_array_equal(kernels.best_units(X[:100], twins, precision="float32") < 3, True)
+
+
+def test_position_sample_depends_on_the_global_row_only():
+    key = kernels.sample_key(42, 3)
+    whole = kernels.keep_by_position(1_000, 20_000, key, 0.1)
+    pieces = [kernels.keep_by_position(1_000 + start, stop - start, key, 0.1)
+              for start, stop in [(0, 7), (7, 12_345), (12_345, 20_000)]]
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)
+    assert abs(whole.mean() - 0.1) < 0.01
+    assert not np.array_equal(whole, kernels.keep_by_position(1_000, 20_000, kernels.sample_key(42, 4), 0.1))
+    twin = np.empty(20_000, dtype=bool)
+    kernels._keep_by_position_numpy(np.uint64(1_000), np.uint64(key), 0.1, twin)
+    np.testing.assert_array_equal(twin, whole)
+
+
+def test_thinning_keeps_the_expected_weight_and_matches_its_twin(integer_data):
+    distinct = kernels.distinct_rows(integer_data)
+    key = kernels.sample_key(1, 0)
+    thinned = kernels.thin_weights(distinct.rows, distinct.counts, key, 0.2)
+    twin = np.empty(len(distinct.rows))
+    kernels._thin_weights_numpy(distinct.rows.view(np.uint64), distinct.counts.astype(float), np.uint64(key), 0.2, 1.0, twin)
+    np.testing.assert_allclose(twin, thinned, rtol=1e-12)
+    assert thinned.sum() == pytest.approx(0.2 * len(integer_data), rel=0.1)
+    ones = kernels.thin_weights(distinct.rows, np.ones(len(distinct.rows)), key, 0.2)
+    assert set(np.unique(ones)) <= {0.0, 1.0}  # a row of weight 1 is kept whole or dropped
 
 
 def test_distinct_rows_rebuild_the_table_in_first_occurrence_order():

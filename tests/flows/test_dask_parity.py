@@ -60,6 +60,8 @@ def datasets(sample_table: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 def config(fast_config: SegmentationConfig) -> SegmentationConfig:
     return fast_config.model_copy(
         update={
+            # 16 neurons x 50 rows < 4,000 rows: the epochs sample, keyed by each block's global first row.
+            "som": fast_config.som.model_copy(update={"sample_rows_per_neuron": 50}),
             "evaluation": EvaluationConfig(bootstrap_resamples=2, k_max=5, silhouette_sample=1_000),
             "gates": GateConfig(max_quantization_error=2.0, max_topographic_error=1.0),
         }
