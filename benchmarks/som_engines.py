@@ -23,8 +23,10 @@ Sides (``--sides``, the first is the baseline of the ratios):
 * ``batch``: the product's batch engine with its defaults on an 8x8 grid
   (:func:`somseg.som.build_engine`: PCA init, radius 2 -> 1 over 30 epochs,
   epochs on a growing sample), then :func:`somseg.metrics.match_units`
-  (assignment), :func:`~somseg.metrics.quantization_error` and
-  :func:`~somseg.metrics.topographic_error`, each a full pass of its own.
+  (assignment: best and second-best unit of every row, one pass), and
+  :func:`~somseg.metrics.quantization_error` and
+  :func:`~somseg.metrics.topographic_error` from that match, as the
+  pipeline's assessment computes them.
 * ``batch-full``: the same, every epoch over every row
   (``sample_rows_per_neuron: null``).
 * ``batch-nodedup``: ``batch`` with ``dedup: never`` everywhere.
@@ -189,14 +191,19 @@ def _warm_kernels(n_features: int) -> dict[str, Any]:
 
 
 def _metrics_steps(X: np.ndarray, weights: np.ndarray, args: argparse.Namespace, dedup: str = "auto") -> dict[str, Any]:
-    """Assignment, QE and TE by somseg's kernels, each a full pass of its own, as MiniSom's are."""
+    """Assignment, QE and TE by somseg's kernels, as the pipeline's assessment computes them.
+
+    One pass finds every row's best and second-best units (the assignment);
+    QE and TE are then reductions of that match, not passes of their own.
+    """
     from somseg.metrics import match_units, quantization_error, topographic_error
 
-    steps = {"assign": _timed(lambda: match_units(X, weights, dedup=dedup), args.repeat)}
+    matches: list[Any] = []
+    steps = {"assign": _timed(lambda: matches.append(match_units(X, weights, dedup=dedup)), args.repeat)}
     qe: list[float] = []
     te: list[float] = []
-    steps["qe"] = _timed(lambda: qe.append(quantization_error(X, weights, match_units(X, weights, dedup=dedup))), args.repeat)
-    steps["te"] = _timed(lambda: te.append(topographic_error(X, weights, 8, match_units(X, weights, dedup=dedup))), args.repeat)
+    steps["qe"] = _timed(lambda: qe.append(quantization_error(X, weights, matches[0])), args.repeat)
+    steps["te"] = _timed(lambda: te.append(topographic_error(X, weights, 8, matches[0])), args.repeat)
     return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(X)}
 
 
