@@ -28,12 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from som_engines import machine, make_table
+from som_engines import machine
+from tables import make_table
+from tables import write_table as write_frame
 
 HERE = Path(__file__).resolve().parent
 SEGMENT = Path(sys.executable).with_name("segment")
@@ -42,10 +40,7 @@ TARGETS = {"train": (45.0, 3.0), "score": (20.0, 2.0)}  # wall seconds, peak GB
 
 def write_table(path: Path, rows: int, seed: int, first_id: int = 10_000_000) -> None:
     """The synthetic table with unique, shuffled integer IDs from ``first_id``, as Parquet."""
-    frame = make_table(rows, seed)
-    ids = np.random.default_rng(seed + 1).permutation(rows).astype(np.int64) + first_id
-    frame.insert(0, "ID", ids)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1_000_000)
+    write_frame(make_table("sample", rows, seed, first_id), path)
 
 
 def timed(command: list[str], env: dict[str, str]) -> dict[str, float]:

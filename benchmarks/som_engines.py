@@ -2,7 +2,7 @@
 """Benchmark: the notebook's MiniSom path against somseg's batch SOM engine.
 
 Both sides run on the same seeded synthetic table of ``--rows`` customers,
-drawn like the reference sample (integer Age / Work_Experience /
+drawn like the reference sample by ``benchmarks/tables.py`` (integer Age / Work_Experience /
 Family_Size from four life-stage profiles, 10.3 % / 4.2 % of Work_Experience
 / Family_Size missing) and cleaned with :class:`somseg.cleaning.FeatureCleaner`
 (median imputation, standardisation).
@@ -44,85 +44,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-FEATURES: list[str] = ["Age", "Work_Experience", "Family_Size"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import FEATURES, sample_features  # noqa: E402
+
 SIDES: tuple[str, ...] = ("notebook", "batch", "batch-nodedup")
 STEP_NAMES = {"train": "train", "assign": "assign (best unit per row)", "qe": "QE", "te": "TE"}
 
-# Hand-set approximations of the reference sample (the same model as
-# data/make_sample.py, reduced to the three SOM features): life-stage shares,
-# then per-profile pmfs of Work_Experience (0-14) and Family_Size (1-9).
-PROFILE_SHARES = np.array([0.390, 0.180, 0.210, 0.220])  # early, senior, established, family
-_LOW_EXP = [0.400, 0.400, 0.060, 0.055, 0.050, 0.018, 0.012, 0.005] + [0.0] * 7
-WORK_EXP_PMF = np.array([
-    _LOW_EXP,
-    [0.450, 0.460, 0.040, 0.030, 0.020] + [0.0] * 10,
-    [0.0] * 4 + [0.020, 0.080, 0.090, 0.090, 0.280, 0.280] + [0.032] * 5,
-    _LOW_EXP,
-])
-FAMILY_SIZE_PMF = np.array([
-    [0.220, 0.380, 0.340, 0.060, 0.000, 0.000, 0.000, 0.000, 0.000],
-    [0.300, 0.520, 0.120, 0.050, 0.010, 0.000, 0.000, 0.000, 0.000],
-    [0.220, 0.320, 0.180, 0.150, 0.070, 0.030, 0.015, 0.008, 0.007],
-    [0.000, 0.000, 0.020, 0.480, 0.270, 0.120, 0.050, 0.030, 0.030],
-])
-MISSING_RATES = {"Work_Experience": 0.103, "Family_Size": 0.042}
-
 
 # --- data ---------------------------------------------------------------------
-
-
-def make_table(n_rows: int, seed: int) -> pd.DataFrame:
-    """Seeded synthetic Age / Work_Experience / Family_Size table (NaN where missing).
-
-    Parameters
-    ----------
-    n_rows : int
-    seed : int
-
-    Returns
-    -------
-    DataFrame with float64 columns ``FEATURES``.
-    """
-    rng = np.random.default_rng(seed)
-    profile = rng.choice(len(PROFILE_SHARES), size=n_rows, p=PROFILE_SHARES).astype(np.int8)
-    work_exp = _by_profile(rng, profile, WORK_EXP_PMF, offset=0)
-    family = _by_profile(rng, profile, FAMILY_SIZE_PMF, offset=1)
-    age = _ages(rng, profile, work_exp)
-    frame = pd.DataFrame({"Age": age, "Work_Experience": work_exp, "Family_Size": family})
-    for column, rate in MISSING_RATES.items():
-        frame.loc[rng.random(n_rows) < rate, column] = np.nan
-    return frame
-
-
-def _by_profile(rng: np.random.Generator, profile: np.ndarray, pmf: np.ndarray, offset: int) -> np.ndarray:
-    values = np.empty(len(profile))
-    for p in range(len(pmf)):  # four profiles, each drawn in one vectorised call
-        where = profile == p
-        values[where] = rng.choice(pmf.shape[1], size=int(where.sum()), p=pmf[p]) + offset
-    return values
-
-
-def _ages(rng: np.random.Generator, profile: np.ndarray, work_exp: np.ndarray) -> np.ndarray:
-    n = len(profile)
-    age = np.where(profile == 2, rng.normal(40.0, 12.0, n), rng.normal(37.0, 10.5, n))
-    young = (profile == 3) & (rng.random(n) < 0.25)
-    age = np.where(profile == 3, np.where(young, rng.uniform(18, 27, n), rng.normal(40.0, 11.0, n)), age)
-    old_tail = rng.random(n) < 0.22
-    senior = np.where(old_tail, rng.uniform(75, 90, n), rng.normal(67.0, 7.0, n))
-    senior = np.where(senior < 55, 110 - senior, senior)  # seniors stay out of working age
-    age = np.where(profile == 1, senior, age)
-    age = np.clip(np.floor(age), 18, 89)
-    # Nobody starts work before ~15: lift ages that contradict the experience.
-    return np.maximum(age, work_exp + 15 + rng.integers(0, 6, n)).clip(18, 89)
 
 
 def standardised_table(n_rows: int, seed: int) -> np.ndarray:
     """The synthetic table, median-imputed and standardised as the pipeline does."""
     from somseg.cleaning import FeatureCleaner
 
-    return FeatureCleaner(FEATURES).fit_transform(make_table(n_rows, seed))
+    return FeatureCleaner(FEATURES).fit_transform(sample_features(n_rows, seed))
 
 
 # --- one side, in its own process ------------------------------------------------
