@@ -284,9 +284,15 @@ class SummaryRequest:
 
 @dataclass(frozen=True)
 class WindowRequest:
-    """Refinement pass of :class:`OrderStatistics`: histogram each pending window."""
+    """Refinement pass of :class:`OrderStatistics`: histogram each pending window.
 
-    bounds: tuple[tuple[int, float, float, bool], ...]  # (column, low, high, closed)
+    ``gather`` says whether a partition also returns the window's values: only
+    when the window holds few enough values over every partition to be
+    sorted at once, since otherwise they would be dropped when the partitions
+    are added.
+    """
+
+    bounds: tuple[tuple[int, float, float, bool, bool], ...]  # (column, low, high, closed, gather)
 
     def partial(self, values: np.ndarray) -> Windows:
         values = np.asarray(values, dtype=np.float64)
@@ -296,31 +302,36 @@ class WindowRequest:
         sorted_columns = {
             c: np.sort(values[:, c][~np.isnan(values[:, c])]) for c in np.flatnonzero(pending > _SORT_ABOVE)
         }
-        return Windows(
-            tuple(
-                _sorted_window(sorted_columns[c], lo, hi, closed) if c in sorted_columns else _window(values[:, c], lo, hi, closed)
-                for c, lo, hi, closed in self.bounds
-            )
-        )
+        # Ranks next to each other (a median's two, a quantile's lower and upper) often share a
+        # window: it is counted once, and the one object stands for both in the result.
+        found: dict[tuple[int, float, float, bool, bool], Window] = {}
+        for bound in self.bounds:
+            if bound not in found:
+                c, lo, hi, closed, gather = bound
+                found[bound] = (
+                    _sorted_window(sorted_columns[c], lo, hi, closed, gather) if c in sorted_columns
+                    else _window(values[:, c], lo, hi, closed, gather)
+                )
+        return Windows(tuple(found[bound] for bound in self.bounds))
 
 
-def _window(column: np.ndarray, low: float, high: float, closed: bool) -> Window:
+def _window(column: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
     x = column[~np.isnan(column)]
     inside = (x >= low) & ((x <= high) if closed else (x < high))
-    return _histogram(x[inside], int((x < low).sum()), low, high)
+    return _histogram(x[inside], int((x < low).sum()), low, high, gather)
 
 
-def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool) -> Window:
+def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
     start = int(np.searchsorted(x, low, side="left"))
     stop = int(np.searchsorted(x, high, side="right" if closed else "left"))
-    return _histogram(x[start:stop], start, low, high)
+    return _histogram(x[start:stop], start, low, high, gather)
 
 
-def _histogram(chosen: np.ndarray, below: int, low: float, high: float) -> Window:
+def _histogram(chosen: np.ndarray, below: int, low: float, high: float, gather: bool) -> Window:
     edges = np.linspace(low, high, _BINS + 1)
     bins = np.clip(np.searchsorted(edges, chosen, side="right") - 1, 0, _BINS - 1)
     histogram = np.bincount(bins, minlength=_BINS).astype(np.int64)
-    return Window(below, histogram, chosen if len(chosen) <= _GATHER_LIMIT else None)
+    return Window(below, histogram, chosen.copy() if gather and len(chosen) <= _GATHER_LIMIT else None)
 
 
 @dataclass
@@ -353,7 +364,8 @@ class OrderStatistics:
     """
 
     ranks_of: Callable[[np.ndarray], Sequence[np.ndarray]]
-    _pending: dict[tuple[int, int], tuple[float, float, bool]] = field(default_factory=dict, init=False)
+    # (column, slot) -> (low, high, closed, values in the window over every partition)
+    _pending: dict[tuple[int, int], tuple[float, float, bool, int]] = field(default_factory=dict, init=False)
     _started: bool = field(default=False, init=False)
 
     def request(self) -> SummaryRequest | WindowRequest | None:
@@ -363,7 +375,9 @@ class OrderStatistics:
             return None
         if self._passes >= _MAX_PASSES:
             raise RuntimeError(f"order statistics not resolved in {_MAX_PASSES} passes")
-        return WindowRequest(tuple((c, *bounds) for (c, _), bounds in self._pending.items()))
+        return WindowRequest(tuple(
+            (c, low, high, closed, count <= _GATHER_LIMIT) for (c, _), (low, high, closed, count) in self._pending.items()
+        ))
 
     def update(self, total: Summaries | Windows) -> None:
         if not self._started:
@@ -384,12 +398,12 @@ class OrderStatistics:
                 self.values_[column][:] = values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
             else:
                 for slot in range(len(ranks)):
-                    self._pending[(column, slot)] = (summary.low, summary.high, True)
+                    self._pending[(column, slot)] = (summary.low, summary.high, True, summary.n)
 
     def _refine(self, total: Windows) -> None:
         self._passes += 1
         for (column, slot), window in zip(list(self._pending), total.windows, strict=True):
-            low, high, closed = self._pending[(column, slot)]
+            low, high, closed, _ = self._pending[(column, slot)]
             local = int(self._ranks[column][slot]) - window.below
             if window.values is not None or low == high:
                 self.values_[column][slot] = low if low == high else np.sort(window.values)[local]
@@ -398,7 +412,9 @@ class OrderStatistics:
             edges = np.linspace(low, high, _BINS + 1)
             b = int(np.searchsorted(np.cumsum(window.histogram), local, side="right"))
             last = b == _BINS - 1
-            self._pending[(column, slot)] = (edges[b], high if last else edges[b + 1], closed if last else False)
+            self._pending[(column, slot)] = (
+                edges[b], high if last else edges[b + 1], closed if last else False, int(window.histogram[b])
+            )
 
     def result(self) -> list[np.ndarray]:
         """The values at the wanted ranks of each column."""

@@ -53,6 +53,31 @@ def test_order_statistics_are_numpys_exact_quantiles(values, monkeypatch, distin
         np.testing.assert_array_equal(quantile_from(found[2:7], found[7:], gamma), np.quantile(observed, quantiles))
 
 
+def test_partitions_return_a_windows_values_only_when_every_partition_together_has_few_enough(values, monkeypatch) -> None:
+    # Each of 7 partitions holds under 40 values of a window that holds 2,700 over all of them: gathering
+    # them would only be dropped when the partitions are added (and cost memory on a wide table).
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    monkeypatch.setattr(stats, "_GATHER_LIMIT", 500)
+    parts = np.array_split(values[:, :1], 100)
+    learner = OrderStatistics(lambda n: [median_ranks(int(n[0]))])
+    learner.update(combine([learner.request().partial(part) for part in parts]))
+    gathered = []
+    while (request := learner.request()) is not None:
+        windows = [request.partial(part) for part in parts]
+        gathered.append(all(window.values is not None for part in windows for window in part.windows))
+        assert [gather for *_, gather in request.bounds] == [gathered[-1]] * 2
+        learner.update(combine(windows))
+    assert gathered[0] is False and gathered[-1] is True
+    assert median_from(learner.result()[0]) == np.nanmedian(values[:, 0])
+
+
+def test_ranks_in_one_window_share_its_count() -> None:
+    request = stats.WindowRequest(((0, 0.0, 1.0, True, True), (0, 0.0, 1.0, True, True), (0, 0.0, 0.5, False, True)))
+    windows = request.partial(np.linspace(0, 1, 11)[:, None]).windows
+    assert windows[0] is windows[1] and windows[2] is not windows[0]
+    assert len(windows[0].values) == 11 and len(windows[2].values) == 5
+
+
 @pytest.mark.parametrize("percentile", [50.0, 90.0, 95.0, 99.5])
 def test_the_percentile_learner_is_numpys_percentile(percentile) -> None:
     distances = np.random.default_rng(0).gamma(2.0, size=(37, 1))
