@@ -240,17 +240,25 @@ def _merge_counts(
 
 @dataclass(frozen=True)
 class Window:
-    """Observed values ``low <= x < high`` (``<= high`` when closed) of one column, seen from every partition."""
+    """Observed values ``low <= x < high`` (``<= high`` when closed) of one column, seen from every partition.
+
+    ``histogram`` counts them in equal bins; ``lowest`` and ``highest`` are
+    the smallest and largest value in each bin (inf and -inf where empty),
+    so that the next window can start and end at values that exist.
+    """
 
     below: int
     histogram: np.ndarray
+    lowest: np.ndarray
+    highest: np.ndarray
     values: np.ndarray | None
 
     def __add__(self, other: "Window") -> "Window":
         values = None
         if self.values is not None and other.values is not None and len(self.values) + len(other.values) <= _GATHER_LIMIT:
             values = np.concatenate([self.values, other.values])
-        return Window(self.below + other.below, self.histogram + other.histogram, values)
+        return Window(self.below + other.below, self.histogram + other.histogram, np.minimum(self.lowest, other.lowest),
+                      np.maximum(self.highest, other.highest), values)
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,12 @@ class Windows:
     windows: tuple[Window, ...]
 
     def __add__(self, other: "Windows") -> "Windows":
-        return Windows(tuple(a + b for a, b in zip(self.windows, other.windows, strict=True)))
+        # Ranks that shared a window share its sum too.
+        added: dict[tuple[int, int], Window] = {}
+        for a, b in zip(self.windows, other.windows, strict=True):
+            if (id(a), id(b)) not in added:
+                added[(id(a), id(b))] = a + b
+        return Windows(tuple(added[(id(a), id(b))] for a, b in zip(self.windows, other.windows, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -318,7 +331,7 @@ class WindowRequest:
 def _window(column: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
     x = column[~np.isnan(column)]
     inside = (x >= low) & ((x <= high) if closed else (x < high))
-    return _histogram(x[inside], int((x < low).sum()), low, high, gather)
+    return _histogram(np.sort(x[inside]), int((x < low).sum()), low, high, gather)
 
 
 def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
@@ -328,10 +341,16 @@ def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool, gather:
 
 
 def _histogram(chosen: np.ndarray, below: int, low: float, high: float, gather: bool) -> Window:
+    """The window's bins from its values ``chosen``, sorted: bin ``b`` holds ``edges[b] <= x < edges[b + 1]``."""
     edges = np.linspace(low, high, _BINS + 1)
-    bins = np.clip(np.searchsorted(edges, chosen, side="right") - 1, 0, _BINS - 1)
-    histogram = np.bincount(bins, minlength=_BINS).astype(np.int64)
-    return Window(below, histogram, chosen.copy() if gather and len(chosen) <= _GATHER_LIMIT else None)
+    cuts = np.searchsorted(chosen, edges[1:-1], side="left")
+    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(chosen)]])
+    histogram = (stops - starts).astype(np.int64)
+    filled = histogram > 0
+    lowest, highest = np.full(_BINS, np.inf), np.full(_BINS, -np.inf)
+    lowest[filled], highest[filled] = chosen[starts[filled]], chosen[stops[filled] - 1]
+    values = chosen.copy() if gather and len(chosen) <= _GATHER_LIMIT else None
+    return Window(below, histogram, lowest, highest, values)
 
 
 @dataclass
@@ -343,8 +362,9 @@ class OrderStatistics:
     :data:`MAX_DISTINCT` distinct values (integer demographics, the
     distances of repeated rows). A column with more is resolved by
     refinement: each further pass counts, in 1024 equal bins, the values of
-    the window that holds a wanted rank and narrows the window to that bin,
-    until its values are few enough to gather and sort (or all equal).
+    the window that holds a wanted rank and narrows the window to the values
+    of that bin (its lowest to its highest), until they are few enough to
+    gather and sort (or all equal).
     Either way the result is the exact k-th smallest value.
 
     Parameters
@@ -409,12 +429,16 @@ class OrderStatistics:
                 self.values_[column][slot] = low if low == high else np.sort(window.values)[local]
                 del self._pending[(column, slot)]
                 continue
-            edges = np.linspace(low, high, _BINS + 1)
             b = int(np.searchsorted(np.cumsum(window.histogram), local, side="right"))
-            last = b == _BINS - 1
-            self._pending[(column, slot)] = (
-                edges[b], high if last else edges[b + 1], closed if last else False, int(window.histogram[b])
-            )
+            # The next window spans the values the bin holds, not the bin: no value lies between
+            # the bin's edge and its lowest value, so the count below stays the same, and a bin of
+            # one repeated value (a column's many zeros) settles at once.
+            lowest, highest = float(window.lowest[b]), float(window.highest[b])
+            if lowest == highest:
+                self.values_[column][slot] = lowest
+                del self._pending[(column, slot)]
+                continue
+            self._pending[(column, slot)] = (lowest, highest, True, int(window.histogram[b]))
 
     def result(self) -> list[np.ndarray]:
         """The values at the wanted ranks of each column."""
