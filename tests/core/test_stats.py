@@ -170,3 +170,20 @@ def test_co_moments_of_scaled_rows_follow_from_those_of_the_rows() -> None:
     np.testing.assert_allclose(derived.mean, direct.mean, rtol=1e-12)
     np.testing.assert_allclose(derived.scatter, direct.scatter, rtol=1e-10)
     assert derived.weight == direct.weight
+
+
+@pytest.mark.parametrize("distinct", [30, 50, 51, 5_000])
+def test_a_column_keeps_its_value_counts_exactly_when_it_has_few_distinct_values(monkeypatch, distinct) -> None:
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    rng = np.random.default_rng(1)
+    column = rng.integers(0, distinct, 10_000).astype(float)
+    column[rng.random(10_000) < 0.1] = np.nan
+    summary = stats.summarise_column(column)
+    observed = column[~np.isnan(column)]
+    assert (summary.n, summary.low, summary.high) == (len(observed), observed.min(), observed.max())
+    if distinct <= 50:
+        values, counts = np.unique(observed, return_counts=True)
+        np.testing.assert_array_equal(summary.counts[0], values)
+        np.testing.assert_array_equal(summary.counts[1], counts)
+    else:
+        assert summary.counts is None
