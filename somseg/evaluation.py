@@ -48,6 +48,7 @@ from somseg.segments import cluster_neurons
 from somseg.som import build_engine
 
 _CHUNK_CELLS = 8_000_000  # distance cells per chunk: bounds the memory of one chunk
+_CACHE_CELLS = 131_072  # distance cells worked on through every feature at once: 1 MB, in cache
 
 
 # ---------------------------------------------------------------- validity indices
@@ -131,9 +132,18 @@ def _distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     exactly 0, so the many duplicate customers do not bias the silhouette.
     """
     squared = np.zeros((len(A), len(B)))
-    for a, b in zip(A.T, B.T):
-        squared += (a[:, None] - b[None, :]) ** 2
-    return np.sqrt(squared)
+    # A few rows of A at a time, every feature's differences in one reused buffer: the
+    # block stays in cache through the features, where a fresh block per feature and
+    # operation would be paged in and streamed through memory each time.
+    rows = max(1, _CACHE_CELLS // max(len(B), 1))
+    difference = np.empty((min(rows, len(A)), len(B)))
+    for start in range(0, len(A), rows):
+        block, part = squared[start : start + rows], difference[: min(rows, len(A) - start)]
+        for a, b in zip(A[start : start + rows].T, B.T):
+            np.subtract(a[:, None], b[None, :], out=part)
+            np.multiply(part, part, out=part)
+            block += part
+    return np.sqrt(squared, out=squared)
 
 
 def davies_bouldin(X: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> float:

@@ -164,7 +164,9 @@ def bucket_values(values: pd.Series, n_buckets: int) -> BucketedValues:
         raise ValueError(f"n_buckets must be between 1 and 65535, got {n_buckets}")
     present = values.notna().to_numpy()
     observed = values[present].reset_index(drop=True)
-    hashes = pd.util.hash_array(observed.to_numpy())
+    # Not categorised first: the hashes are the same, and the values of an id column are mostly
+    # distinct, which factorising them first only slows down (several-fold for text ids).
+    hashes = pd.util.hash_array(observed.to_numpy(), categorize=False)
     # Bucket numbers fit 16 bits, which numpy's stable sort orders by radix.
     bucket = (hashes % np.uint64(n_buckets)).astype(np.uint16)
     order = np.argsort(bucket, kind="stable")

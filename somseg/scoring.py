@@ -108,12 +108,31 @@ def score_frame(model: SegmentationModel, frame: pd.DataFrame) -> tuple[pd.DataF
     summary : ScoreSummary
         Including each feature's rows per training decile bin (drift).
     """
-    raw = feature_matrix(frame, model.feature_names)
+    return score_values(model, frame[model.id_column], feature_matrix(frame, model.feature_names))
+
+
+def score_values(model: SegmentationModel, ids: pd.Series, raw: np.ndarray) -> tuple[pd.DataFrame, ScoreSummary]:
+    """:func:`score_frame` of rows given as their ids and their raw feature array.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    ids : Series
+        The rows' ids.
+    raw : ndarray of shape (n_rows, n_features)
+        The model's features in its order, raw units, NaN where missing;
+        imputed and standardised in place.
+
+    Returns
+    -------
+    scored : DataFrame
+    summary : ScoreSummary
+    """
     bins = {
         name: bin_counts(raw[:, c], model.training.feature_reference[name]["edges"])
         for c, name in enumerate(model.feature_names)
         if name in model.training.feature_reference
     }
     match = model.match(model.cleaner.transform_values(raw))
-    scored, summary = assign_rows(model, frame[model.id_column], match)
+    scored, summary = assign_rows(model, ids, match)
     return scored, ScoreSummary(**{**summary.__dict__, "feature_counts": bins})

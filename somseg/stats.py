@@ -225,6 +225,11 @@ def summarise_column(column: np.ndarray, max_distinct: int | None = None) -> Col
     if len(observed) == 0:
         return ColumnSummary(0, np.inf, -np.inf, (np.empty(0), np.empty(0, dtype=np.int64)))
     low, high = float(observed.min()), float(observed.max())
+    # A continuous column shows more distinct values than the limit in a spread-out subset
+    # already, which settles it without sorting the whole column.
+    subset = observed[:: max(1, len(observed) // (4 * max_distinct + 1))]
+    if len(subset) < len(observed) and len(np.unique(subset)) > max_distinct:
+        return ColumnSummary(len(observed), low, high, None)
     unique, counts = np.unique(observed, return_counts=True)
     kept = (unique, counts.astype(np.int64)) if len(unique) <= max_distinct else None
     return ColumnSummary(len(observed), low, high, kept)
@@ -243,17 +248,25 @@ def _merge_counts(
 
 @dataclass(frozen=True)
 class Window:
-    """Observed values ``low <= x < high`` (``<= high`` when closed) of one column, seen from every partition."""
+    """Observed values ``low <= x < high`` (``<= high`` when closed) of one column, seen from every partition.
+
+    ``histogram`` counts them in equal bins; ``lowest`` and ``highest`` are
+    the smallest and largest value in each bin (inf and -inf where empty),
+    so that the next window can start and end at values that exist.
+    """
 
     below: int
     histogram: np.ndarray
+    lowest: np.ndarray
+    highest: np.ndarray
     values: np.ndarray | None
 
     def __add__(self, other: "Window") -> "Window":
         values = None
         if self.values is not None and other.values is not None and len(self.values) + len(other.values) <= _GATHER_LIMIT:
             values = np.concatenate([self.values, other.values])
-        return Window(self.below + other.below, self.histogram + other.histogram, values)
+        return Window(self.below + other.below, self.histogram + other.histogram, np.minimum(self.lowest, other.lowest),
+                      np.maximum(self.highest, other.highest), values)
 
 
 @dataclass(frozen=True)
@@ -263,7 +276,12 @@ class Windows:
     windows: tuple[Window, ...]
 
     def __add__(self, other: "Windows") -> "Windows":
-        return Windows(tuple(a + b for a, b in zip(self.windows, other.windows, strict=True)))
+        # Ranks that shared a window share its sum too.
+        added: dict[tuple[int, int], Window] = {}
+        for a, b in zip(self.windows, other.windows, strict=True):
+            if (id(a), id(b)) not in added:
+                added[(id(a), id(b))] = a + b
+        return Windows(tuple(added[(id(a), id(b))] for a, b in zip(self.windows, other.windows, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -287,9 +305,15 @@ class SummaryRequest:
 
 @dataclass(frozen=True)
 class WindowRequest:
-    """Refinement pass of :class:`OrderStatistics`: histogram each pending window."""
+    """Refinement pass of :class:`OrderStatistics`: histogram each pending window.
 
-    bounds: tuple[tuple[int, float, float, bool], ...]  # (column, low, high, closed)
+    ``gather`` says whether a partition also returns the window's values: only
+    when the window holds few enough values over every partition to be
+    sorted at once, since otherwise they would be dropped when the partitions
+    are added.
+    """
+
+    bounds: tuple[tuple[int, float, float, bool, bool], ...]  # (column, low, high, closed, gather)
 
     def partial(self, values: np.ndarray) -> Windows:
         values = np.asarray(values, dtype=np.float64)
@@ -299,31 +323,42 @@ class WindowRequest:
         sorted_columns = {
             c: np.sort(values[:, c][~np.isnan(values[:, c])]) for c in np.flatnonzero(pending > _SORT_ABOVE)
         }
-        return Windows(
-            tuple(
-                _sorted_window(sorted_columns[c], lo, hi, closed) if c in sorted_columns else _window(values[:, c], lo, hi, closed)
-                for c, lo, hi, closed in self.bounds
-            )
-        )
+        # Ranks next to each other (a median's two, a quantile's lower and upper) often share a
+        # window: it is counted once, and the one object stands for both in the result.
+        found: dict[tuple[int, float, float, bool, bool], Window] = {}
+        for bound in self.bounds:
+            if bound not in found:
+                c, lo, hi, closed, gather = bound
+                found[bound] = (
+                    _sorted_window(sorted_columns[c], lo, hi, closed, gather) if c in sorted_columns
+                    else _window(values[:, c], lo, hi, closed, gather)
+                )
+        return Windows(tuple(found[bound] for bound in self.bounds))
 
 
-def _window(column: np.ndarray, low: float, high: float, closed: bool) -> Window:
+def _window(column: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
     x = column[~np.isnan(column)]
     inside = (x >= low) & ((x <= high) if closed else (x < high))
-    return _histogram(x[inside], int((x < low).sum()), low, high)
+    return _histogram(np.sort(x[inside]), int((x < low).sum()), low, high, gather)
 
 
-def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool) -> Window:
+def _sorted_window(x: np.ndarray, low: float, high: float, closed: bool, gather: bool) -> Window:
     start = int(np.searchsorted(x, low, side="left"))
     stop = int(np.searchsorted(x, high, side="right" if closed else "left"))
-    return _histogram(x[start:stop], start, low, high)
+    return _histogram(x[start:stop], start, low, high, gather)
 
 
-def _histogram(chosen: np.ndarray, below: int, low: float, high: float) -> Window:
+def _histogram(chosen: np.ndarray, below: int, low: float, high: float, gather: bool) -> Window:
+    """The window's bins from its values ``chosen``, sorted: bin ``b`` holds ``edges[b] <= x < edges[b + 1]``."""
     edges = np.linspace(low, high, _BINS + 1)
-    bins = np.clip(np.searchsorted(edges, chosen, side="right") - 1, 0, _BINS - 1)
-    histogram = np.bincount(bins, minlength=_BINS).astype(np.int64)
-    return Window(below, histogram, chosen if len(chosen) <= _GATHER_LIMIT else None)
+    cuts = np.searchsorted(chosen, edges[1:-1], side="left")
+    starts, stops = np.concatenate([[0], cuts]), np.concatenate([cuts, [len(chosen)]])
+    histogram = (stops - starts).astype(np.int64)
+    filled = histogram > 0
+    lowest, highest = np.full(_BINS, np.inf), np.full(_BINS, -np.inf)
+    lowest[filled], highest[filled] = chosen[starts[filled]], chosen[stops[filled] - 1]
+    values = chosen.copy() if gather and len(chosen) <= _GATHER_LIMIT else None
+    return Window(below, histogram, lowest, highest, values)
 
 
 @dataclass
@@ -335,8 +370,9 @@ class OrderStatistics:
     :data:`MAX_DISTINCT` distinct values (integer demographics, the
     distances of repeated rows). A column with more is resolved by
     refinement: each further pass counts, in 1024 equal bins, the values of
-    the window that holds a wanted rank and narrows the window to that bin,
-    until its values are few enough to gather and sort (or all equal).
+    the window that holds a wanted rank and narrows the window to the values
+    of that bin (its lowest to its highest), until they are few enough to
+    gather and sort (or all equal).
     Either way the result is the exact k-th smallest value.
 
     Parameters
@@ -356,7 +392,8 @@ class OrderStatistics:
     """
 
     ranks_of: Callable[[np.ndarray], Sequence[np.ndarray]]
-    _pending: dict[tuple[int, int], tuple[float, float, bool]] = field(default_factory=dict, init=False)
+    # (column, slot) -> (low, high, closed, values in the window over every partition)
+    _pending: dict[tuple[int, int], tuple[float, float, bool, int]] = field(default_factory=dict, init=False)
     _started: bool = field(default=False, init=False)
 
     def request(self) -> SummaryRequest | WindowRequest | None:
@@ -366,7 +403,9 @@ class OrderStatistics:
             return None
         if self._passes >= _MAX_PASSES:
             raise RuntimeError(f"order statistics not resolved in {_MAX_PASSES} passes")
-        return WindowRequest(tuple((c, *bounds) for (c, _), bounds in self._pending.items()))
+        return WindowRequest(tuple(
+            (c, low, high, closed, count <= _GATHER_LIMIT) for (c, _), (low, high, closed, count) in self._pending.items()
+        ))
 
     def update(self, total: Summaries | Windows) -> None:
         if not self._started:
@@ -387,21 +426,27 @@ class OrderStatistics:
                 self.values_[column][:] = values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
             else:
                 for slot in range(len(ranks)):
-                    self._pending[(column, slot)] = (summary.low, summary.high, True)
+                    self._pending[(column, slot)] = (summary.low, summary.high, True, summary.n)
 
     def _refine(self, total: Windows) -> None:
         self._passes += 1
         for (column, slot), window in zip(list(self._pending), total.windows, strict=True):
-            low, high, closed = self._pending[(column, slot)]
+            low, high, closed, _ = self._pending[(column, slot)]
             local = int(self._ranks[column][slot]) - window.below
             if window.values is not None or low == high:
                 self.values_[column][slot] = low if low == high else np.sort(window.values)[local]
                 del self._pending[(column, slot)]
                 continue
-            edges = np.linspace(low, high, _BINS + 1)
             b = int(np.searchsorted(np.cumsum(window.histogram), local, side="right"))
-            last = b == _BINS - 1
-            self._pending[(column, slot)] = (edges[b], high if last else edges[b + 1], closed if last else False)
+            # The next window spans the values the bin holds, not the bin: no value lies between
+            # the bin's edge and its lowest value, so the count below stays the same, and a bin of
+            # one repeated value (a column's many zeros) settles at once.
+            lowest, highest = float(window.lowest[b]), float(window.highest[b])
+            if lowest == highest:
+                self.values_[column][slot] = lowest
+                del self._pending[(column, slot)]
+                continue
+            self._pending[(column, slot)] = (lowest, highest, True, int(window.histogram[b]))
 
     def result(self) -> list[np.ndarray]:
         """The values at the wanted ranks of each column."""

@@ -143,10 +143,10 @@ class TablePart(Artifact):
         with mapped_arrow_table(self.path, columns) as table:
             return table.to_pandas()
 
-    def features(self, names: Sequence[str]) -> np.ndarray:
-        """The raw features, as a new float64 array (n_rows, n_features), NaN where missing."""
+    def features(self, names: Sequence[str], order: str = "C") -> np.ndarray:
+        """The raw features, as a new float64 array (n_rows, n_features), NaN where missing; ``order`` 'F': column-major."""
         with mapped_arrow_table(self.path, names) as table:
-            return feature_values(table, names)
+            return feature_values(table, names, order)
 
     @classmethod
     def save(cls, partitions: list[Partition], folder: Path, key: str) -> list["TablePart"]:

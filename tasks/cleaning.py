@@ -11,7 +11,7 @@ from somseg.tasks.catalog import Cleaning, ImputedPart, Store, TablePart, step
 @step("cleaning-pass")
 def cleaning_pass(request: WindowRequest, part: TablePart, features: list[str]) -> Any:
     """A refinement pass of the exact medians and deciles over one partition's raw features."""
-    return request.partial(part.features(features))
+    return request.partial(part.features(features, order="F"))  # column by column: columns contiguous
 
 
 @step("impute-partition", saves=ImputedPart)

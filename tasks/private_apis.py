@@ -91,7 +91,7 @@ def reuse_freed_memory() -> bool:
 
 
 def release_freed_memory() -> bool:
-    """Return the heap's free pages to the kernel (glibc's ``malloc_trim``), unless this process keeps them.
+    """Free the objects in reference cycles, and return the heap's free pages to the kernel (glibc's ``malloc_trim``) unless this process keeps them.
 
     Returns
     -------
@@ -99,10 +99,13 @@ def release_freed_memory() -> bool:
         True when memory was trimmed; False in a process that
         :func:`reuse_freed_memory` tuned, or where the allocator is not glibc's.
     """
+    # Objects in reference cycles (GX holds many, with the validated frame) are freed only by the
+    # collector: also in a process that keeps its freed memory, so that the next partition reuses
+    # it rather than growing the heap.
+    gc.collect()
     libc = None if _keeping_freed_memory else _glibc()
     if libc is None:
         return False
-    gc.collect()  # objects in reference cycles (GX holds many) are freed only by the collector
     libc.malloc_trim(0)
     return True
 

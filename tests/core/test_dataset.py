@@ -387,3 +387,18 @@ def test_quoted_delimiters_and_newlines_are_one_field(tmp_path: Path) -> None:
     source = tmp_path / "c.csv"
     source.write_text('\ufeffID;Name;Age\n1;"Smith; John";30\n2;"two\nlines";40\n', encoding="utf-8")
     np.testing.assert_array_equal(read_table(source, "ID", ["Age"])["Age"], [30.0, 40.0])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_feature_values_fill_every_row_in_either_order(monkeypatch, order) -> None:
+    import somseg.dataset
+    from somseg.dataset import feature_values
+
+    monkeypatch.setattr(somseg.dataset, "_FILL_ROWS", 4)  # blocks of rows, the last one short
+    columns = {"a": pa.array([1.0, None, 3.0, 4.0, 5.0, 6.0, None, 8.0, 9.0, 10.0, 11.0]),
+               "b": pa.array(range(11), type=pa.int64()), "c": pa.array(np.linspace(0, 1, 11))}
+    table = pa.table(columns)
+    values = feature_values(table, ["c", "a", "b"], order)
+    expected = np.column_stack([np.linspace(0, 1, 11), table.column("a").to_numpy(), np.arange(11.0)])
+    np.testing.assert_array_equal(values, expected)
+    assert values.dtype == np.float64 and values.flags[f"{order}_CONTIGUOUS"]

@@ -53,6 +53,47 @@ def test_order_statistics_are_numpys_exact_quantiles(values, monkeypatch, distin
         np.testing.assert_array_equal(quantile_from(found[2:7], found[7:], gamma), np.quantile(observed, quantiles))
 
 
+def test_partitions_return_a_windows_values_only_when_every_partition_together_has_few_enough(values, monkeypatch) -> None:
+    # Each of 7 partitions holds under 40 values of a window that holds 2,700 over all of them: gathering
+    # them would only be dropped when the partitions are added (and cost memory on a wide table).
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    monkeypatch.setattr(stats, "_GATHER_LIMIT", 500)
+    parts = np.array_split(values[:, :1], 100)
+    learner = OrderStatistics(lambda n: [median_ranks(int(n[0]))])
+    learner.update(combine([learner.request().partial(part) for part in parts]))
+    gathered = []
+    while (request := learner.request()) is not None:
+        windows = [request.partial(part) for part in parts]
+        gathered.append(all(window.values is not None for part in windows for window in part.windows))
+        assert [gather for *_, gather in request.bounds] == [gathered[-1]] * 2
+        learner.update(combine(windows))
+    assert gathered[0] is False and gathered[-1] is True
+    assert median_from(learner.result()[0]) == np.nanmedian(values[:, 0])
+
+
+def test_a_rank_among_many_equal_values_settles_in_a_pass_or_two(monkeypatch) -> None:
+    # A zero-inflated, skewed column (purchases): its median is one of 20,000 zeros, too many to gather,
+    # and a window halved 1024-fold per pass would take hundreds of passes to shrink onto it.
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    monkeypatch.setattr(stats, "_GATHER_LIMIT", 1000)
+    rng = np.random.default_rng(5)
+    values = np.where(rng.random(30_000) < 0.7, 0.0, rng.lognormal(6, 2, 30_000))[:, None]
+    learner = _drive(OrderStatistics(lambda n: [np.concatenate([median_ranks(int(n[0])), [int(n[0]) * 9 // 10]])]),
+                     np.array_split(values, 10))
+    assert learner._passes <= 3
+    assert median_from(learner.result()[0][:2]) == np.median(values) == 0.0
+    assert learner.result()[0][2] == np.sort(values[:, 0])[27_000]
+
+
+def test_ranks_in_one_window_share_its_count() -> None:
+    request = stats.WindowRequest(((0, 0.0, 1.0, True, True), (0, 0.0, 1.0, True, True), (0, 0.0, 0.5, False, True)))
+    windows = request.partial(np.linspace(0, 1, 11)[:, None]).windows
+    assert windows[0] is windows[1] and windows[2] is not windows[0]
+    assert len(windows[0].values) == 11 and len(windows[2].values) == 5
+    total = stats.Windows(windows) + stats.Windows(windows)
+    assert total.windows[0] is total.windows[1] and total.windows[0].histogram.sum() == 22
+
+
 @pytest.mark.parametrize("percentile", [50.0, 90.0, 95.0, 99.5])
 def test_the_percentile_learner_is_numpys_percentile(percentile) -> None:
     distances = np.random.default_rng(0).gamma(2.0, size=(37, 1))
@@ -129,3 +170,20 @@ def test_co_moments_of_scaled_rows_follow_from_those_of_the_rows() -> None:
     np.testing.assert_allclose(derived.mean, direct.mean, rtol=1e-12)
     np.testing.assert_allclose(derived.scatter, direct.scatter, rtol=1e-10)
     assert derived.weight == direct.weight
+
+
+@pytest.mark.parametrize("distinct", [30, 50, 51, 5_000])
+def test_a_column_keeps_its_value_counts_exactly_when_it_has_few_distinct_values(monkeypatch, distinct) -> None:
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    rng = np.random.default_rng(1)
+    column = rng.integers(0, distinct, 10_000).astype(float)
+    column[rng.random(10_000) < 0.1] = np.nan
+    summary = stats.summarise_column(column)
+    observed = column[~np.isnan(column)]
+    assert (summary.n, summary.low, summary.high) == (len(observed), observed.min(), observed.max())
+    if distinct <= 50:
+        values, counts = np.unique(observed, return_counts=True)
+        np.testing.assert_array_equal(summary.counts[0], values)
+        np.testing.assert_array_equal(summary.counts[1], counts)
+    else:
+        assert summary.counts is None
