@@ -428,7 +428,10 @@ def check_registry_folder(path: str | Path) -> Path:
     if (path / MANIFEST_FILE).exists():
         raise DataError(f"model registry {path} is a model bundle; give the registry's own folder (new or empty "
                         "the first time)")
-    if path.is_dir() and not is_registry(path) and any(p.name != LOCK_FILE for p in path.iterdir()):
+    # Listed before asking whether it is a registry: a training making the registry meanwhile adds versions/
+    # first, so what is listed then is either the registry's or another's files.
+    entries = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
+    if entries and not is_registry(path):
         raise DataError(f"model registry {path} holds files but is no model registry (it has no {VERSIONS_DIR}/); "
                         "give a new or empty folder, or an existing registry")
     return path
