@@ -207,9 +207,27 @@ class EpochRequest:
     sample: EpochSample | None = None
     precision: Precision = "float64"
 
+    def rows_kept(self, first_row: int, n_rows: int) -> np.ndarray | None:
+        """Positions, within an unweighted block of ``n_rows`` rows from row ``first_row``, of the rows this epoch keeps.
+
+        None when the epoch runs over every row. Loading only these rows and
+        passing them to :meth:`partial_of_kept` gives the same sums as
+        :meth:`partial` of the whole block, without reading the others.
+        """
+        if self.sample is None:
+            return None
+        return np.flatnonzero(kernels.keep_by_position(first_row, n_rows, self.sample.key, self.sample.fraction))
+
+    def partial_of_kept(self, rows: np.ndarray) -> EpochSums:
+        """The partial of an unweighted block's rows at :meth:`rows_kept`'s positions, in that order."""
+        return self._sums(TrainingBlock(np.ascontiguousarray(rows)))
+
     def partial(self, block: TrainingBlock, first_row: int = 0) -> EpochSums:
         if self.sample is not None:
             block = self.sample.of(block, first_row, self.n_threads)
+        return self._sums(block)
+
+    def _sums(self, block: TrainingBlock) -> EpochSums:
         if block.n_rows == 0:  # a small block's sample may keep no row
             n_units = self.weights.shape[0] * self.weights.shape[1]
             return EpochSums(np.zeros((n_units, self.weights.shape[2])), np.zeros(n_units))

@@ -49,7 +49,7 @@ from pydantic import BaseModel
 
 import somseg
 from somseg.assessment import MapPartial
-from somseg.batch_som import TrainingBlock
+from somseg.batch_som import TrainingBlock, take_rows
 from somseg.cleaning import FeatureCleaner, ImputedPartition, ScalingPartial, TrainingStatistics
 from somseg.dataset import Partition, SourcePart, feature_values
 from somseg.errors import DataError
@@ -143,9 +143,14 @@ class TablePart(Artifact):
         with mapped_arrow_table(self.path, columns) as table:
             return table.to_pandas()
 
-    def features(self, names: Sequence[str], order: str = "C") -> np.ndarray:
-        """The raw features, as a new float64 array (n_rows, n_features), NaN where missing; ``order`` 'F': column-major."""
+    def features(self, names: Sequence[str], order: str = "C", rows: np.ndarray | None = None) -> np.ndarray:
+        """The raw features, as a new float64 array (n_rows, n_features), NaN where missing; ``order`` 'F': column-major.
+
+        ``rows``: only the rows at these sorted positions, taken before any conversion.
+        """
         with mapped_arrow_table(self.path, names) as table:
+            if rows is not None:
+                table = table.take(rows)
             return feature_values(table, names, order)
 
     @classmethod
@@ -260,6 +265,14 @@ class ImputedPart(Artifact):
             return TrainingBlock(read_npy(self.folder / "rows.npy"), read_npy(self.folder / "weight.npy"))
         return TrainingBlock(cleaner.impute_values(self.table.features(cleaner.features)))
 
+    @property
+    def weighted(self) -> bool:
+        return self.deduplicated
+
+    def rows(self, cleaner: FeatureCleaner, positions: np.ndarray) -> np.ndarray:
+        """The block's rows at sorted ``positions``, standardised (an unweighted block's: the partition's rows)."""
+        return cleaner.transform_values(self.table.features(cleaner.features, rows=positions))
+
     def block(self, cleaner: FeatureCleaner) -> TrainingBlock:
         """The rows to train on, standardised."""
         if not self.deduplicated:
@@ -283,6 +296,10 @@ class PackedBlock(Artifact):
 
     n_rows: int
     weighted: bool
+
+    def rows(self, cleaner: FeatureCleaner, positions: np.ndarray) -> np.ndarray:
+        """The block's rows at sorted ``positions``, standardised; only their pages of the file are read."""
+        return cleaner.standardise_values(take_rows(np.load(self.folder / "rows.npy", mmap_mode="r"), positions))
 
     def block(self, cleaner: FeatureCleaner) -> TrainingBlock:
         """The rows to train on, standardised."""

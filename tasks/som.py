@@ -49,7 +49,11 @@ def pick_rows(request: PickRequest, part: ImputedPart, cleaning: Cleaning, first
 @step("som-epoch")
 def som_epoch(request: EpochRequest, block: BlockSource, cleaning: Cleaning, first_row: int) -> EpochSums:
     """One epoch's per-unit sums over one training block, whose first row is row ``first_row`` of the table."""
-    return request.partial(block.block(cleaning.load().cleaner), first_row)
+    cleaner = cleaning.load().cleaner
+    kept = None if block.weighted else request.rows_kept(first_row, block.n_rows)
+    if kept is not None:  # a sampled epoch reads and standardises only the rows it keeps
+        return request.partial_of_kept(block.rows(cleaner, kept))
+    return request.partial(block.block(cleaner), first_row)
 
 
 @step("train-batch-som", saves=Weights)

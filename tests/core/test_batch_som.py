@@ -318,6 +318,26 @@ def test_config_carries_the_sampling_budget():
         SomConfig(sample_rows_per_neuron=0)
 
 
+def test_loading_only_the_kept_rows_gives_the_sums_of_the_whole_block(continuous):
+    trainer = sampled().trainer()
+    trainer.start_pca(CoMoments.of(continuous))
+    trainer.plan(len(continuous))
+    request = trainer.request()
+    block = continuous[10_000:30_000]
+
+    kept = request.rows_kept(10_000, len(block))
+
+    assert 0 < len(kept) < len(block) // 4 and (np.diff(kept) > 0).all()
+    whole = request.partial(TrainingBlock(block), 10_000)
+    for rows in (block[kept], np.asfortranarray(block[kept])):  # as a loader may give them
+        only = request.partial_of_kept(rows)
+        np.testing.assert_array_equal(only.sums, whole.sums)
+        np.testing.assert_array_equal(only.counts, whole.counts)
+    unplanned = sampled().trainer()  # full passes
+    unplanned.start_pca(CoMoments.of(continuous))
+    assert unplanned.request().rows_kept(0, 10) is None
+
+
 def test_a_block_whose_sample_keeps_no_row_adds_nothing(continuous):
     trainer = sampled().trainer()
     trainer.start_pca(CoMoments.of(continuous))

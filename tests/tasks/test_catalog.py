@@ -5,12 +5,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from somseg.config import SomConfig
 from somseg.dataset import plan_input
 from somseg.tasks.catalog import (
     DONE_MARKER,
+    PackedBlocks,
     StepCachePolicy,
     Store,
     Weights,
@@ -125,6 +127,21 @@ def test_a_deleted_folder_makes_the_step_run_again(tmp_path: Path) -> None:
     assert double.cache_policy.compute_key(remembered, inputs, {}) == key  # files and record: a cache hit
 
 
+def test_a_packed_block_loads_the_rows_a_sampled_epoch_keeps_standardised(tmp_path: Path) -> None:
+    from somseg.batch_som import TrainingBlock
+    from somseg.cleaning import FeatureCleaner
+
+    rows = np.arange(60.0).reshape(20, 3)
+    folder = tmp_path / "packed"
+    folder.mkdir()
+    (block,) = PackedBlocks.save([TrainingBlock(rows)], folder, "p" * 64).blocks
+    cleaner = FeatureCleaner(["a", "b", "c"]).fit(pd.DataFrame(rows, columns=["a", "b", "c"]))
+    positions = np.array([1, 4, 19])
+
+    assert not block.weighted
+    np.testing.assert_array_equal(block.rows(cleaner, positions), block.block(cleaner).rows[positions])
+
+
 def test_a_step_finished_by_another_run_meanwhile_is_kept_not_moved_aside(tmp_path: Path) -> None:
     store = Store.at(tmp_path)
     weights = _weights(store)
@@ -176,6 +193,8 @@ def test_an_imputed_part_loads_rows_standardised_as_the_cleaner_transforms_them(
     block = imputed.block(cleaner)
     if dedup == "never":
         np.testing.assert_array_equal(block.rows, expected)
+        positions = np.array([0, 2, 3, 17, 39])  # a sampled epoch loads only the rows it keeps
+        np.testing.assert_array_equal(imputed.rows(cleaner, positions), expected[positions])
     else:
         distinct, counts = np.unique(expected, axis=0, return_counts=True)
         np.testing.assert_array_equal(block.rows, distinct)
