@@ -651,6 +651,68 @@ def _distinct_numpy(bits: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarra
     return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64), len(first)
 
 
+def group_moments(values: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations of the observed (non-NaN) values of each column, per group.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_columns)
+    group : ndarray of int64, shape (n_rows,)
+        Each row's group, in ``[0, n_groups)``.
+    n_groups : int
+
+    Returns
+    -------
+    n, mean, m2 : ndarray of shape (n_groups, n_columns)
+        ``mean`` is 0 for an empty group. Each sum adds the rows in their
+        order, as ``np.bincount`` does, so the figures are those of one
+        ``bincount`` per column and moment, to the last bit.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    group = np.asarray(group, dtype=np.int64)
+    return _group_moments(values, group, n_groups)
+
+
+def _group_moments_loop(values: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_rows, n_columns = values.shape
+    n = np.zeros((n_groups, n_columns))
+    total = np.zeros((n_groups, n_columns))
+    for i in range(n_rows):
+        g = group[i]
+        for c in range(n_columns):
+            v = values[i, c]
+            if v == v:  # observed: NaN is the only value unequal to itself
+                n[g, c] += 1.0
+                total[g, c] += v
+    mean = np.zeros((n_groups, n_columns))
+    for g in range(n_groups):
+        for c in range(n_columns):
+            if n[g, c] > 0:
+                mean[g, c] = total[g, c] / n[g, c]
+    m2 = np.zeros((n_groups, n_columns))
+    for i in range(n_rows):
+        g = group[i]
+        for c in range(n_columns):
+            v = values[i, c]
+            if v == v:
+                d = v - mean[g, c]
+                m2[g, c] += d * d
+    return n, mean, m2
+
+
+def _group_moments_numpy(values: np.ndarray, group: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def group_sum(columns: np.ndarray) -> np.ndarray:
+        sums = [np.bincount(group, columns[:, c], n_groups) for c in range(columns.shape[1])]
+        return np.stack(sums, axis=1).astype(np.float64, copy=False).reshape(n_groups, columns.shape[1])
+
+    observed = ~np.isnan(values)
+    n = group_sum(observed.astype(np.float64))
+    total = group_sum(np.where(observed, values, 0.0))
+    mean = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
+    m2 = group_sum(np.where(observed, values - mean[group], 0.0) ** 2)
+    return n, mean, m2
+
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _min_value = numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})(_min_value)
@@ -667,9 +729,11 @@ if numba is not None:
     _unit_interval = _compile(_unit_interval)
     _keep_by_position = _compile(_keep_by_position_loop)
     _thin_weights = _compile(_thin_weights_loop)
+    _group_moments = _compile(_group_moments_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
     _distinct_codes = _distinct_numpy
     _keep_by_position = _keep_by_position_numpy
     _thin_weights = _thin_weights_numpy
+    _group_moments = _group_moments_numpy

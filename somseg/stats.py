@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from somseg.kernels import one_blas_thread
+from somseg.kernels import group_moments, one_blas_thread
 
 P = TypeVar("P")
 
@@ -92,12 +92,8 @@ class Moments:
         """Moments of the observed values of each column of ``values`` (n_rows, n_columns), per group."""
         values = np.asarray(values, dtype=np.float64)
         group = np.zeros(len(values), dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64)
-        observed = ~np.isnan(values)
-        n = _group_sum(group, observed.astype(np.float64), n_groups)
-        total = _group_sum(group, np.where(observed, values, 0.0), n_groups)
-        mean = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
         # Deviations from the partition's own mean: no cancellation, unlike raw second moments.
-        m2 = _group_sum(group, np.where(observed, values - mean[group], 0.0) ** 2, n_groups)
+        n, mean, m2 = group_moments(values, group, n_groups)
         return cls(n=n, mean=mean, m2=m2)
 
     @classmethod

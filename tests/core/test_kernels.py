@@ -197,3 +197,21 @@ def test_shape_errors_are_reported(data):
         kernels.best_two_units(X, codebook[:, :2])
     with pytest.raises(ValueError):
         match_units(X[0], codebook.reshape(3, 4, 3))
+
+
+def test_group_moments_equal_one_bincount_per_column_and_moment_to_the_last_bit():
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(3, 2, (5_000, 4))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    group = rng.integers(0, 7, len(values))  # group 7 of 8 stays empty
+
+    expected = kernels._group_moments_numpy(values, group, 8)
+    for layout in (values, np.asfortranarray(values)):
+        got = kernels.group_moments(layout, group, 8)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    n, mean, m2 = expected
+    assert (n[7] == 0).all() and (mean[7] == 0).all() and (m2[7] == 0).all()
+    observed = values[group == 2, 1][~np.isnan(values[group == 2, 1])]
+    assert n[2, 1] == len(observed) and mean[2, 1] == pytest.approx(observed.mean())
+    assert m2[2, 1] == pytest.approx(((observed - observed.mean()) ** 2).sum())
