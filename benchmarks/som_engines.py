@@ -366,19 +366,19 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for step in ("train", "assign", "qe", "te"):
         seconds = [_seconds(r["steps"][step]) for r in results]
-        ratios = [f"{base['steps'][step]['seconds'] / r['steps'][step]['seconds']:.0f}x" for r in others]
+        ratios = [_ratio(base["steps"][step]["seconds"], r["steps"][step]["seconds"]) for r in others]
         lines.append(f"| {STEP_NAMES[step]} (s) | " + " | ".join(seconds + ratios) + " |")
     totals = [sum(step["seconds"] for step in r["steps"].values()) for r in results]
     marks = ["*" if any(step["extrapolated"] for step in r["steps"].values()) else "" for r in results]
     lines.append(
         "| **total (s)** | "
-        + " | ".join([f"**{t:.2f}{m}**" for t, m in zip(totals, marks)] + [f"**{totals[0] / t:.0f}x**" for t in totals[1:]])
+        + " | ".join([f"**{t:.2f}{m}**" for t, m in zip(totals, marks)] + [f"**{_ratio(totals[0], t)}**" for t in totals[1:]])
         + " |"
     )
     cpu = [sum(step["cpu_seconds"] for step in r["steps"].values()) for r in results]
     lines.append(
         "| total CPU time, all threads (s) | "
-        + " | ".join([f"{c:.2f}{m}" for c, m in zip(cpu, marks)] + [f"{cpu[0] / c:.0f}x" for c in cpu[1:]])
+        + " | ".join([f"{c:.2f}{m}" for c, m in zip(cpu, marks)] + [_ratio(cpu[0], c) for c in cpu[1:]])
         + " |"
     )
     qe_ratios = [f"QE {r['qe'] / base['qe']:.3f} of {base['side']}'s" for r in others]
@@ -389,6 +389,12 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     lines.append("| peak RSS of the process, table making included (MB) | " + " | ".join([f"{r['peak_rss_mb']:.0f}" for r in results] + blanks) + " |")
     lines.append("| RSS with the table loaded (MB) | " + " | ".join([f"{r['rss_data_mb']:.0f}" for r in results] + blanks) + " |")
     return "\n".join(lines)
+
+
+def _ratio(base: float, other: float) -> str:
+    """How many times faster ``other`` is than ``base``, with a decimal below 10 (a slower side shows 0.5x, not 0x)."""
+    ratio = base / other if other > 0 else float("inf")
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
 
 
 def _seconds(step: dict[str, Any]) -> str:
