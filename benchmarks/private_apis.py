@@ -129,7 +129,7 @@ def main() -> None:
 
     base = Path(tempfile.mkdtemp(prefix="somseg-private-apis-"))
     table = base / "customers.parquet"
-    write_table(table, args.rows, seed=7)
+    write_table(table, "sample", args.rows, seed=7, first_id=10_000_000)
     variants = args.variants.split(",")
     walls: dict[str, list[float]] = {variant: [] for variant in variants}
     for _ in range(args.repeat):
