@@ -76,7 +76,7 @@ POOL = "somseg-pool"
 TRAIN = "train-segments/weekly"
 SCORE = "score-segments/daily"
 BLOCK = "webhook/somseg-check-alerts"
-# The check's runs send a heartbeat every 30 s; alerts.yaml's zombie window is shortened to three of them.
+# Prefect's shortest heartbeat interval; alerts.yaml's zombie window is shortened to three of them.
 HEARTBEAT_SECONDS = 30
 ZOMBIE_WITHIN_SECONDS = 3 * HEARTBEAT_SECONDS
 DELIVERY_TIMEOUT_SECONDS = 90
@@ -137,7 +137,7 @@ class ServerCheck:
             "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
             "PREFECT_CLI_WRAP_LINES": "false",
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
-            # A run queued behind the deployment's concurrency limit asks again after this long (default 30 s).
+            # A run queued behind the deployment's concurrency limit asks again sooner than by default.
             "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         }
         self.logs: list[Path] = []

@@ -48,7 +48,7 @@ from somseg.segments import cluster_neurons
 from somseg.som import build_engine
 
 _CHUNK_CELLS = 8_000_000  # distance cells per chunk: bounds the memory of one chunk
-_CACHE_CELLS = 131_072  # distance cells worked on through every feature at once: 1 MB, in cache
+_CACHE_CELLS = 131_072  # distance cells worked on through every feature at once: sized to stay in one core's cache
 
 
 # ---------------------------------------------------------------- validity indices
