@@ -56,6 +56,9 @@ _SAMPLE_CHUNK_ROWS = 65_536  # rows per sampling task: a column's share stays in
 # Rows per neuron of the last epoch's sample: the per-unit means of a few
 # hundred rows move QE and TE by far less than 1 % (docs/configuration.md).
 SAMPLE_ROWS_PER_NEURON = 500
+# Every sampled epoch's rows are gathered in one pass over the table when they take at most this
+# much memory (float64), so that the epochs then run where the trainer is, with no pass per epoch.
+GATHER_BUDGET_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,43 @@ class PickedRows:
         return PickedRows(np.concatenate([self.positions, other.positions]), np.concatenate([self.rows, other.rows]))
 
 
+@dataclass(frozen=True)
+class GatherRequest:
+    """Every sampled epoch's rows of a block, in one pass: the rows any epoch keeps, each with the epochs that keep it.
+
+    The epochs' :class:`EpochSample` keys and fractions, in epoch order
+    (at most 64 epochs: one bit each).
+    """
+
+    keys: tuple[int, ...]
+    fractions: tuple[float, ...]
+
+    def positions(self, first_row: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions within an unweighted block of ``n_rows`` rows from row ``first_row`` that some epoch keeps, and
+        for each of them a mask with bit ``e`` set when epoch ``e`` keeps it (:meth:`EpochRequest.rows_kept`)."""
+        masks = np.zeros(n_rows, dtype=np.uint64)
+        for epoch, (key, fraction) in enumerate(zip(self.keys, self.fractions, strict=True)):
+            keep = kernels.keep_by_position(first_row, n_rows, key, fraction)
+            masks[keep] |= np.uint64(1 << epoch)
+        kept = np.flatnonzero(masks)
+        return kept, masks[kept]
+
+
+@dataclass(frozen=True)
+class GatheredRows:
+    """Rows of blocks that some sampled epoch keeps, with their epoch masks, block by block in table order."""
+
+    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]  # (rows, masks) of each block
+
+    @classmethod
+    def of(cls, rows: np.ndarray, masks: np.ndarray) -> "GatheredRows":
+        """One block's share (:meth:`GatherRequest.positions` ``masks``, the rows at its positions)."""
+        return cls(((np.ascontiguousarray(rows, dtype=np.float64), np.asarray(masks, dtype=np.uint64)),))
+
+    def __add__(self, other: "GatheredRows") -> "GatheredRows":
+        return GatheredRows(self.blocks + other.blocks)
+
+
 @dataclass
 class BatchSomTrainer:
     """The batch SOM as a learner: an initial codebook, then one :class:`EpochRequest` per epoch.
@@ -375,6 +415,34 @@ class BatchSomTrainer:
     def update(self, total: EpochSums) -> None:
         self.weights_ = weights_from_sums(total.sums, total.counts, self.weights_, float(self.sigmas_[self.epoch_]))
         self.epoch_ += 1
+
+    def gather_request(self, n_features: int) -> GatherRequest | None:
+        """The one pass that gathers every epoch's sampled rows, or None when the epochs should pass over the blocks.
+
+        Only when every epoch samples (:meth:`plan` sized them), there are at
+        most 64 epochs, and the rows sampled, counted once per epoch, fit
+        :data:`GATHER_BUDGET_BYTES`. Unweighted blocks only: a deduplicated
+        row's thinned weight differs from epoch to epoch.
+        """
+        samples = [self._sample(epoch) for epoch in range(self.epochs)]
+        if self.epochs > 64 or any(sample is None or sample.rows_per_weight != 1.0 for sample in samples):
+            return None
+        if int(self.sample_sizes_.sum()) * n_features * 8 > GATHER_BUDGET_BYTES:
+            return None
+        return GatherRequest(tuple(s.key for s in samples), tuple(s.fraction for s in samples))
+
+    def fit_gathered(self, gathered: GatheredRows, progress: Callable[[float], None] | None = None) -> None:
+        """Run the remaining epochs on the rows :meth:`gather_request` gathered.
+
+        Each epoch's sums are those of the blocks' kept rows, block by block
+        in the same order and chunks as :class:`EpochRequest` passes over the
+        blocks, so the codebook is the same to the last bit.
+        """
+        while (request := self.request()) is not None:
+            bit = np.uint64(1 << self.epoch_)
+            self.update(combine([request.partial_of_kept(rows[(masks & bit) != 0]) for rows, masks in gathered.blocks]))
+            if progress is not None:
+                progress(self.epoch_ / self.epochs)
 
 
 class BatchSom:

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from somseg import kernels
 from somseg.batch_som import TrainingBlock, training_block
-from somseg.drift import DECILES, bin_counts
+from somseg.drift import DECILES
 from somseg.errors import DataError
 from somseg.kernels import DedupMode
 from somseg.stats import (
@@ -218,7 +219,7 @@ class ScalingRequest:
 
     def summarise(self, values: np.ndarray, imputed: np.ndarray) -> ScalingPartial:
         """The pass's partial result from the raw ``values`` and the same rows imputed."""
-        bins = tuple(bin_counts(values[:, c], edges) for c, edges in enumerate(self.edges))
+        bins = tuple(counts.astype(float) for counts in kernels.bin_counts(values, self.edges))
         return ScalingPartial(Moments.of_complete(imputed), bins)
 
 

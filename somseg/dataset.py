@@ -465,8 +465,9 @@ def read_screened(
             parsed = _screen_text(parsed, screen, expressions, encodings, not_numbers, texts)
         derived = expressions or encodings
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
-        values = np.full((table.num_rows, len(screen.columns)), np.nan)
-        flags = np.zeros(values.shape, dtype=bool)
+        # Column-major: filled, screened and flagged a column at a time.
+        values = np.full((table.num_rows, len(screen.columns)), np.nan, order="F")
+        flags = np.zeros(values.shape, dtype=bool, order="F")
         for name in screen.columns:
             source = table if name in features else parsed
             if not screen.parsed_as or name in numbers:  # dates and levels have no range: only their flags count

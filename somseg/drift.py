@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import binom
 
+from somseg import kernels
+
 _EPSILON = 1e-4  # floor for empty bins, so the logarithm stays finite
 DECILES = np.linspace(0.1, 0.9, 9)
 _DRAWS = 4000  # Monte Carlo samples per level: its 99.9th percentile rests on four of them
@@ -33,12 +35,8 @@ def bin_shares(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.nd
 
 def bin_counts(values: np.ndarray, edges: np.ndarray | Sequence[float]) -> np.ndarray:
     """Counts per bin as in :func:`bin_shares`; counts of partitions add up to the whole table's."""
-    values = np.asarray(values, dtype=float)
-    edges = np.asarray(edges, dtype=float)
-    missing = np.isnan(values)
-    bins = np.searchsorted(edges, values[~missing], side="left")
-    counts = np.bincount(bins, minlength=len(edges) + 1).astype(float)
-    return np.append(counts, missing.sum())
+    values = np.asarray(values, dtype=float).reshape(-1, 1)
+    return kernels.bin_counts(values, [np.asarray(edges, dtype=float)])[0].astype(float)
 
 
 def population_stability_index(expected: Sequence[float], actual: Sequence[float]) -> float:

@@ -24,7 +24,7 @@ ranking may then break near-ties differently).
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -50,6 +50,8 @@ _MIN_CHUNK_ROWS = 256
 # on a strided sample first so a table of unique rows costs one cheap probe.
 _DEDUP_MAX_RATIO = 0.5
 _DEDUP_SAMPLE_ROWS = 65_536
+# Up to this many bin edges, a value's bin is found by counting the edges below it rather than bisecting.
+_LINEAR_BIN_EDGES = 16
 # Rows hashed per block when finding distinct rows; blocks run on threads.
 _DISTINCT_BLOCK_ROWS = 1 << 20
 
@@ -713,6 +715,71 @@ def _group_moments_numpy(values: np.ndarray, group: np.ndarray, n_groups: int) -
     return n, mean, m2
 
 
+def bin_counts(values: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rows of each column of ``values`` per bin of that column's edges, and the missing ones, in one pass.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, n_columns)
+    edges : sequence of ndarray
+        One ascending array per column (repeated edges are allowed).
+
+    Returns
+    -------
+    list of ndarray of int64
+        Per column, shape ``(len(edges[c]) + 2,)``: bin ``i`` counts the
+        values with exactly ``i`` edges below them
+        (``np.searchsorted(edges[c], value, side="left")``); the last entry
+        counts the NaNs.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(edges):
+        raise ValueError(f"bin_counts needs one edge array per column, got {len(edges)} for shape {values.shape}")
+    sizes = np.array([len(e) for e in edges], dtype=np.int64)
+    # Padding with +inf leaves every value's count of edges below it unchanged.
+    padded = np.full((len(edges), int(sizes.max(initial=0))), np.inf)
+    for c, column_edges in enumerate(edges):
+        padded[c, : sizes[c]] = column_edges
+    counts = np.zeros((len(edges), padded.shape[1] + 2), dtype=np.int64)
+    # Row by row, so a row-major table is read once rather than once per column.
+    _bin_counts(values, padded, sizes, counts)
+    return [np.append(counts[c, : sizes[c] + 1], counts[c, -1]) for c in range(len(edges))]
+
+
+def _bin_counts_loop(values: np.ndarray, edges: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> None:
+    n_rows, n_columns = values.shape
+    width = edges.shape[1]
+    for i in range(n_rows):
+        for c in range(n_columns):
+            v = values[i, c]
+            if v != v:
+                counts[c, width + 1] += 1
+                continue
+            below = 0
+            if sizes[c] <= _LINEAR_BIN_EDGES:
+                # Counting every edge below the value has no branch to mispredict.
+                for j in range(sizes[c]):
+                    below += edges[c, j] < v
+            else:
+                hi = sizes[c]
+                while below < hi:
+                    mid = (below + hi) // 2
+                    if edges[c, mid] < v:
+                        below = mid + 1
+                    else:
+                        hi = mid
+            counts[c, below] += 1
+
+
+def _bin_counts_numpy(values: np.ndarray, edges: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> None:
+    width = edges.shape[1]
+    for c in range(values.shape[1]):
+        column = values[:, c]
+        missing = np.isnan(column)
+        below = np.searchsorted(edges[c, : sizes[c]], column[~missing], side="left")
+        counts[c, : width + 1] += np.bincount(below, minlength=width + 1)
+        counts[c, width + 1] += int(missing.sum())
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _min_value = numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})(_min_value)
@@ -730,6 +797,7 @@ if numba is not None:
     _keep_by_position = _compile(_keep_by_position_loop)
     _thin_weights = _compile(_thin_weights_loop)
     _group_moments = _compile(_group_moments_loop)
+    _bin_counts = _compile(_bin_counts_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
@@ -737,3 +805,4 @@ else:  # pragma: no cover - exercised only where numba is absent
     _keep_by_position = _keep_by_position_numpy
     _thin_weights = _thin_weights_numpy
     _group_moments = _group_moments_numpy
+    _bin_counts = _bin_counts_numpy

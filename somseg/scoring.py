@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from somseg import kernels
 from somseg.cleaning import feature_matrix
-from somseg.drift import bin_counts, population_stability_index
+from somseg.drift import population_stability_index
 from somseg.metrics import UnitMatch, topographic_errors
 from somseg.model import SegmentationModel
 from somseg.results import ScoringFigures, SegmentShare
@@ -128,11 +129,12 @@ def score_values(model: SegmentationModel, ids: pd.Series, raw: np.ndarray) -> t
     scored : DataFrame
     summary : ScoreSummary
     """
-    bins = {
-        name: bin_counts(raw[:, c], model.training.feature_reference[name]["edges"])
-        for c, name in enumerate(model.feature_names)
-        if name in model.training.feature_reference
-    }
+    binned = [c for c, name in enumerate(model.feature_names) if name in model.training.feature_reference]
+    counts = kernels.bin_counts(
+        raw[:, binned],
+        [np.asarray(model.training.feature_reference[model.feature_names[c]]["edges"], dtype=float) for c in binned],
+    )
+    bins = {model.feature_names[c]: column.astype(float) for c, column in zip(binned, counts)}
     match = model.match(model.cleaner.transform_values(raw))
     scored, summary = assign_rows(model, ids, match)
     return scored, ScoreSummary(**{**summary.__dict__, "feature_counts": bins})

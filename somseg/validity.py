@@ -69,7 +69,7 @@ def invalid_codes(values: np.ndarray, bounds: Sequence[Bounds], not_numbers: np.
         A missing value is valid: NaN compares false with either bound.
     """
     values = np.asarray(values, dtype=np.float64)
-    codes = np.zeros(values.shape, dtype=np.int8)
+    codes = np.zeros_like(values, dtype=np.int8)  # in the values' layout, as it is filled a column at a time
     for c, (low, high) in enumerate(bounds):
         if low is not None:
             codes[values[:, c] < low, c] = BELOW_MIN

@@ -71,6 +71,13 @@ class Executor:
         """Run ``step`` once on the runner and return its result (raising its error)."""
         return self._runner.submit(step, parameters).result()
 
+    def start(self, step: Any, **parameters: Any) -> PrefectFuture[Any]:
+        """Submit ``step`` once and return at once: its future's ``result()`` waits for it (raising its error).
+
+        For a step that can run alongside the ones submitted after it.
+        """
+        return self._runner.submit(step, parameters)
+
     def map(self, step: Any, over: dict[str, Sequence[Any]], **shared: Any) -> list[Any]:
         """Run ``step`` once per item of the sequences in ``over`` (zipped), with ``shared`` parameters.
 

@@ -7,6 +7,7 @@ unit test of another step, does not pay it.
 """
 
 import copy
+import gc
 import json
 import logging
 import threading
@@ -23,6 +24,7 @@ from somseg.tasks.private_apis import release_freed_memory, skip_gx_frame_finger
 
 SHIPPED_SUITES = "somseg.expectations"
 _ONE_AT_A_TIME = threading.Lock()
+_frozen_at_first_validation = False
 
 
 def training_suite(config: SegmentationConfig) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def run_suite(frame: pd.DataFrame, suite: dict[str, Any]) -> dict[str, Any]:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     with _ONE_AT_A_TIME:
+        _freeze_imported_objects()
         _silence_gx_logs()
         skip_gx_frame_fingerprint()
         context = gx.get_context(mode="ephemeral")
@@ -127,6 +130,17 @@ def _expectation_key(config: dict[str, Any]) -> str:
 # SUMMARY's counts and sample values, without the pandas query string that
 # lists every unexpected row's index (a full-table filter per expectation).
 _RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": False}
+
+
+def _freeze_imported_objects() -> None:
+    # Each validation ends with a full garbage collection (release_freed_memory). Once GX is imported the
+    # process holds hundreds of thousands of the libraries' objects, alive until it exits; frozen, they are
+    # out of the collector's walk, which then covers only what the run made since.
+    global _frozen_at_first_validation
+    if not _frozen_at_first_validation:
+        gc.collect()
+        gc.freeze()
+        _frozen_at_first_validation = True
 
 
 def _silence_gx_logs() -> None:

@@ -5,6 +5,8 @@ import numpy as np
 from somseg.batch_som import (
     EpochRequest,
     EpochSums,
+    GatheredRows,
+    GatherRequest,
     PickedRows,
     PickRequest,
     TrainingBlock,
@@ -54,6 +56,13 @@ def som_epoch(request: EpochRequest, block: BlockSource, cleaning: Cleaning, fir
     if kept is not None:  # a sampled epoch reads and standardises only the rows it keeps
         return request.partial_of_kept(block.rows(cleaner, kept))
     return request.partial(block.block(cleaner), first_row)
+
+
+@step("gather-epoch-samples")
+def gather_epoch_samples(request: GatherRequest, block: BlockSource, cleaning: Cleaning, first_row: int) -> GatheredRows:
+    """The standardised rows of one unweighted block that any sampled epoch keeps, each with its epochs' mask."""
+    positions, masks = request.positions(first_row, block.n_rows)
+    return GatheredRows.of(block.rows(cleaning.load().cleaner, positions), masks)
 
 
 @step("train-batch-som", saves=Weights)

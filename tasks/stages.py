@@ -298,10 +298,14 @@ def train_map(
     trainer.plan(n_rows, sum(block.n_rows for block in blocks.blocks))
     # A block's first row: its first partition's (pack_training_blocks groups the same way).
     groups = group_blocks([part.block_rows for part in parts], partition_rows)
-    learn(
-        ex, trainer, som_steps.som_epoch, {"block": list(blocks.blocks), "first_row": [first_rows[g[0]] for g in groups]},
-        lambda: progress(trainer.epoch_ / som.epochs), cleaning=cleaning,
-    )
+    over = {"block": list(blocks.blocks), "first_row": [first_rows[g[0]] for g in groups]}
+    gather = trainer.gather_request(trainer.weights_.shape[2])
+    if gather is not None and not any(block.weighted for block in blocks.blocks):
+        # Every epoch samples: one pass gathers all their rows, and the epochs run here on them.
+        trainer.fit_gathered(combine(ex.map(som_steps.gather_epoch_samples, over, request=gather, cleaning=cleaning)),
+                             progress)
+    else:
+        learn(ex, trainer, som_steps.som_epoch, over, lambda: progress(trainer.epoch_ / som.epochs), cleaning=cleaning)
     return ex.run(som_steps.save_weights, store=store, weights=trainer.weights_)
 
 
@@ -435,10 +439,12 @@ def write(
         model_steps.build_model, store=store, cleaning=cleaning, weights=weights, neuron_segment=neuron_segment,
         profiles=profiles, figures=assessment.figures, suite=suite, config=config,
     )
+    # The pictures (Python-bound drawing) alongside the partitions' writes (mostly outside the GIL).
+    drawing = ex.start(draw_figures, store=store, model=model, figures=assessment.figures, profiles=profiles)
     segments = ex.map(
         scoring_steps.assign_partition, {"part": table.parts, "match": assessment.matches}, store=store, model=model
     )
-    figures = ex.run(draw_figures, store=store, model=model, figures=assessment.figures, profiles=profiles)
+    figures = drawing.result()
     summary: ScoreSummary = combine([part.summary for part in segments])
     return Outputs(model, segments, figures, summary.outliers / max(summary.n_rows, 1))
 

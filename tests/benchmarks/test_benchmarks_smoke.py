@@ -66,3 +66,15 @@ def test_the_continuous_and_money_tables_run_in_process():
     assert batch["features"] == 17 and batch["te"] <= 0.1
     assert batch["epoch_rows"] == 30 * 3000  # 3,000 rows < 64 neurons x 500: full passes
     assert "| **total (s)** |" in script.format_table([batch, batch])
+
+
+def test_the_radius_sweep_prints_each_last_radius_against_the_notebook(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("radius_sweep", SCRIPT.with_name("radius_sweep.py"))
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    sweep.main(["--kind", "continuous3", "--rows", "3000", "--sigma-ends", "1,0.5"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch, last radius")]
+    assert [line.split("|")[1].strip() for line in lines] == ["batch, last radius 1", "batch, last radius 0.5"]
+    te = [float(line.split("|")[4]) for line in lines]
+    qe = [float(line.split("|")[2]) for line in lines]
+    assert qe[1] < qe[0] and te[1] >= te[0]  # the smaller radius: a closer fit, a map less in order

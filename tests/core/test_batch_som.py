@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from somseg import kernels
 from somseg.batch_som import (
     BatchSom,
+    BatchSomTrainer,
+    GatheredRows,
     TrainingBlock,
     epoch_partial_sums,
     group_blocks,
@@ -353,3 +355,49 @@ def test_float32_epochs_train_the_same_map_up_to_near_ties(continuous):
     np.testing.assert_allclose(fast, exact, atol=1e-3)
     assert quantization_error(continuous, fast) == pytest.approx(quantization_error(continuous, exact), rel=1e-4)
     assert build_engine(SomConfig(rows=2, cols=2, sigma=1.0, epoch_precision="float32")).precision == "float32"
+
+
+def test_epochs_on_rows_gathered_in_one_pass_give_the_map_of_a_pass_per_epoch(continuous):
+    sizes = [7_000, 13_001, 19_999]
+    starts = [int(s) for s in np.concatenate([[0], np.cumsum(sizes)[:-1]])]
+    blocks = [continuous[start:start + size] for start, size in zip(starts, sizes)]
+
+    def started() -> BatchSomTrainer:
+        trainer = sampled().trainer()
+        trainer.start_pca(CoMoments.of(continuous))
+        trainer.plan(len(continuous))
+        return trainer
+
+    passes = started()
+    while (request := passes.request()) is not None:  # as the som-epoch step reads a block's kept rows
+        passes.update(combine([
+            request.partial_of_kept(block[request.rows_kept(start, len(block))]) for start, block in zip(starts, blocks)
+        ]))
+    gathered = started()
+    gather = gathered.gather_request(continuous.shape[1])
+    assert gather is not None and len(gather.keys) == 20
+    shares = []
+    for start, block in zip(starts, blocks):
+        positions, masks = gather.positions(start, len(block))
+        assert (masks != 0).all() and (np.diff(positions) > 0).all()
+        shares.append(GatheredRows.of(block[positions], masks))
+    together = combine(shares)
+    assert sum(len(rows) for rows, _ in together.blocks) < gathered.sample_sizes_.sum()  # a row kept twice is read once
+    done: list[float] = []
+    gathered.fit_gathered(together, done.append)
+    np.testing.assert_array_equal(gathered.weights_, passes.weights_)
+    assert done[-1] == 1.0 and len(done) == 20
+
+
+def test_rows_are_gathered_only_when_every_epoch_samples_and_they_fit_the_budget(continuous, monkeypatch):
+    trainer = sampled().trainer()
+    assert trainer.gather_request(4) is None  # not planned: full passes
+    trainer.plan(1_000)  # no larger than the last epoch's sample: full passes
+    assert trainer.gather_request(4) is None
+    trainer.plan(len(continuous))
+    assert trainer.gather_request(4) is not None
+    monkeypatch.setattr("somseg.batch_som.GATHER_BUDGET_BYTES", int(trainer.sample_sizes_.sum()) * 4 * 8 - 1)
+    assert trainer.gather_request(4) is None
+    long = BatchSom(rows=5, cols=5, sigma=2.5, sigma_end=1.0, epochs=65).trainer()
+    long.plan(10**7)
+    assert long.gather_request(4) is None  # one bit per epoch in a 64-bit mask

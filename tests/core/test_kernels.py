@@ -215,3 +215,34 @@ def test_group_moments_equal_one_bincount_per_column_and_moment_to_the_last_bit(
     observed = values[group == 2, 1][~np.isnan(values[group == 2, 1])]
     assert n[2, 1] == len(observed) and mean[2, 1] == pytest.approx(observed.mean())
     assert m2[2, 1] == pytest.approx(((observed - observed.mean()) ** 2).sum())
+
+
+@pytest.mark.parametrize("n_edges", [0, 1, 9, 16, 17, 40])
+def test_bin_counts_match_searchsorted_per_column_in_both_versions(n_edges: int) -> None:
+    rng = np.random.default_rng(n_edges)
+    table = rng.normal(size=(2000, 4))
+    table[rng.random(table.shape) < 0.1] = np.nan
+    table[:50, 1] = 0.5  # values on an edge go to the bin it closes
+    table[50:60, 2] = np.inf
+    edges = [np.sort(rng.normal(size=n_edges)) for _ in range(4)]
+    edges[1] = np.sort(np.append(edges[1], [0.5, 0.5]))  # repeated edges, and a column with more of them
+    expected = []
+    for c, column_edges in enumerate(edges):
+        column = table[:, c]
+        observed = column[~np.isnan(column)]
+        counts = np.bincount(np.searchsorted(column_edges, observed, side="left"), minlength=len(column_edges) + 1)
+        expected.append(np.append(counts, np.isnan(column).sum()))
+    padded = np.full((4, max(len(e) for e in edges)), np.inf)
+    sizes = np.array([len(e) for e in edges])
+    for c, column_edges in enumerate(edges):
+        padded[c, : sizes[c]] = column_edges
+    twin = np.zeros((4, padded.shape[1] + 2), dtype=np.int64)
+    kernels._bin_counts_numpy(table, padded, sizes, twin)
+    for c, counts in enumerate(kernels.bin_counts(table, edges)):
+        np.testing.assert_array_equal(counts, expected[c])
+        np.testing.assert_array_equal(np.append(twin[c, : sizes[c] + 1], twin[c, -1]), expected[c])
+
+
+def test_bin_counts_need_one_edge_array_per_column() -> None:
+    with pytest.raises(ValueError, match="one edge array per column"):
+        kernels.bin_counts(np.zeros((3, 2)), [np.zeros(1)])

@@ -246,6 +246,17 @@ def test_som_training_progress_moves_epoch_by_epoch(
     states = _task_states(state.state_details.flow_run_id, ("som-epoch",))
     assert states["som-epoch"] == "Completed" and "train-batch-som" not in states
 
+    # Sampled epochs (16 neurons x 20 rows < 3,000): their rows are gathered in one pass, and the epochs
+    # run on them in the flow, with the same progress.
+    seen.clear()
+    sampling = relaxed.model_copy(update={"som": relaxed.som.model_copy(update={"sample_rows_per_neuron": 20})})
+    state = _train(tmp_path / "continuous.csv", tmp_path / "sampled", tmp_path / "work", sampling)
+
+    assert state.is_completed(), state
+    assert seen == [20.0, 40.0, 60.0, 80.0, 100.0]
+    states = _task_states(state.state_details.flow_run_id, ("gather-epoch-samples",))
+    assert states["gather-epoch-samples"] == "Completed" and "som-epoch" not in states
+
 
 def test_failed_expectations_show_in_the_data_quality_table_and_summary(
     sample_table: Path, tmp_path: Path, config: SegmentationConfig
