@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from prefect import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import (
     PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
     temporary_settings,
@@ -57,13 +58,18 @@ def _ingest(sample_table: Path, work: Path, step=None):
 
 
 def _run_count(state, timeout: float = 30) -> int:
-    """How many times the API saw the task run (it records states from events, a moment later)."""
+    """How many times the API saw the task run (it records the run and its states from events, a moment later)."""
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while True:
-            task_run = client.read_task_run(state.state_details.task_run_id)
-            if task_run.state_type == state.type or time.monotonic() > deadline:
-                return task_run.run_count
+            try:
+                task_run = client.read_task_run(state.state_details.task_run_id)
+            except ObjectNotFound:  # its first event not recorded yet
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if task_run.state_type == state.type or time.monotonic() > deadline:
+                    return task_run.run_count
             time.sleep(0.2)
 
 
