@@ -425,7 +425,7 @@ class BatchSomTrainer:
         row's thinned weight differs from epoch to epoch.
         """
         samples = [self._sample(epoch) for epoch in range(self.epochs)]
-        if self.epochs > 64 or any(sample is None or sample.rows_per_weight != 1.0 for sample in samples):
+        if self.epochs > 64 or any(sample is None for sample in samples):
             return None
         if int(self.sample_sizes_.sum()) * n_features * 8 > GATHER_BUDGET_BYTES:
             return None

@@ -736,7 +736,7 @@ def bin_counts(values: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarr
     if values.ndim != 2 or values.shape[1] != len(edges):
         raise ValueError(f"bin_counts needs one edge array per column, got {len(edges)} for shape {values.shape}")
     sizes = np.array([len(e) for e in edges], dtype=np.int64)
-    # Padding with +inf leaves every value's count of edges below it unchanged.
+    # One row of edges per column, padded to the longest: only a column's own sizes[c] edges are read.
     padded = np.full((len(edges), int(sizes.max(initial=0))), np.inf)
     for c, column_edges in enumerate(edges):
         padded[c, : sizes[c]] = column_edges

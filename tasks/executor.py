@@ -69,7 +69,7 @@ class Executor:
 
     def run(self, step: Any, **parameters: Any) -> Any:
         """Run ``step`` once on the runner and return its result (raising its error)."""
-        return self._runner.submit(step, parameters).result()
+        return self.start(step, **parameters).result()
 
     def start(self, step: Any, **parameters: Any) -> PrefectFuture[Any]:
         """Submit ``step`` once and return at once: its future's ``result()`` waits for it (raising its error).

@@ -24,7 +24,6 @@ from somseg.tasks.private_apis import release_freed_memory, skip_gx_frame_finger
 
 SHIPPED_SUITES = "somseg.expectations"
 _ONE_AT_A_TIME = threading.Lock()
-_frozen_at_first_validation = False
 
 
 def training_suite(config: SegmentationConfig) -> dict[str, Any]:
@@ -136,11 +135,9 @@ def _freeze_imported_objects() -> None:
     # Each validation ends with a full garbage collection (release_freed_memory). Once GX is imported the
     # process holds hundreds of thousands of the libraries' objects, alive until it exits; frozen, they are
     # out of the collector's walk, which then covers only what the run made since.
-    global _frozen_at_first_validation
-    if not _frozen_at_first_validation:
+    if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
-        _frozen_at_first_validation = True
 
 
 def _silence_gx_logs() -> None:
