@@ -33,6 +33,7 @@ from somseg.stats import (
 from somseg.ward import grid_edges
 
 _PATH_BLOCK_CELLS = 8_000_000  # path lengths per block of source units: bounds the memory of one block
+_COUNTED_PAIRS = 1 << 20  # (best, second) unit pairs up to which a partition counts them in a table
 
 
 def sample_positions(n_rows: int, size: int, seed: int) -> np.ndarray:
@@ -121,11 +122,12 @@ class AssessRequest:
         first_row : int
             Global index of the partition's first row.
         """
-        rows, cols, n_features = self.weights.shape
+        rows, cols, _ = self.weights.shape
         n_units = rows * cols
         match = match_units(X, self.weights, self.chunk_rows, n_threads=self.n_threads)
-        missing = np.isnan(raw)
         local = self.sample[(self.sample >= first_row) & (self.sample < first_row + len(X))] - first_row
+        hits = np.bincount(match.bmu, minlength=n_units).astype(np.int64)
+        moments = Moments.of(raw, match.bmu, n_units)
         partial = MapPartial(
             n_rows=len(X),
             distance_sum=float(match.distance.sum()),
@@ -134,12 +136,11 @@ class AssessRequest:
             norm_sum=_norm_sum(np.asarray(X, dtype=np.float64)),
             topographic_errors_8=int(topographic_errors(match, cols, 8).sum()),
             topographic_errors_4=int(topographic_errors(match, cols, 4).sum()),
-            hits=np.bincount(match.bmu, minlength=n_units).astype(np.int64),
+            hits=hits,
             unit_pairs=_pair_counts(match, n_units),
-            neuron_moments=Moments.of(raw, match.bmu, n_units),
-            neuron_missing=np.stack(
-                [np.bincount(match.bmu, missing[:, c], n_units) for c in range(n_features)], axis=1
-            ).astype(np.int64),
+            neuron_moments=moments,
+            # The moments count each neuron's observed values: the rest of its rows are missing.
+            neuron_missing=hits[:, None] - moments.n.astype(np.int64),
             distances=summarise_column(match.distance),
             sample=EvaluationSample(local + first_row, np.asarray(X)[local], match.bmu[local]),
         )
@@ -152,7 +153,13 @@ def _norm_sum(X: np.ndarray) -> float:
 
 
 def _pair_counts(match: UnitMatch, n_units: int) -> tuple[np.ndarray, np.ndarray]:
-    codes, counts = np.unique(match.bmu * n_units + match.second, return_counts=True)
+    pairs = match.bmu.astype(np.int64) * n_units + match.second
+    if n_units * n_units <= _COUNTED_PAIRS:
+        # A table of every pair is small next to the rows: counting beats sorting them.
+        counts = np.bincount(pairs, minlength=n_units * n_units)
+        codes = np.flatnonzero(counts)
+        return codes.astype(np.int64), counts[codes].astype(np.int64)
+    codes, counts = np.unique(pairs, return_counts=True)
     return codes.astype(np.int64), counts.astype(np.int64)
 
 

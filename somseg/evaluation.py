@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from somseg import kernels
 from somseg.assessment import EvaluationSample
 from somseg.config import EvaluationConfig, SegmentsConfig, SomConfig
 from somseg.gates import stability_check
@@ -47,7 +48,6 @@ from somseg.results import (
 from somseg.segments import cluster_neurons
 from somseg.som import build_engine
 
-_CHUNK_CELLS = 8_000_000  # distance cells per chunk: bounds the memory of one chunk
 _CACHE_CELLS = 131_072  # distance cells worked on through every feature at once: sized to stay in one core's cache
 
 
@@ -103,21 +103,15 @@ def silhouette(
 
 
 def _silhouette_samples(X: np.ndarray, codes: np.ndarray, weight: np.ndarray, n_clusters: int) -> np.ndarray:
-    members = np.zeros((len(X), n_clusters))
-    members[np.arange(len(X)), codes] = weight
-    cluster_weight = members.sum(axis=0)
-    a, b = np.empty(len(X)), np.empty(len(X))
-    chunk = max(1, _CHUNK_CELLS // len(X))
-    for start in range(0, len(X), chunk):
-        stop = min(start + chunk, len(X))
-        # Weighted distance sums to every cluster at once: (chunk, n) @ (n, k).
-        sums = _distances(X[start:stop], X) @ members
-        own = codes[start:stop]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a[start:stop] = sums[np.arange(stop - start), own] / (cluster_weight[own] - 1)
+    cluster_weight = np.bincount(codes, weights=weight, minlength=n_clusters)
+    # Weighted distance sums from every row to every cluster, without the rows x rows matrix.
+    sums = kernels.cluster_distance_sums(X, X, codes, weight, n_clusters)
+    rows = np.arange(len(X))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[rows, codes] / (cluster_weight[codes] - 1)
         mean_other = sums / cluster_weight
-        mean_other[np.arange(stop - start), own] = np.inf
-        b[start:stop] = mean_other.min(axis=1)
+    mean_other[rows, codes] = np.inf
+    b = mean_other.min(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         scores = (b - a) / np.maximum(a, b)
     # As scikit-learn: a row alone in its cluster scores 0, and so does 0/0.

@@ -191,9 +191,9 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
-def read_npy(path: str | Path) -> np.ndarray:
-    """Read an array written by :func:`write_npy` (pickles refused)."""
-    return np.load(path, allow_pickle=False)
+def read_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
+    """Read an array written by :func:`write_npy` (pickles refused), memory-mapped read-only if ``mmap``."""
+    return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
 
 
 def read_written(path: str | Path, reader: Callable[[Path], T]) -> T:

@@ -52,6 +52,9 @@ _DEDUP_MAX_RATIO = 0.5
 _DEDUP_SAMPLE_ROWS = 65_536
 # Up to this many bin edges, a value's bin is found by counting the edges below it rather than bisecting.
 _LINEAR_BIN_EDGES = 16
+# Row-pair distances per chunk in cluster_distance_sums: bounds the numpy fallback's block, and leaves
+# enough chunks to keep every thread busy.
+_DISTANCE_CHUNK_CELLS = 1 << 20
 # Rows hashed per block when finding distinct rows; blocks run on threads.
 _DISTINCT_BLOCK_ROWS = 1 << 20
 
@@ -746,6 +749,55 @@ def bin_counts(values: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarr
     return [np.append(counts[c, : sizes[c] + 1], counts[c, -1]) for c in range(len(edges))]
 
 
+def cluster_distance_sums(
+    A: np.ndarray,
+    B: np.ndarray,
+    codes: np.ndarray,
+    weight: np.ndarray,
+    n_clusters: int,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Weighted sums of the Euclidean distances from each row of ``A`` to the rows of ``B`` of each cluster.
+
+    Each distance is summed feature by feature from the rows' differences
+    (not expanded as ``|a|^2 - 2ab + |b|^2``), so identical rows are exactly
+    0 apart; no ``len(A) x len(B)`` matrix is held.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_a, n_features)
+    B : ndarray of shape (n_b, n_features)
+    codes : ndarray of int64, shape (n_b,)
+        Each row of ``B``'s cluster, in ``[0, n_clusters)``.
+    weight : ndarray of shape (n_b,)
+        Each row of ``B``'s weight.
+    n_clusters : int
+    n_threads : int, optional
+        Threads over the rows of ``A``; default: the CPUs available.
+
+    Returns
+    -------
+    ndarray of shape (n_a, n_clusters)
+        Entry ``(i, k)``: the sum over rows ``j`` of cluster ``k`` of
+        ``weight[j] * ||A[i] - B[j]||``.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    weight = np.asarray(weight, dtype=np.float64)
+    if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or codes.shape != (len(B),) or weight.shape != (len(B),):
+        raise ValueError(f"cluster_distance_sums needs A, B of one width and a code and weight per row of B; got {A.shape}, {B.shape}, {codes.shape}, {weight.shape}")
+    # Features by rows, so the innermost loop runs along contiguous rows of B and vectorises.
+    B_t = np.ascontiguousarray(B.T)
+    sums = np.zeros((len(A), n_clusters))
+
+    def chunk(start: int, stop: int) -> None:
+        _cluster_distance_sums(A[start:stop], B_t, codes, weight, sums[start:stop])
+
+    map_chunks(chunk, len(A), max(1, _DISTANCE_CHUNK_CELLS // max(len(B), 1)), n_threads)
+    return sums
+
+
 def _bin_counts_loop(values: np.ndarray, edges: np.ndarray, sizes: np.ndarray, counts: np.ndarray) -> None:
     n_rows, n_columns = values.shape
     width = edges.shape[1]
@@ -780,6 +832,34 @@ def _bin_counts_numpy(values: np.ndarray, edges: np.ndarray, sizes: np.ndarray, 
         counts[c, : width + 1] += np.bincount(below, minlength=width + 1)
         counts[c, width + 1] += int(missing.sum())
 
+def _cluster_distance_sums_loop(
+    A: np.ndarray, B_t: np.ndarray, codes: np.ndarray, weight: np.ndarray, sums: np.ndarray
+) -> None:
+    n_features, n_b = B_t.shape
+    squared = np.empty(n_b)
+    for i in range(A.shape[0]):
+        squared[:] = 0.0
+        # Feature by feature, in order: the same sums as subtracting whole rows.
+        for f in range(n_features):
+            a = A[i, f]
+            for j in range(n_b):
+                d = a - B_t[f, j]
+                squared[j] += d * d
+        for j in range(n_b):
+            sums[i, codes[j]] += weight[j] * np.sqrt(squared[j])
+
+
+def _cluster_distance_sums_numpy(
+    A: np.ndarray, B_t: np.ndarray, codes: np.ndarray, weight: np.ndarray, sums: np.ndarray
+) -> None:
+    squared = np.zeros((A.shape[0], B_t.shape[1]))
+    for f in range(B_t.shape[0]):
+        squared += (A[:, f, None] - B_t[f][None, :]) ** 2
+    members = np.zeros((B_t.shape[1], sums.shape[1]))
+    members[np.arange(B_t.shape[1]), codes] = weight
+    sums += np.sqrt(squared) @ members
+
+
 if numba is not None:
     _compile = numba.njit(nogil=True, cache=True)
     _min_value = numba.njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})(_min_value)
@@ -798,6 +878,7 @@ if numba is not None:
     _thin_weights = _compile(_thin_weights_loop)
     _group_moments = _compile(_group_moments_loop)
     _bin_counts = _compile(_bin_counts_loop)
+    _cluster_distance_sums = _compile(_cluster_distance_sums_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
@@ -806,3 +887,4 @@ else:  # pragma: no cover - exercised only where numba is absent
     _thin_weights = _thin_weights_numpy
     _group_moments = _group_moments_numpy
     _bin_counts = _bin_counts_numpy
+    _cluster_distance_sums = _cluster_distance_sums_numpy

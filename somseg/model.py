@@ -146,7 +146,8 @@ class SegmentationModel:
         names = pa.array([self.labels[s] for s in range(len(self.labels))], type=pa.large_string())
         return pd.DataFrame(
             {
-                self.id_column: ids.to_numpy(),
+                # The Series' own array: text ids stay in Arrow, rather than becoming one Python string per row.
+                self.id_column: ids.array,
                 "bmu": np.asarray(bmu, dtype=np.int64),
                 "segment": segment,
                 "segment_label": pd.array(names.take(pa.array(segment)), dtype=pd.StringDtype("pyarrow")),

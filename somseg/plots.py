@@ -284,6 +284,14 @@ def plot_component_planes(planes: np.ndarray, feature_names: Sequence[str]) -> F
         figure.colorbar(image, ax=ax, shrink=0.85)
         ax.set_title(str(feature_names[index]))
         _grid_ticks(ax, (rows, cols))
+        # Every plane has the same grid: only the outer planes number it, so the planes stay
+        # uncluttered and the layout measures a few tick labels instead of every plane's.
+        if index % n_across:
+            ax.tick_params(labelleft=False)
+            ax.set_ylabel("")
+        if index + n_across < n_features:
+            ax.tick_params(labelbottom=False)
+            ax.set_xlabel("")
     figure.suptitle("Component planes (original units)")
     return figure
 

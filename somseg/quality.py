@@ -143,13 +143,16 @@ class DuplicateCount:
 class BucketedValues:
     """A partition's observed values of a column ordered by hash bucket, and where each bucket starts.
 
-    Bucket ``b`` is ``values[offsets[b]:offsets[b + 1]]``.
+    Bucket ``b`` is ``values[offsets[b]:offsets[b + 1]]``; ``hashes`` are the
+    values' 64-bit hashes in the same order, which let
+    :func:`count_duplicates` compare text by number.
     """
 
     values: pd.Series
     offsets: np.ndarray
     n_rows: int
     n_missing: int
+    hashes: np.ndarray
 
 
 def bucket_values(values: pd.Series, n_buckets: int) -> BucketedValues:
@@ -171,15 +174,20 @@ def bucket_values(values: pd.Series, n_buckets: int) -> BucketedValues:
     bucket = (hashes % np.uint64(n_buckets)).astype(np.uint16)
     order = np.argsort(bucket, kind="stable")
     offsets = np.searchsorted(bucket[order], np.arange(n_buckets + 1)).astype(np.int64)
-    return BucketedValues(observed.iloc[order].reset_index(drop=True), offsets, len(values), int((~present).sum()))
+    return BucketedValues(
+        observed.iloc[order].reset_index(drop=True), offsets, len(values), int((~present).sum()), hashes[order]
+    )
 
 
-def count_duplicates(values: pa.Array | pa.ChunkedArray) -> DuplicateCount:
+def count_duplicates(values: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None) -> DuplicateCount:
     """Duplicated values among ``values`` (every occurrence counts, as Great Expectations counts).
 
     Numbers are counted by sorting; other values (text IDs) by dictionary
-    encoding. Missing values are not passed here (:func:`bucket_values`
-    drops them).
+    encoding, of only the values whose hash repeats when their ``hashes``
+    (from :func:`bucket_values`) are given: equal values have equal hashes,
+    and an ID column's values are mostly distinct, which sorting numbers
+    shows far sooner than encoding text. Missing values are not passed here
+    (:func:`bucket_values` drops them).
     """
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
@@ -187,6 +195,12 @@ def count_duplicates(values: pa.Array | pa.ChunkedArray) -> DuplicateCount:
         repeated = counts > 1
         sample = distinct[repeated][:_SAMPLE_VALUES].tolist()
     else:
+        if hashes is not None:
+            if len(hashes) != len(array):
+                raise ValueError(f"{len(hashes)} hashes for {len(array)} values")
+            ordered = np.sort(hashes)
+            candidates = np.isin(hashes, ordered[1:][ordered[1:] == ordered[:-1]])
+            array = array.filter(pa.array(candidates))
         encoded = array.dictionary_encode()
         counts = np.bincount(encoded.indices.to_numpy(zero_copy_only=False), minlength=len(encoded.dictionary))
         repeated = counts > 1

@@ -33,6 +33,7 @@ P = TypeVar("P")
 # Distinct values of a column a partition reports before it reports only a window summary.
 MAX_DISTINCT = 65_536
 _BINS = 1024  # histogram bins per refinement pass of an order statistic
+_SCATTER_BLOCK_ROWS = 16_384  # rows centred at once for a scatter matrix: a block of a few features stays in cache
 _GATHER_LIMIT = 1_000_000  # values of a window few enough to collect and sort
 _SORT_ABOVE = 8  # pending ranks of a column above which a refinement pass sorts it once
 _MAX_PASSES = 64  # each pass narrows a window 1024-fold: float64 needs far fewer
@@ -170,10 +171,16 @@ class CoMoments:
         total = float(weight.sum())
         if total <= 0:
             return cls(0.0, np.zeros(X.shape[1]), np.zeros((X.shape[1], X.shape[1])))
+        scatter = np.zeros((X.shape[1], X.shape[1]))
         with one_blas_thread():
             mean = weight @ X / total
-            centred = X - mean
-            return cls(total, mean, (centred * weight[:, None]).T @ centred)
+            # Block by block: each block's centred copy stays in cache instead of the whole
+            # table's being written to memory and read back; a table of one block is unchanged.
+            for start in range(0, len(X), _SCATTER_BLOCK_ROWS):
+                block = slice(start, start + _SCATTER_BLOCK_ROWS)
+                centred = X[block] - mean
+                scatter += (centred * weight[block, None]).T @ centred
+        return cls(total, mean, scatter)
 
     def __add__(self, other: "CoMoments") -> "CoMoments":
         if self.weight == 0:

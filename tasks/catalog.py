@@ -182,12 +182,15 @@ class ValidatedPart(Artifact):
         """The partition's Great Expectations result (JSON form)."""
         return json.loads((self.folder / "validation.json").read_text(encoding="utf-8"))
 
-    def bucket(self, column: str, index: int) -> pa.Array:
+    def bucket(self, column: str, index: int) -> tuple[pa.Array, np.ndarray]:
+        """Bucket ``index`` of the partition's values of ``column``, and their hashes."""
         offsets = read_npy(self.folder / f"{column}.offsets.npy")
+        start, stop = int(offsets[index]), int(offsets[index + 1])
+        hashes = np.array(read_npy(self.folder / f"{column}.hashes.npy", mmap=True)[start:stop])
         with mapped_arrow_table(self.folder / f"{column}.values.arrow") as table:
-            chosen = table.slice(int(offsets[index]), int(offsets[index + 1] - offsets[index])).column(0)
+            chosen = table.slice(start, stop - start).column(0)
             # A copy: the memory map closes with this block.
-            return pa.concat_arrays(chosen.chunks) if chosen.num_chunks else pa.array([], chosen.type)
+            return (pa.concat_arrays(chosen.chunks) if chosen.num_chunks else pa.array([], chosen.type)), hashes
 
     @classmethod
     def save(cls, value: tuple[dict[str, Any], dict[str, BucketedValues]], folder: Path, key: str) -> "ValidatedPart":
@@ -196,6 +199,7 @@ class ValidatedPart(Artifact):
         for column, bucketed in buckets.items():
             write_arrow_table(folder / f"{column}.values.arrow", pa.table({"value": pa.Array.from_pandas(bucketed.values)}))
             write_npy(folder / f"{column}.offsets.npy", bucketed.offsets)
+            write_npy(folder / f"{column}.hashes.npy", bucketed.hashes)
         counts = {column: (bucketed.n_rows, bucketed.n_missing) for column, bucketed in buckets.items()}
         return cls(key, folder, counts)
 

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -32,7 +33,8 @@ def validate_partition(
 @step("count-duplicates")
 def count_bucket(parts: list[ValidatedPart], column: str, index: int) -> DuplicateCount:
     """Duplicated values of ``column`` in one bucket of every partition."""
-    return count_duplicates(pa.chunked_array([part.bucket(column, index) for part in parts]))
+    values, hashes = zip(*(part.bucket(column, index) for part in parts), strict=True)
+    return count_duplicates(pa.chunked_array(values), np.concatenate(hashes))
 
 
 @step("combine-validation", saves=JsonDocument)

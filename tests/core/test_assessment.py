@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from somseg import assessment
 from somseg.assessment import (
     AssessRequest,
     assess_in_memory,
@@ -88,6 +89,8 @@ def test_partitions_add_up_to_the_whole_table() -> None:
     np.testing.assert_array_equal(parted.hits, whole.hits)
     np.testing.assert_allclose(parted.neuron_moments.mean, whole.neuron_moments.mean, rtol=1e-12)
     np.testing.assert_array_equal(parted.neuron_missing, whole.neuron_missing)
+    missing = np.stack([np.bincount(match.bmu, np.isnan(raw[:, c]), 20) for c in range(3)], axis=1)
+    np.testing.assert_array_equal(parted.neuron_missing, missing)
     # The evaluation sample: the same rows in the same order.
     np.testing.assert_array_equal(total.sample.positions, sample)
     np.testing.assert_array_equal(total.sample.X, X[sample])
@@ -114,3 +117,17 @@ def test_a_one_neuron_map_at_the_mean_is_the_yardstick_of_the_relative_quantizat
     many = assess_in_memory(X, X[:64].reshape(8, 8, n_features))[1]
     assert many.one_neuron_quantization_error == one.one_neuron_quantization_error
     assert 0 < many.relative_quantization_error < 1
+
+
+def test_unit_pairs_are_counted_alike_in_a_table_and_by_sorting(monkeypatch) -> None:
+    rng = np.random.default_rng(8)
+    X, weights = rng.normal(size=(2_000, 3)), rng.normal(size=(4, 5, 3))
+    request = AssessRequest(weights, np.arange(10))
+    counted = request.assess(X, X)[1].unit_pairs
+    monkeypatch.setattr(assessment, "_COUNTED_PAIRS", 0)
+    sorted_ = request.assess(X, X)[1].unit_pairs
+    match = match_units(X, weights)
+    codes, counts = np.unique(match.bmu * 20 + match.second, return_counts=True)
+    for found in (counted, sorted_):
+        np.testing.assert_array_equal(found[0], codes)
+        np.testing.assert_array_equal(found[1], counts)

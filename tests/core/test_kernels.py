@@ -243,3 +243,24 @@ def test_bin_counts_match_searchsorted_per_column_in_both_versions(n_edges: int,
 def test_bin_counts_need_one_edge_array_per_column() -> None:
     with pytest.raises(ValueError, match="one edge array per column"):
         kernels.bin_counts(np.zeros((3, 2)), [np.zeros(1)])
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_cluster_distance_sums_match_direct_distances_and_the_numpy_twin(monkeypatch, n_threads: int) -> None:
+    rng = np.random.default_rng(11)
+    A, B = rng.normal(size=(37, 5)), rng.normal(size=(53, 5))
+    B[:4] = A[:4]  # identical rows: exactly 0 apart
+    codes, weight = rng.integers(0, 3, 53), rng.uniform(0.5, 2.0, 53)
+    distances = np.sqrt(((A[:, None, :] - B[None, :, :]) ** 2).sum(axis=2))
+    expected = np.stack([(distances * np.where(codes == k, weight, 0.0)).sum(axis=1) for k in range(3)], axis=1)
+    sums = kernels.cluster_distance_sums(A, B, codes, weight, 3, n_threads=n_threads)
+    np.testing.assert_allclose(sums, expected, rtol=1e-12)
+    own = kernels.cluster_distance_sums(A[:4], A[:4], np.arange(4), np.ones(4), 4, n_threads=n_threads)
+    assert np.all(np.diag(own) == 0.0)
+    monkeypatch.setattr(kernels, "_cluster_distance_sums", kernels._cluster_distance_sums_numpy)
+    np.testing.assert_allclose(kernels.cluster_distance_sums(A, B, codes, weight, 3, n_threads=n_threads), expected, rtol=1e-12)
+
+
+def test_cluster_distance_sums_need_a_code_and_weight_per_row() -> None:
+    with pytest.raises(ValueError, match="a code and weight per row of B"):
+        kernels.cluster_distance_sums(np.zeros((2, 3)), np.zeros((4, 3)), np.zeros(3, dtype=np.int64), np.ones(4), 1)

@@ -103,13 +103,30 @@ def test_duplicates_meet_in_one_bucket_whichever_partition_they_are_in(ids) -> N
     values = pd.Series(ids)
     parts = [bucket_values(values.iloc[a:b], 4) for a, b in ((0, 300), (300, 650), (650, 1_000))]
     counted = [
-        count_duplicates(pa.chunked_array([pa.Array.from_pandas(p.values.iloc[p.offsets[b] : p.offsets[b + 1]]) for p in parts]))
+        count_duplicates(
+            pa.chunked_array([pa.Array.from_pandas(p.values.iloc[p.offsets[b] : p.offsets[b + 1]]) for p in parts]),
+            np.concatenate([p.hashes[p.offsets[b] : p.offsets[b + 1]] for p in parts]),
+        )
         for b in range(4)
     ]
     total = combine([DuplicateCount(p.n_rows, p.n_missing, 0, ()) for p in parts] + counted)
     assert total.n_rows == 1_000 and total.n_missing == 0
     assert total.n_duplicated == int(values.duplicated(keep=False).sum()) == 600
     assert len(total.sample) == 20 and all(v in set(values[values.duplicated(keep=False)]) for v in total.sample)
+
+
+def test_text_duplicates_are_counted_exactly_whatever_the_hashes() -> None:
+    ids = pa.array(["a", "b", "a", "c", "d", "d", "d", "e"])
+    exact = count_duplicates(ids)
+    assert exact.n_duplicated == 5 and set(exact.sample) == {"a", "d"}
+    real = bucket_values(pd.Series(ids.to_pylist()), 1)
+    assert count_duplicates(pa.Array.from_pandas(real.values), real.hashes).n_duplicated == 5
+    # Hashes that collide for every value only widen the candidates: the text decides.
+    assert count_duplicates(ids, np.zeros(8, dtype=np.uint64)) == exact
+    # Distinct hashes clear every value without encoding it.
+    assert count_duplicates(ids, np.arange(8, dtype=np.uint64)).n_duplicated == 0
+    with pytest.raises(ValueError, match="7 hashes for 8 values"):
+        count_duplicates(ids, np.zeros(7, dtype=np.uint64))
 
 
 def test_missing_values_are_not_duplicates() -> None:

@@ -187,3 +187,19 @@ def test_a_column_keeps_its_value_counts_exactly_when_it_has_few_distinct_values
         np.testing.assert_array_equal(summary.counts[1], counts)
     else:
         assert summary.counts is None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_co_moments_taken_block_by_block_are_those_of_one_product(monkeypatch, weighted: bool) -> None:
+    rng = np.random.default_rng(4)
+    X = np.asfortranarray(rng.lognormal(size=(50, 4)))
+    weight = rng.uniform(0.5, 3.0, 50) if weighted else np.ones(50)
+    mean = weight @ X / weight.sum()
+    expected = ((X - mean) * weight[:, None]).T @ (X - mean)
+    whole = CoMoments.of(X, weight if weighted else None)
+    np.testing.assert_array_equal(whole.scatter, expected)  # one block: the one product, to the last bit
+    monkeypatch.setattr(stats, "_SCATTER_BLOCK_ROWS", 7)
+    blocked = CoMoments.of(X, weight if weighted else None)
+    assert blocked.weight == whole.weight
+    np.testing.assert_array_equal(blocked.mean, whole.mean)
+    np.testing.assert_allclose(blocked.scatter, expected, rtol=1e-12)
