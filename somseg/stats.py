@@ -33,6 +33,12 @@ P = TypeVar("P")
 # Distinct values of a column a partition reports before it reports only a window summary.
 MAX_DISTINCT = 65_536
 _BINS = 1024  # histogram bins per refinement pass of an order statistic
+# Every this-many-th observed value of a partition goes into its column's sample; the merged sample is halved
+# while above the limit, and guides the first windows of columns with more than a gatherable count of values.
+_SAMPLE_STRIDE = 256
+_SAMPLE_LIMIT = 1 << 18
+_SAMPLE_MIN = 1024
+_SAMPLE_MARGIN = 6.0  # binomial standard deviations of a first window's half-width
 _SCATTER_BLOCK_ROWS = 16_384  # rows centred at once for a scatter matrix: a block of a few features stays in cache
 _GATHER_LIMIT = 1_000_000  # values of a window few enough to collect and sort
 _SORT_ABOVE = 8  # pending ranks of a column above which a refinement pass sorts it once
@@ -207,16 +213,28 @@ class CoMoments:
 
 @dataclass(frozen=True)
 class ColumnSummary:
-    """What one pass over a column tells: its count, range, and its distinct values if they are few."""
+    """What one pass over a column tells: its count, range, its distinct values if they are few, and a sample.
+
+    ``sample`` holds every :data:`_SAMPLE_STRIDE`-th observed value of each
+    partition (halved while above :data:`_SAMPLE_LIMIT` values), from which
+    :class:`OrderStatistics` guesses where each wanted rank lies.
+    """
 
     n: int
     low: float
     high: float
     counts: tuple[np.ndarray, np.ndarray] | None
+    sample: np.ndarray | None = None
 
     def __add__(self, other: "ColumnSummary") -> "ColumnSummary":
+        sample = None
+        if self.sample is not None and other.sample is not None:
+            sample = np.concatenate([self.sample, other.sample])
+            while len(sample) > _SAMPLE_LIMIT:
+                sample = sample[::2]
         return ColumnSummary(
-            self.n + other.n, min(self.low, other.low), max(self.high, other.high), _merge_counts(self.counts, other.counts)
+            self.n + other.n, min(self.low, other.low), max(self.high, other.high),
+            _merge_counts(self.counts, other.counts), sample,
         )
 
 
@@ -226,16 +244,17 @@ def summarise_column(column: np.ndarray, max_distinct: int | None = None) -> Col
     column = np.asarray(column, dtype=np.float64)
     observed = column[~np.isnan(column)]
     if len(observed) == 0:
-        return ColumnSummary(0, np.inf, -np.inf, (np.empty(0), np.empty(0, dtype=np.int64)))
+        return ColumnSummary(0, np.inf, -np.inf, (np.empty(0), np.empty(0, dtype=np.int64)), np.empty(0))
     low, high = float(observed.min()), float(observed.max())
+    sample = observed[::_SAMPLE_STRIDE].copy()
     # A continuous column shows more distinct values than the limit in a spread-out subset
     # already, which settles it without sorting the whole column.
     subset = observed[:: max(1, len(observed) // (4 * max_distinct + 1))]
     if len(subset) < len(observed) and len(np.unique(subset)) > max_distinct:
-        return ColumnSummary(len(observed), low, high, None)
+        return ColumnSummary(len(observed), low, high, None, sample)
     unique, counts = np.unique(observed, return_counts=True)
     kept = (unique, counts.astype(np.int64)) if len(unique) <= max_distinct else None
-    return ColumnSummary(len(observed), low, high, kept)
+    return ColumnSummary(len(observed), low, high, kept, sample)
 
 
 def _merge_counts(
@@ -375,7 +394,11 @@ class OrderStatistics:
     refinement: each further pass counts, in 1024 equal bins, the values of
     the window that holds a wanted rank and narrows the window to the values
     of that bin (its lowest to its highest), until they are few enough to
-    gather and sort (or all equal).
+    gather and sort (or all equal). On a column with more values than can be
+    gathered, the first window of each rank is placed by the first pass's
+    sample (see :func:`_first_window`), so that one pass usually settles it;
+    the pass's counts check the guess, and a window that missed is replaced
+    by the values below or above it.
     Either way the result is the exact k-th smallest value.
 
     Parameters
@@ -428,14 +451,24 @@ class OrderStatistics:
                 values, counts = summary.counts
                 self.values_[column][:] = values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
             else:
-                for slot in range(len(ranks)):
-                    self._pending[(column, slot)] = (summary.low, summary.high, True, summary.n)
+                for slot, rank in enumerate(ranks):
+                    self._pending[(column, slot)] = _first_window(summary, int(rank))
 
     def _refine(self, total: Windows) -> None:
         self._passes += 1
         for (column, slot), window in zip(list(self._pending), total.windows, strict=True):
             low, high, closed, _ = self._pending[(column, slot)]
             local = int(self._ranks[column][slot]) - window.below
+            inside = int(window.histogram.sum())
+            if not 0 <= local < inside:
+                # Only a first window guessed from the sample can miss its rank: the rank then lies in
+                # the values below the window or in those above it, each a window of known count.
+                summary = self.summaries_[column]
+                self._pending[(column, slot)] = (
+                    (summary.low, low, False, window.below) if local < 0
+                    else (float(np.nextafter(high, np.inf)), summary.high, True, int(summary.n) - window.below - inside)
+                )
+                continue
             if window.values is not None or low == high:
                 self.values_[column][slot] = low if low == high else np.sort(window.values)[local]
                 del self._pending[(column, slot)]
@@ -454,6 +487,28 @@ class OrderStatistics:
     def result(self) -> list[np.ndarray]:
         """The values at the wanted ranks of each column."""
         return self.values_
+
+
+def _first_window(summary: ColumnSummary, rank: int) -> tuple[float, float, bool, int]:
+    """The first window of ``rank``: the whole column, or where the column's sample puts the rank.
+
+    The window spans the sampled values within :data:`_SAMPLE_MARGIN` binomial
+    standard deviations of the rank's share of the sample, so that it is
+    gathered in one pass and misses its rank only by the rarest chance; a
+    miss costs a pass more (see ``OrderStatistics._refine``), never a wrong
+    value. Returns (low, high, closed, the count the window is expected to hold).
+    """
+    whole = (summary.low, summary.high, True, summary.n)
+    if summary.n <= _GATHER_LIMIT or summary.sample is None or len(summary.sample) < _SAMPLE_MIN:
+        return whole
+    sample = np.sort(summary.sample)
+    m, share = len(sample), (rank + 0.5) / summary.n
+    margin = _SAMPLE_MARGIN * np.sqrt(m * share * (1.0 - share)) + 1.0
+    first, last = int(np.floor(share * m - margin)), int(np.ceil(share * m + margin))
+    low = float(sample[first]) if first >= 0 else summary.low
+    high = float(sample[last]) if last < m else summary.high
+    expected = int(np.ceil((min(last, m - 1) - max(first, 0) + 1) / m * summary.n))
+    return low, high, True, expected
 
 
 def median_ranks(n: int) -> np.ndarray:

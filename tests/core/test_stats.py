@@ -203,3 +203,42 @@ def test_co_moments_taken_block_by_block_are_those_of_one_product(monkeypatch, w
     assert blocked.weight == whole.weight
     np.testing.assert_array_equal(blocked.mean, whole.mean)
     np.testing.assert_allclose(blocked.scatter, expected, rtol=1e-12)
+
+
+def _sampled_quantiles(monkeypatch, values: np.ndarray, parts: int, margin: float = 6.0) -> OrderStatistics:
+    # A small table that stands for a large one: a window of more than 5,000 values cannot be gathered,
+    # and every 4th value of a partition goes into the sample that places the first windows.
+    monkeypatch.setattr(stats, "MAX_DISTINCT", 50)
+    monkeypatch.setattr(stats, "_GATHER_LIMIT", 5_000)
+    monkeypatch.setattr(stats, "_SAMPLE_STRIDE", 4)
+    monkeypatch.setattr(stats, "_SAMPLE_MIN", 100)
+    monkeypatch.setattr(stats, "_SAMPLE_MARGIN", margin)
+    quantiles = np.array([0.01, 0.1, 0.5, 0.9, 0.999])
+
+    def ranks_of(n_observed: np.ndarray) -> list[np.ndarray]:
+        return [np.concatenate([median_ranks(int(n)), *quantile_ranks(int(n), quantiles)[:2]]) for n in n_observed]
+
+    learner = _drive(OrderStatistics(ranks_of), np.array_split(values, parts))
+    observed = values[:, 0][~np.isnan(values[:, 0])]
+    found = learner.result()[0]
+    assert median_from(found[:2]) == np.median(observed)
+    gamma = quantile_ranks(len(observed), quantiles)[2]
+    np.testing.assert_array_equal(quantile_from(found[2:7], found[7:], gamma), np.quantile(observed, quantiles))
+    return learner
+
+
+def test_the_sample_places_each_rank_in_a_window_gathered_in_one_pass(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(3, 2, size=(60_000, 1))
+    values[rng.random(60_000) < 0.05] = np.nan
+    learner = _sampled_quantiles(monkeypatch, values, parts=6)
+    assert learner._passes == 1
+
+
+@pytest.mark.parametrize("period", [[1e6, 1.0, 2.0, 3.0], [0.0, 1e6, 2e6, 3e6]])
+def test_a_first_window_that_misses_its_rank_costs_a_pass_not_the_value(monkeypatch, period) -> None:
+    # The sample sees only every 4th row, all large (or all small): its windows lie above (or below) most
+    # ranks, which are then found in the values below (or above) the window.
+    values = np.tile(period, 15_000)[:, None] + np.random.default_rng(4).random((60_000, 1))
+    learner = _sampled_quantiles(monkeypatch, values, parts=5, margin=0.0)
+    assert learner._passes >= 2
