@@ -451,8 +451,10 @@ class OrderStatistics:
                 values, counts = summary.counts
                 self.values_[column][:] = values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
             else:
+                # One sort of the column's sample serves all its ranks.
+                sample = None if summary.sample is None else np.sort(summary.sample)
                 for slot, rank in enumerate(ranks):
-                    self._pending[(column, slot)] = _first_window(summary, int(rank))
+                    self._pending[(column, slot)] = _first_window(summary, sample, int(rank))
 
     def _refine(self, total: Windows) -> None:
         self._passes += 1
@@ -489,8 +491,10 @@ class OrderStatistics:
         return self.values_
 
 
-def _first_window(summary: ColumnSummary, rank: int) -> tuple[float, float, bool, int]:
+def _first_window(summary: ColumnSummary, sample: np.ndarray | None, rank: int) -> tuple[float, float, bool, int]:
     """The first window of ``rank``: the whole column, or where the column's sample puts the rank.
+
+    ``sample`` is ``summary.sample`` sorted (or None).
 
     The window spans the sampled values within :data:`_SAMPLE_MARGIN` binomial
     standard deviations of the rank's share of the sample, so that it is
@@ -499,9 +503,8 @@ def _first_window(summary: ColumnSummary, rank: int) -> tuple[float, float, bool
     value. Returns (low, high, closed, the count the window is expected to hold).
     """
     whole = (summary.low, summary.high, True, summary.n)
-    if summary.n <= _GATHER_LIMIT or summary.sample is None or len(summary.sample) < _SAMPLE_MIN:
+    if summary.n <= _GATHER_LIMIT or sample is None or len(sample) < _SAMPLE_MIN:
         return whole
-    sample = np.sort(summary.sample)
     m, share = len(sample), (rank + 0.5) / summary.n
     margin = _SAMPLE_MARGIN * np.sqrt(m * share * (1.0 - share)) + 1.0
     first, last = int(np.floor(share * m - margin)), int(np.ceil(share * m + margin))
