@@ -466,12 +466,14 @@ def read_screened(
         derived = expressions or encodings
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
         # Column-major: filled, screened and flagged a column at a time.
-        values = np.full((table.num_rows, len(screen.columns)), np.nan, order="F")
+        values = np.empty((table.num_rows, len(screen.columns)), order="F")
         flags = np.zeros(values.shape, dtype=bool, order="F")
         for name in screen.columns:
             source = table if name in features else parsed
-            if not screen.parsed_as or name in numbers:  # dates and levels have no range: only their flags count
+            if not screen.parsed_as or name in numbers:
                 values[:, position[name]] = source.column(name).to_numpy()
+            else:  # dates and levels have no range: only their flags count
+                values[:, position[name]] = np.nan
             if name in not_numbers:
                 flags[:, position[name]] = not_numbers[name]
         screened = screen.screen(table.column(id_column), values, flags,

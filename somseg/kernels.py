@@ -57,6 +57,8 @@ _LINEAR_BIN_EDGES = 16
 _DISTANCE_CHUNK_CELLS = 1 << 20
 # Rows hashed per block when finding distinct rows; blocks run on threads.
 _DISTINCT_BLOCK_ROWS = 1 << 20
+# Strings hashed per block by text_hashes; blocks run on threads.
+_TEXT_BLOCK_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -615,6 +617,33 @@ def _expanded_distances(cross: np.ndarray, x_sq: np.ndarray, w_sq: np.ndarray) -
     return np.sqrt(np.maximum(0, -2 * cross + x_sq[:, None] + w_sq))
 
 
+def _text_hashes_loop(offsets: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+    for i in range(out.shape[0]):
+        start, stop = offsets[i], offsets[i + 1]
+        h = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(stop - start)
+        for word_start in range(start, stop, 8):
+            word = np.uint64(0)
+            for b in range(min(8, stop - word_start)):
+                word |= np.uint64(data[word_start + b]) << np.uint64(8 * b)
+            h = _mix(h ^ word)
+        out[i] = h
+
+
+def _text_hashes_numpy(offsets: np.ndarray, data: np.ndarray, out: np.ndarray) -> None:
+    starts = offsets[:-1].astype(np.int64)
+    lengths = offsets[1:].astype(np.int64) - starts
+    h = np.uint64(_GOLDEN) ^ lengths.astype(np.uint64)
+    padded = np.append(data, np.uint8(0))
+    for first in range(0, int(lengths.max(initial=0)), 8):  # the words of the longest string, not rows
+        word = np.zeros(len(starts), dtype=np.uint64)
+        for b in range(8):
+            inside = first + b < lengths
+            byte = padded[np.where(inside, starts + first + b, len(data))].astype(np.uint64)
+            word |= byte << np.uint64(8 * b)
+        h = np.where(first < lengths, _splitmix_numpy(h ^ word), h)
+    out[:] = h
+
+
 def _splitmix_numpy(h: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -749,6 +778,40 @@ def bin_counts(values: np.ndarray, edges: Sequence[np.ndarray]) -> list[np.ndarr
     return [np.append(counts[c, : sizes[c] + 1], counts[c, -1]) for c in range(len(edges))]
 
 
+def text_hashes(offsets: np.ndarray, data: np.ndarray, n_threads: int | None = None) -> np.ndarray:
+    """64-bit hashes of strings given as Arrow lays them out: string ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+
+    Equal strings (the same bytes) get equal hashes wherever they lie, so the
+    hashes of several arrays can be compared with each other; different
+    strings collide only by the chance of a 64-bit hash. The bytes are read
+    8 at a time, each word mixed in with splitmix64's finaliser, after the
+    string's length.
+
+    Parameters
+    ----------
+    offsets : ndarray of int32 or int64, shape (n_strings + 1,)
+        Start of every string in ``data``, and the end of the last.
+    data : ndarray of uint8
+        The strings' bytes.
+    n_threads : int, optional
+        Threads; by default every available CPU.
+
+    Returns
+    -------
+    ndarray of uint64, shape (n_strings,)
+    """
+    offsets = np.asarray(offsets)
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets.dtype not in (np.int32, np.int64):
+        raise ValueError(f"offsets must be a non-empty 1-D int32 or int64 array, got {offsets.dtype} {offsets.shape}")
+    data = np.asarray(data, dtype=np.uint8)
+    if len(offsets) > 1 and (offsets[0] < 0 or offsets[-1] > len(data)):
+        raise ValueError(f"offsets run from {offsets[0]} to {offsets[-1]}, outside the {len(data)} bytes of data")
+    out = np.empty(len(offsets) - 1, dtype=np.uint64)
+    map_chunks(lambda start, stop: _text_hashes(offsets[start : stop + 1], data, out[start:stop]), len(out),
+               _TEXT_BLOCK_ROWS, n_threads)
+    return out
+
+
 def cluster_distance_sums(
     A: np.ndarray,
     B: np.ndarray,
@@ -879,6 +942,7 @@ if numba is not None:
     _group_moments = _compile(_group_moments_loop)
     _bin_counts = _compile(_bin_counts_loop)
     _cluster_distance_sums = _compile(_cluster_distance_sums_loop)
+    _text_hashes = _compile(_text_hashes_loop)
 else:  # pragma: no cover - exercised only where numba is absent
     _nearest = _nearest_numpy
     _rank_two = _rank_two_numpy
@@ -888,3 +952,4 @@ else:  # pragma: no cover - exercised only where numba is absent
     _group_moments = _group_moments_numpy
     _bin_counts = _bin_counts_numpy
     _cluster_distance_sums = _cluster_distance_sums_numpy
+    _text_hashes = _text_hashes_numpy

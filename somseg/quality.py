@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from somseg import kernels
 from somseg.config import SegmentationConfig
 from somseg.errors import ConfigError
 
@@ -167,9 +168,7 @@ def bucket_values(values: pd.Series, n_buckets: int) -> BucketedValues:
         raise ValueError(f"n_buckets must be between 1 and 65535, got {n_buckets}")
     present = values.notna().to_numpy()
     observed = values[present].reset_index(drop=True)
-    # Not categorised first: the hashes are the same, and the values of an id column are mostly
-    # distinct, which factorising them first only slows down (several-fold for text ids).
-    hashes = pd.util.hash_array(observed.to_numpy(), categorize=False)
+    hashes = value_hashes(observed)
     # Bucket numbers fit 16 bits, which numpy's stable sort orders by radix.
     bucket = (hashes % np.uint64(n_buckets)).astype(np.uint16)
     order = np.argsort(bucket, kind="stable")
@@ -177,6 +176,30 @@ def bucket_values(values: pd.Series, n_buckets: int) -> BucketedValues:
     return BucketedValues(
         observed.iloc[order].reset_index(drop=True), offsets, len(values), int((~present).sum()), hashes[order]
     )
+
+
+def value_hashes(values: pd.Series) -> np.ndarray:
+    """64-bit hashes of a column's values (none missing): equal values, equal hashes.
+
+    Text held by Arrow (pandas' ``str`` dtype) is hashed from its bytes
+    (:func:`somseg.kernels.text_hashes`), without making a Python string of
+    each value; other columns by pandas. The choice follows the column's
+    dtype, which every partition of a table shares, so a value hashes the
+    same in all of them.
+    """
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        array = pa.array(values.array)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            _, offsets, data = array.buffers()
+            width = np.int32 if pa.types.is_string(array.type) else np.int64
+            offsets = np.frombuffer(offsets, dtype=width)[array.offset : array.offset + len(array) + 1]
+            return kernels.text_hashes(offsets, np.frombuffer(data, dtype=np.uint8) if data is not None
+                                       else np.empty(0, dtype=np.uint8))
+    # Not categorised first: the hashes are the same, and the values of an id column are mostly
+    # distinct, which factorising them first only slows down (several-fold for text ids).
+    return pd.util.hash_array(values.to_numpy(), categorize=False)
 
 
 def count_duplicates(values: pa.Array | pa.ChunkedArray, hashes: np.ndarray | None = None) -> DuplicateCount:

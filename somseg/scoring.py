@@ -131,7 +131,7 @@ def score_values(model: SegmentationModel, ids: pd.Series, raw: np.ndarray) -> t
     """
     binned = [c for c, name in enumerate(model.feature_names) if name in model.training.feature_reference]
     counts = kernels.bin_counts(
-        raw[:, binned],
+        raw if len(binned) == raw.shape[1] else raw[:, binned],
         [np.asarray(model.training.feature_reference[model.feature_names[c]]["edges"], dtype=float) for c in binned],
     )
     bins = {model.feature_names[c]: column.astype(float) for c, column in zip(binned, counts)}

@@ -41,6 +41,9 @@ _SAMPLE_MIN = 1024
 _SAMPLE_MARGIN = 6.0  # binomial standard deviations of a first window's half-width
 _SCATTER_BLOCK_ROWS = 16_384  # rows centred at once for a scatter matrix: a block of a few features stays in cache
 _GATHER_LIMIT = 1_000_000  # values of a window few enough to collect and sort
+# Values all the gathered windows of one pass may hold together, over every partition: what a pass's
+# partial results carry (and a task runner stores) stays small, whatever the number of columns and ranks.
+_GATHER_BUDGET = 1 << 20
 _SORT_ABOVE = 8  # pending ranks of a column above which a refinement pass sorts it once
 _MAX_PASSES = 64  # each pass narrows a window 1024-fold: float64 needs far fewer
 
@@ -396,9 +399,11 @@ class OrderStatistics:
     of that bin (its lowest to its highest), until they are few enough to
     gather and sort (or all equal). On a column with more values than can be
     gathered, the first window of each rank is placed by the first pass's
-    sample (see :func:`_first_window`), so that one pass usually settles it;
-    the pass's counts check the guess, and a window that missed is replaced
-    by the values below or above it.
+    sample (see :func:`_first_window`), so that one or two passes usually
+    settle it; the pass's counts check the guess, and a window that missed
+    is replaced by the values below or above it. The windows one pass
+    gathers hold at most :data:`_GATHER_BUDGET` values together; the
+    others are binned first.
     Either way the result is the exact k-th smallest value.
 
     Parameters
@@ -429,8 +434,10 @@ class OrderStatistics:
             return None
         if self._passes >= _MAX_PASSES:
             raise RuntimeError(f"order statistics not resolved in {_MAX_PASSES} passes")
+        gathered = _within_budget(self._pending)
         return WindowRequest(tuple(
-            (c, low, high, closed, count <= _GATHER_LIMIT) for (c, _), (low, high, closed, count) in self._pending.items()
+            (c, low, high, closed, (c, low, high, closed) in gathered)
+            for (c, _), (low, high, closed, _) in self._pending.items()
         ))
 
     def update(self, total: Summaries | Windows) -> None:
@@ -489,6 +496,25 @@ class OrderStatistics:
     def result(self) -> list[np.ndarray]:
         """The values at the wanted ranks of each column."""
         return self.values_
+
+
+def _within_budget(pending: dict[tuple[int, int], tuple[float, float, bool, int]]) -> set[tuple[int, float, float, bool]]:
+    """The windows to gather in the next pass: the smallest first, while all together hold at most
+    :data:`_GATHER_BUDGET` values (each at most :data:`_GATHER_LIMIT`).
+
+    The others are counted in bins, and their ranks gathered a pass later from a bin's few values.
+    Ranks that share a window share its gathering.
+    """
+    windows: dict[tuple[int, float, float, bool], int] = {}
+    for (c, _), (low, high, closed, count) in pending.items():
+        windows.setdefault((c, low, high, closed), count)
+    gathered, total = set(), 0
+    for window, count in sorted(windows.items(), key=lambda item: item[1]):  # stable: ties keep their order
+        if count > _GATHER_LIMIT or total + count > _GATHER_BUDGET:
+            break
+        gathered.add(window)
+        total += count
+    return gathered
 
 
 def _first_window(summary: ColumnSummary, sample: np.ndarray | None, rank: int) -> tuple[float, float, bool, int]:

@@ -221,7 +221,9 @@ class RowScreen:
         codes = invalid_codes(values, self.bounds, not_numbers)
         invalid = codes != VALID
         rows_invalid = invalid.any(axis=1)
-        counts = np.stack([(codes == code).sum(axis=0) for code in (NOT_A_NUMBER, BELOW_MIN, ABOVE_MAX)], axis=1)
+        counts = np.zeros((len(self.columns), 3), dtype=np.int64)
+        if rows_invalid.any():  # most partitions have no invalid value: nothing to count
+            counts[:] = np.stack([(codes == code).sum(axis=0) for code in (NOT_A_NUMBER, BELOW_MIN, ABOVE_MAX)], axis=1)
         rejected = self._records(pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids, values, codes, texts)
         samples = tuple(
             tuple(rejected.filter(pc.equal(rejected.column("column"), name)).column("value")[:_SAMPLE_VALUES].to_pylist())

@@ -264,3 +264,34 @@ def test_cluster_distance_sums_match_direct_distances_and_the_numpy_twin(monkeyp
 def test_cluster_distance_sums_need_a_code_and_weight_per_row() -> None:
     with pytest.raises(ValueError, match="a code and weight per row of B"):
         kernels.cluster_distance_sums(np.zeros((2, 3)), np.zeros((4, 3)), np.zeros(3, dtype=np.int64), np.ones(4), 1)
+
+
+def _text_layout(words: list[str], large: bool) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [w.encode() for w in words]
+    offsets = np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64 if large else np.int32)
+    return offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_text_hashes_depend_on_the_bytes_only_and_the_numpy_twin_agrees(monkeypatch, n_threads: int) -> None:
+    monkeypatch.setattr(kernels, "_TEXT_BLOCK_ROWS", 3)  # several blocks, on threads
+    words = ["", "a", "a\x00", "abcdefgh", "abcdefghi", "é", "a", "abcdefgh", "x" * 40, "C1", "C10"]
+    hashes = kernels.text_hashes(*_text_layout(words, large=False), n_threads=n_threads)
+    # Equal strings hash equally wherever they are; these distinct ones do not collide.
+    assert hashes[1] == hashes[6] and hashes[3] == hashes[7]
+    assert len(set(hashes.tolist())) == len(set(words))
+    # Another offset width, another place in the data: the same hashes.
+    offsets, data = _text_layout(["zzz", *words], large=True)
+    assert (kernels.text_hashes(offsets[1:], data) == hashes).all()
+    twin = np.empty(len(words), dtype=np.uint64)
+    kernels._text_hashes_numpy(*_text_layout(words, large=False), twin)
+    assert (twin == hashes).all()
+
+
+def test_text_hashes_refuse_offsets_outside_the_data() -> None:
+    offsets, data = _text_layout(["ab", "cd"], large=False)
+    with pytest.raises(ValueError, match="outside the 3 bytes"):
+        kernels.text_hashes(offsets, data[:3])
+    with pytest.raises(ValueError, match="int32 or int64"):
+        kernels.text_hashes(offsets.astype(np.float64), data)
+    assert kernels.text_hashes(np.zeros(1, dtype=np.int64), data).shape == (0,)

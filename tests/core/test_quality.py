@@ -16,6 +16,7 @@ from somseg.quality import (
     partition_suite,
     scoring_suite,
     unique_columns,
+    value_hashes,
 )
 from somseg.stats import combine
 
@@ -127,6 +128,22 @@ def test_text_duplicates_are_counted_exactly_whatever_the_hashes() -> None:
     assert count_duplicates(ids, np.arange(8, dtype=np.uint64)).n_duplicated == 0
     with pytest.raises(ValueError, match="7 hashes for 8 values"):
         count_duplicates(ids, np.zeros(7, dtype=np.uint64))
+
+
+def test_text_held_by_arrow_is_hashed_from_its_bytes_the_same_in_every_layout(monkeypatch) -> None:
+    words = ["C001", "", "C001", "longer than eight bytes", "é", "C002"]
+    plain = value_hashes(pd.Series(words, dtype="str"))
+    assert plain[0] == plain[2] and len(set(plain.tolist())) == 5
+    monkeypatch.setattr(pd.util, "hash_array", lambda *a, **k: pytest.fail("text was made into Python strings"))
+    layouts = {
+        "string": pa.array(words, pa.string()),
+        "sliced": pa.array(["x", *words], pa.large_string()).slice(1),
+        "chunked": pa.chunked_array([words[:3], words[3:]], pa.large_string()),
+    }
+    for name, array in layouts.items():
+        series = pa.table({"id": array}).to_pandas()["id"]  # as a partition is read
+        assert series.dtype == "str", name
+        assert (value_hashes(series) == plain).all(), name
 
 
 def test_missing_values_are_not_duplicates() -> None:

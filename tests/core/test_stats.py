@@ -235,6 +235,26 @@ def test_the_sample_places_each_rank_in_a_window_gathered_in_one_pass(monkeypatc
     assert learner._passes == 1
 
 
+def test_a_pass_gathers_no_more_values_than_its_budget_and_bins_the_other_windows(monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(3, 2, size=(60_000, 1))
+    monkeypatch.setattr(stats, "_GATHER_BUDGET", 3_000)
+    gathered: list[int] = []
+    real = stats.OrderStatistics.update
+
+    def update(self, total):
+        if isinstance(total, stats.Windows):  # each window object once: ranks that share one share its values
+            distinct = {id(w): w for w in total.windows}.values()
+            gathered.append(sum(len(w.values) for w in distinct if w.values is not None))
+        real(self, total)
+
+    monkeypatch.setattr(stats.OrderStatistics, "update", update)
+    learner = _sampled_quantiles(monkeypatch, values, parts=6)  # exact, as every test of it checks
+    assert learner._passes == 2 and len(gathered) == 2
+    assert 0 < gathered[0] <= 3_000  # the smallest windows are gathered at once, the others binned
+    assert gathered[1] > 0
+
+
 @pytest.mark.parametrize("period", [[1e6, 1.0, 2.0, 3.0], [0.0, 1e6, 2e6, 3e6]])
 def test_a_first_window_that_misses_its_rank_costs_a_pass_not_the_value(monkeypatch, period) -> None:
     # The sample sees only every 4th row, all large (or all small): its windows lie above (or below) most
