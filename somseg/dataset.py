@@ -465,17 +465,14 @@ def read_screened(
             parsed = _screen_text(parsed, screen, expressions, encodings, not_numbers, texts)
         derived = expressions or encodings
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
-        # Column-major: filled, screened and flagged a column at a time.
-        values = np.empty((table.num_rows, len(screen.columns)), order="F")
-        flags = np.zeros(values.shape, dtype=bool, order="F")
-        for name in screen.columns:
-            source = table if name in features else parsed
-            if not screen.parsed_as or name in numbers:
-                values[:, position[name]] = source.column(name).to_numpy()
-            else:  # dates and levels have no range: only their flags count
-                values[:, position[name]] = np.nan
-            if name in not_numbers:
-                flags[:, position[name]] = not_numbers[name]
+        # The table's own columns, screened where they lie: no matrix is built for them.
+        missing = np.full(table.num_rows, np.nan)
+        values = [
+            (table if name in features else parsed).column(name).to_numpy()
+            if not screen.parsed_as or name in numbers else missing  # dates and levels have no range: flags only
+            for name in screen.columns
+        ]
+        flags = {position[name]: flagged for name, flagged in not_numbers.items() if name in position}
         screened = screen.screen(table.column(id_column), values, flags,
                                  {position[name]: text for name, text in texts.items()}, part.path)
         kept = table if screened.keep.all() else table.filter(pa.array(screened.keep))
@@ -523,6 +520,15 @@ def _parse_columns(
     return (table.replace_schema_metadata(None) if texts else table), not_numbers, texts
 
 
+def feature_columns(table: pa.Table, features: Sequence[str]) -> list[np.ndarray]:
+    """The features of an ingested table, one array per feature, NaN where missing.
+
+    A column without missing values in one chunk is the table's own memory,
+    not a copy: valid as long as the table is.
+    """
+    return [table.column(name).to_numpy() for name in features]
+
+
 def feature_values(table: pa.Table, features: Sequence[str], order: str = "C") -> np.ndarray:
     """The features of an ingested table as a float64 array (n_rows, n_features), NaN where missing.
 
@@ -531,18 +537,25 @@ def feature_values(table: pa.Table, features: Sequence[str], order: str = "C") -
     and are filled without striding over every row.
     """
     values = np.empty((table.num_rows, len(features)), dtype=np.float64, order=order)
-    columns = [table.column(name).to_numpy() for name in features]
+    columns = feature_columns(table, features)
     if order == "F":
         for index, column in enumerate(columns):
             values[:, index] = column
         return values
-    # Row-major: filled a block of rows at a time, so that the strided writes of every
-    # column land in cache lines the block keeps, rather than in a new line per value.
-    for start in range(0, table.num_rows, _FILL_ROWS):
-        block = values[start : start + _FILL_ROWS]
+    return fill_rows(values, columns)
+
+
+def fill_rows(out: np.ndarray, columns: Sequence[np.ndarray], first: int = 0) -> np.ndarray:
+    """Fill the row-major ``out`` (n, n_columns) with rows ``first ... first + n - 1`` of ``columns``; returns ``out``.
+
+    A few thousand rows at a time, so that the strided writes of every column
+    land in cache lines the rows keep, rather than in a new line per value.
+    """
+    for start in range(0, len(out), _FILL_ROWS):
+        rows = out[start : start + _FILL_ROWS]
         for index, column in enumerate(columns):
-            block[:, index] = column[start : start + _FILL_ROWS]
-    return values
+            rows[:, index] = column[first + start : first + start + len(rows)]
+    return out
 
 
 def read_table(path: str | Path, id_column: str, features: Sequence[str]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ figures (quantization and topographic error, outlier share, segment mix,
 feature drift) do not depend on how the table was partitioned.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,10 +17,15 @@ import pandas as pd
 
 from somseg import kernels
 from somseg.cleaning import feature_matrix
+from somseg.dataset import fill_rows
 from somseg.drift import population_stability_index
 from somseg.metrics import UnitMatch, topographic_errors
 from somseg.model import SegmentationModel
 from somseg.results import ScoringFigures, SegmentShare
+
+# Rows scored at once, in one buffer refilled block after block: few enough that the buffer is not a
+# partition's size, enough that each block's fixed costs (the matching's look for repeated rows) stay small.
+_BLOCK_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -121,20 +127,66 @@ def score_values(model: SegmentationModel, ids: pd.Series, raw: np.ndarray) -> t
     ids : Series
         The rows' ids.
     raw : ndarray of shape (n_rows, n_features)
-        The model's features in its order, raw units, NaN where missing;
-        imputed and standardised in place.
+        The model's features in its order, raw units, NaN where missing; left as it is.
 
     Returns
     -------
     scored : DataFrame
     summary : ScoreSummary
     """
-    binned = [c for c, name in enumerate(model.feature_names) if name in model.training.feature_reference]
-    counts = kernels.bin_counts(
-        raw if len(binned) == raw.shape[1] else raw[:, binned],
-        [np.asarray(model.training.feature_reference[model.feature_names[c]]["edges"], dtype=float) for c in binned],
-    )
-    bins = {model.feature_names[c]: column.astype(float) for c, column in zip(binned, counts)}
-    match = model.match(model.cleaner.transform_values(raw))
-    scored, summary = assign_rows(model, ids, match)
+    raw = np.asarray(raw)
+    if raw.ndim != 2:
+        raise ValueError(f"raw must be 2-D (n_rows, n_features), got shape {raw.shape}")
+    return score_columns(model, ids, [raw[:, c] for c in range(raw.shape[1])])
+
+
+def score_columns(
+    model: SegmentationModel, ids: pd.Series, columns: Sequence[np.ndarray]
+) -> tuple[pd.DataFrame, ScoreSummary]:
+    """:func:`score_frame` of rows given as their ids and one raw array per feature.
+
+    The rows are binned, imputed, standardised and matched a block of
+    :data:`_BLOCK_ROWS` at a time (rounded to whole chunks of the matching
+    kernel, so that it cuts the rows where it would cut them at once), in
+    one buffer: the columns are read where they lie (a partition's mapped
+    file), and no array of every row and feature is made.
+
+    Parameters
+    ----------
+    model : SegmentationModel
+    ids : Series
+        The rows' ids.
+    columns : sequence of ndarray of shape (n_rows,)
+        The model's features in its order, raw units, NaN where missing.
+
+    Returns
+    -------
+    scored : DataFrame
+    summary : ScoreSummary
+    """
+    n_rows, names = len(ids), model.feature_names
+    if len(columns) != len(names) or any(len(column) != n_rows for column in columns):
+        raise ValueError(f"{len(columns)} feature columns of lengths {sorted({len(c) for c in columns})} for "
+                         f"{len(names)} features of {n_rows} rows")
+    binned = [c for c, name in enumerate(names) if name in model.training.feature_reference]
+    edges = [np.asarray(model.training.feature_reference[names[c]]["edges"], dtype=float) for c in binned]
+    counts = [np.zeros(len(e) + 2, dtype=np.int64) for e in edges]
+    bmu, second = np.empty(n_rows, dtype=np.int64), np.empty(n_rows, dtype=np.int64)
+    distance = np.empty(n_rows)
+    chunk = kernels.default_chunk_rows(model.weights.shape[0] * model.weights.shape[1])
+    block_rows = chunk * max(1, _BLOCK_ROWS // chunk)
+    buffer = np.empty((min(n_rows, block_rows), len(names)))
+    starts = list(range(0, n_rows, block_rows))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:  # the kernel's own rule: no one-row tail
+        starts.pop()
+    for start, stop in zip(starts, [*starts[1:], n_rows]):
+        block = fill_rows(buffer[: stop - start] if stop - start <= len(buffer)
+                          else np.empty((stop - start, len(names))), columns, start)
+        for total, found in zip(counts, kernels.bin_counts(block if len(binned) == len(names) else block[:, binned],
+                                                             edges), strict=True):
+            total += found
+        match = model.match(model.cleaner.transform_values(block))
+        bmu[start:stop], second[start:stop], distance[start:stop] = match.bmu, match.second, match.distance
+    scored, summary = assign_rows(model, ids, UnitMatch(bmu=bmu, second=second, distance=distance))
+    bins = {names[c]: total.astype(float) for c, total in zip(binned, counts, strict=True)}
     return scored, ScoreSummary(**{**summary.__dict__, "feature_counts": bins})

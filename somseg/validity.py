@@ -51,35 +51,55 @@ def parse_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan), bad.to_numpy(dtype=bool)
 
 
-def invalid_codes(values: np.ndarray, bounds: Sequence[Bounds], not_numbers: np.ndarray | None = None) -> np.ndarray:
+def invalid_codes(
+    values: np.ndarray | Sequence[np.ndarray],
+    bounds: Sequence[Bounds],
+    not_numbers: np.ndarray | Mapping[int, np.ndarray] | None = None,
+) -> np.ndarray:
     """Why each value is invalid: :data:`VALID`, :data:`NOT_A_NUMBER` (also ``inf``), :data:`BELOW_MIN` or :data:`ABOVE_MAX`.
 
     Parameters
     ----------
-    values : ndarray of shape (n_rows, n_columns)
-        Parsed values, NaN where missing (or not a number).
+    values : ndarray of shape (n_rows, n_columns), or sequence of n_columns arrays of shape (n_rows,)
+        Parsed values, NaN where missing (or not a number). As columns, a
+        table's own arrays are read where they lie, without a matrix built
+        for them.
     bounds : sequence of (float or None, float or None)
         Each column's inclusive range; None is unbounded.
-    not_numbers : ndarray of bool, shape (n_rows, n_columns), optional
-        Values that did not parse as numbers.
+    not_numbers : ndarray of bool, shape (n_rows, n_columns), or mapping of column index to bool array, optional
+        Values that did not parse as numbers (a mapping names only the columns that have such flags).
 
     Returns
     -------
     ndarray of int8, shape (n_rows, n_columns)
         A missing value is valid: NaN compares false with either bound.
     """
-    values = np.asarray(values, dtype=np.float64)
-    codes = np.zeros_like(values, dtype=np.int8)  # in the values' layout, as it is filled a column at a time
-    for c, (low, high) in enumerate(bounds):
+    columns = _columns(values)
+    n_rows = values.shape[0] if isinstance(values, np.ndarray) else (len(columns[0]) if columns else 0)
+    if len(columns) != len(bounds) or any(len(column) != n_rows for column in columns):
+        raise ValueError(f"{len(bounds)} bounds for {len(columns)} columns of lengths {sorted({len(c) for c in columns})}")
+    flags = _columns(not_numbers) if isinstance(not_numbers, np.ndarray) else not_numbers or {}
+    codes = np.zeros((n_rows, len(bounds)), dtype=np.int8, order="F")  # filled a column at a time
+    for c, ((low, high), column) in enumerate(zip(bounds, columns, strict=True)):
+        code = codes[:, c]
         if low is not None:
-            codes[values[:, c] < low, c] = BELOW_MIN
+            code[column < low] = BELOW_MIN
         if high is not None:
-            codes[values[:, c] > high, c] = ABOVE_MAX
-    if not_numbers is not None:
-        codes[np.asarray(not_numbers, dtype=bool)] = NOT_A_NUMBER
-    # inf and -inf parse as floats but are no measurement: no mean, no distance, no segment.
-    codes[np.isinf(values)] = NOT_A_NUMBER
+            code[column > high] = ABOVE_MAX
+        flagged = flags[c] if isinstance(flags, list) else flags.get(c)
+        if flagged is not None:
+            code[np.asarray(flagged, dtype=bool)] = NOT_A_NUMBER
+        # inf and -inf parse as floats but are no measurement: no mean, no distance, no segment.
+        code[np.isinf(column)] = NOT_A_NUMBER
     return codes
+
+
+def _columns(values: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(values, np.ndarray):
+        if values.ndim != 2:
+            raise ValueError(f"values must be a 2-D array or a sequence of columns, got shape {values.shape}")
+        return [values[:, c] for c in range(values.shape[1])]
+    return [np.asarray(column) for column in values]
 
 
 # What a screened column is parsed as: a value that does not parse is "not a <kind>".
@@ -193,8 +213,8 @@ class RowScreen:
     def screen(
         self,
         ids: pa.Array | pa.ChunkedArray,
-        values: np.ndarray,
-        not_numbers: np.ndarray,
+        values: np.ndarray | Sequence[np.ndarray],
+        not_numbers: np.ndarray | Mapping[int, np.ndarray],
         texts: Mapping[int, pa.Array],
         source: str,
     ) -> ScreenedRows:
@@ -204,10 +224,10 @@ class RowScreen:
         ----------
         ids : pyarrow array
             The id of each row.
-        values : ndarray of shape (n_rows, n_columns)
+        values : ndarray of shape (n_rows, n_columns), or sequence of n_columns arrays
             The screened columns, parsed (NaN where missing or not a number).
-        not_numbers : ndarray of bool, shape (n_rows, n_columns)
-            Values that did not parse as numbers.
+        not_numbers : ndarray of bool, shape (n_rows, n_columns), or mapping of column index to bool array
+            Values that did not parse as numbers (see :func:`invalid_codes`).
         texts : mapping of int to pyarrow string array
             The raw text of the columns read as text, by column index: the
             value recorded for one that is not a number.
@@ -218,23 +238,25 @@ class RowScreen:
         -------
         ScreenedRows
         """
-        codes = invalid_codes(values, self.bounds, not_numbers)
+        columns = _columns(values)
+        codes = invalid_codes(columns, self.bounds, not_numbers)
+        n_rows = len(codes)
         invalid = codes != VALID
         rows_invalid = invalid.any(axis=1)
         counts = np.zeros((len(self.columns), 3), dtype=np.int64)
         if rows_invalid.any():  # most partitions have no invalid value: nothing to count
             counts[:] = np.stack([(codes == code).sum(axis=0) for code in (NOT_A_NUMBER, BELOW_MIN, ABOVE_MAX)], axis=1)
-        rejected = self._records(pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids, values, codes, texts)
+        rejected = self._records(pa.chunked_array([ids]) if isinstance(ids, pa.Array) else ids, columns, codes, texts)
         samples = tuple(
             tuple(rejected.filter(pc.equal(rejected.column("column"), name)).column("value")[:_SAMPLE_VALUES].to_pylist())
             for name in self.columns
         )
-        partial = InvalidRows(self.columns, self.bounds, len(values), int(rows_invalid.sum()),
+        partial = InvalidRows(self.columns, self.bounds, n_rows, int(rows_invalid.sum()),
                               counts.astype(np.int64), samples, (source,) if rows_invalid.any() else (), self.parsed_as)
-        return ScreenedRows(~rows_invalid if self.policy == "drop" else np.ones(len(values), dtype=bool), rejected, partial)
+        return ScreenedRows(~rows_invalid if self.policy == "drop" else np.ones(n_rows, dtype=bool), rejected, partial)
 
     def _records(
-        self, ids: pa.ChunkedArray, values: np.ndarray, codes: np.ndarray, texts: Mapping[int, pa.Array]
+        self, ids: pa.ChunkedArray, columns: list[np.ndarray], codes: np.ndarray, texts: Mapping[int, pa.Array]
     ) -> pa.Table:
         tables = [self._empty(ids.type)]
         for c, name in enumerate(self.columns):
@@ -242,7 +264,7 @@ class RowScreen:
             if not rows.size:
                 continue
             found = codes[rows, c]
-            value = pc.cast(pa.array(values[rows, c], type=pa.float64()), pa.string())
+            value = pc.cast(pa.array(columns[c][rows], type=pa.float64()), pa.string())
             if c in texts:
                 raw = pc.cast(texts[c].take(pa.array(rows)), pa.string())
                 value = pc.if_else(pa.array(found == NOT_A_NUMBER), raw, value)

@@ -51,7 +51,7 @@ import somseg
 from somseg.assessment import MapPartial
 from somseg.batch_som import TrainingBlock, take_rows
 from somseg.cleaning import FeatureCleaner, ImputedPartition, ScalingPartial, TrainingStatistics
-from somseg.dataset import Partition, SourcePart, feature_values
+from somseg.dataset import Partition, SourcePart, feature_columns, feature_values
 from somseg.errors import DataError
 from somseg.io import (
     atomic_path,
@@ -152,6 +152,12 @@ class TablePart(Artifact):
             if rows is not None:
                 table = table.take(rows)
             return feature_values(table, names, order)
+
+    @contextmanager
+    def feature_columns(self, names: Sequence[str]) -> Iterator[list[np.ndarray]]:
+        """The raw features, one array per feature, NaN where missing, read where the file lies: valid inside the block."""
+        with mapped_arrow_table(self.path, names) as table:
+            yield feature_columns(table, names)
 
     @classmethod
     def save(cls, partitions: list[Partition], folder: Path, key: str) -> list["TablePart"]:

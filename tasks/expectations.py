@@ -24,6 +24,7 @@ from somseg.tasks.private_apis import release_freed_memory, skip_gx_frame_finger
 
 SHIPPED_SUITES = "somseg.expectations"
 _ONE_AT_A_TIME = threading.Lock()
+_FROZEN = threading.Event()
 
 
 def training_suite(config: SegmentationConfig) -> dict[str, Any]:
@@ -134,10 +135,14 @@ _RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": F
 def _freeze_imported_objects() -> None:
     # Each validation ends with a full garbage collection (release_freed_memory). Once GX is imported the
     # process holds hundreds of thousands of the libraries' objects, alive until it exits; frozen, they are
-    # out of the collector's walk, which then covers only what the run made since.
+    # out of the collector's walk, which then covers only what the run made since. The collector is asked
+    # once whether they are frozen: get_freeze_count walks every frozen object.
+    if _FROZEN.is_set():
+        return
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
+    _FROZEN.set()
 
 
 def _silence_gx_logs() -> None:

@@ -13,7 +13,7 @@ from prefect.events import emit_event
 from somseg.config import DriftGateConfig
 from somseg.errors import DriftError
 from somseg.results import DriftVerdict, ScoringFigures
-from somseg.scoring import ScoreSummary, assign_rows, score_values
+from somseg.scoring import ScoreSummary, assign_rows, score_columns
 from somseg.tasks.catalog import MatchPart, ModelArtifact, SegmentsPart, Store, TablePart, step
 
 # The event a scoring run emits when its data has drifted beyond a limit; alerts.yaml's automation expects it.
@@ -35,9 +35,10 @@ def score_partition(
 ) -> tuple[pd.DataFrame, ScoreSummary, dict[str, str]]:
     """Segment new rows with the training medians, scaler and map; ``metadata`` goes into the Parquet file."""
     loaded = model.load()
-    # The features straight into one array, and the id column alone into pandas.
+    # The features read where the partition's file lies, and the id column alone into pandas.
     ids = part.load([loaded.id_column])[loaded.id_column]
-    return (*score_values(loaded, ids, part.features(loaded.feature_names)), metadata or {})
+    with part.feature_columns(loaded.feature_names) as columns:
+        return (*score_columns(loaded, ids, columns), metadata or {})
 
 
 @task(name="check-drift", cache_policy=NO_CACHE)

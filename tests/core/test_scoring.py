@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from somseg import kernels, scoring
 from somseg.cleaning import CleaningFit, FeatureCleaner
 from somseg.config import FeatureSpec, SegmentationConfig
 from somseg.model import SegmentationModel
 from somseg.results import TrainingRecord
-from somseg.scoring import score_frame
+from somseg.scoring import score_columns, score_frame
 from somseg.stats import combine, fit_in_memory
 
 
@@ -52,6 +53,28 @@ def test_partitioning_changes_neither_rows_nor_figures(model: SegmentationModel,
     assert a.topographic_error == b.topographic_error
     assert a.feature_psi == pytest.approx(b.feature_psi)
     assert [s.count for s in a.segments] == [s.count for s in b.segments]
+
+
+@pytest.mark.parametrize("n_rows", [500, 493])  # 493: a one-row tail after the last whole block
+def test_scoring_a_block_at_a_time_gives_the_rows_and_sums_of_one_pass(
+    monkeypatch, model: SegmentationModel, frame: pd.DataFrame, n_rows: int
+) -> None:
+    frame = frame.iloc[:n_rows]
+    raw = frame[["a", "b"]].to_numpy(copy=True)
+    one_pass_rows, one_pass = score_frame(model, frame)  # one block: 500 rows are fewer than a block holds
+    # Chunks of 4 rows and blocks of 3 chunks: 500 rows go through 42 blocks of one buffer.
+    monkeypatch.setattr(kernels, "default_chunk_rows", lambda n_neurons: 4)
+    monkeypatch.setattr(scoring, "_BLOCK_ROWS", 12)
+    blocked_rows, blocked = score_columns(model, frame["ID"], [raw[:, 0], raw[:, 1]])
+
+    pd.testing.assert_frame_equal(blocked_rows, one_pass_rows)
+    assert blocked.n_rows == n_rows and blocked.distance_sum == one_pass.distance_sum
+    assert blocked.topographic_errors_8 == one_pass.topographic_errors_8
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(blocked.feature_counts[name], one_pass.feature_counts[name])
+    np.testing.assert_array_equal(raw, frame[["a", "b"]].to_numpy())  # the caller's arrays are only read
+    with pytest.raises(ValueError, match="1 feature columns of lengths"):
+        score_columns(model, frame["ID"], [raw[:, 0]])
 
 
 def test_scoring_the_training_data_shows_no_feature_drift(model: SegmentationModel, frame: pd.DataFrame) -> None:

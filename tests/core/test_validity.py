@@ -106,6 +106,22 @@ def test_each_invalid_value_is_one_record_and_a_row_can_give_several() -> None:
     assert invalid.samples == (("old", "150", "10"), ("-3",))
 
 
+def test_columns_as_their_own_arrays_screen_as_the_matrix_does() -> None:
+    ids, values, not_numbers, texts = _partition(
+        ["a", "b", "c", "d", "e"], [20, NAN, 150, 10, np.inf], [5, 1, 2, -3, 7], text=["20", "old", "150", "10", "inf"]
+    )
+    matrix = _screen().screen(ids, values, not_numbers, texts, "in.csv")
+
+    # As a reader hands them over: one array per column, flags only for the column read as text.
+    columns = _screen().screen(ids, [values[:, 0].copy(), values[:, 1].copy()], {0: not_numbers[:, 0]}, texts, "in.csv")
+
+    assert columns.keep.tolist() == matrix.keep.tolist() == [True, False, False, False, False]
+    assert columns.rejected.equals(matrix.rejected)
+    assert columns.invalid.counts.tolist() == matrix.invalid.counts.tolist() == [[2, 1, 1], [0, 1, 0]]
+    with pytest.raises(ValueError, match="2 bounds for 1 columns"):
+        _screen().screen(ids, [values[:, 0]], {}, texts, "in.csv")
+
+
 def test_under_fail_every_row_is_kept_and_counted() -> None:
     ids, values, not_numbers, texts = _partition([1, 2], [20, 150], [1, 1])
 
