@@ -55,6 +55,7 @@ def invalid_codes(
     values: np.ndarray | Sequence[np.ndarray],
     bounds: Sequence[Bounds],
     not_numbers: np.ndarray | Mapping[int, np.ndarray] | None = None,
+    n_rows: int | None = None,
 ) -> np.ndarray:
     """Why each value is invalid: :data:`VALID`, :data:`NOT_A_NUMBER` (also ``inf``), :data:`BELOW_MIN` or :data:`ABOVE_MAX`.
 
@@ -68,14 +69,17 @@ def invalid_codes(
         Each column's inclusive range; None is unbounded.
     not_numbers : ndarray of bool, shape (n_rows, n_columns), or mapping of column index to bool array, optional
         Values that did not parse as numbers (a mapping names only the columns that have such flags).
+    n_rows : int, optional
+        The number of rows, when ``values`` is a sequence that may hold no column.
 
     Returns
     -------
     ndarray of int8, shape (n_rows, n_columns)
         A missing value is valid: NaN compares false with either bound.
     """
-    columns = _columns(values)
-    n_rows = values.shape[0] if isinstance(values, np.ndarray) else (len(columns[0]) if columns else 0)
+    columns = [np.asarray(column, dtype=np.float64) for column in _columns(values)]
+    if n_rows is None:
+        n_rows = values.shape[0] if isinstance(values, np.ndarray) else (len(columns[0]) if columns else 0)
     if len(columns) != len(bounds) or any(len(column) != n_rows for column in columns):
         raise ValueError(f"{len(bounds)} bounds for {len(columns)} columns of lengths {sorted({len(c) for c in columns})}")
     flags = _columns(not_numbers) if isinstance(not_numbers, np.ndarray) else not_numbers or {}
@@ -239,8 +243,8 @@ class RowScreen:
         ScreenedRows
         """
         columns = _columns(values)
-        codes = invalid_codes(columns, self.bounds, not_numbers)
-        n_rows = len(codes)
+        n_rows = len(ids)
+        codes = invalid_codes(columns, self.bounds, not_numbers, n_rows=n_rows)
         invalid = codes != VALID
         rows_invalid = invalid.any(axis=1)
         counts = np.zeros((len(self.columns), 3), dtype=np.int64)

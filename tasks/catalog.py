@@ -322,14 +322,23 @@ BlockSource = ImputedPart | PackedBlock
 
 @dataclass(frozen=True)
 class PackedBlocks(Artifact):
-    """The blocks an epoch runs over: joined blocks, or a partition's own where it stands alone."""
+    """The blocks an epoch runs over: joined blocks, or a partition's own where it stands alone.
+
+    ``first_parts`` holds the index of each block's first partition: the block's rows start where its rows do.
+    """
 
     blocks: tuple[BlockSource, ...]
+    first_parts: tuple[int, ...]
 
     @classmethod
-    def save(cls, value: list[ImputedPart | TrainingBlock], folder: Path, key: str) -> "PackedBlocks":
+    def save(
+        cls, value: tuple[list[ImputedPart | TrainingBlock], list[int]], folder: Path, key: str
+    ) -> "PackedBlocks":
+        items, first_parts = value
+        if len(items) != len(first_parts):
+            raise ValueError(f"{len(items)} blocks but {len(first_parts)} first partitions")
         blocks: list[BlockSource] = []
-        for index, item in enumerate(value):
+        for index, item in enumerate(items):
             if isinstance(item, ImputedPart):
                 blocks.append(item)
                 continue
@@ -339,7 +348,7 @@ class PackedBlocks(Artifact):
             if item.weight is not None:
                 write_npy(sub / "weight.npy", item.weight)
             blocks.append(PackedBlock(f"{key}.{index}", sub, item.n_rows, item.weight is not None))
-        return cls(key, folder, tuple(blocks))
+        return cls(key, folder, tuple(blocks), tuple(first_parts))
 
 
 @dataclass(frozen=True)

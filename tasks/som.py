@@ -32,14 +32,15 @@ def train_minisom(store: Store, parts: list[ImputedPart], cleaning: Cleaning, so
 @step("pack-training-blocks", saves=PackedBlocks)
 def pack_training_blocks(
     store: Store, parts: list[ImputedPart], cleaning: Cleaning, max_rows: int, dedup: DedupMode
-) -> list[ImputedPart | TrainingBlock]:
-    """Join the partitions' small training blocks, so that an epoch runs over few blocks."""
+) -> tuple[list[ImputedPart | TrainingBlock], list[int]]:
+    """Join the partitions' small training blocks, so that an epoch runs over few blocks; each block's first partition."""
     cleaner = cleaning.load().cleaner
     groups = group_blocks([part.block_rows for part in parts], max_rows)
-    return [
+    blocks = [
         parts[g[0]] if len(g) == 1 else join_blocks([parts[i].imputed_block(cleaner) for i in g], dedup)
         for g in groups
     ]
+    return blocks, [g[0] for g in groups]
 
 
 @step("pick-rows")

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from somseg.assessment import EvaluationSample, finish_assessment, outlier_learner, sample_positions
-from somseg.batch_som import group_blocks
 from somseg.cleaning import CleaningFit, ScalingRequest
 from somseg.config import (
     MAX_CATEGORIES,
@@ -296,9 +295,8 @@ def train_map(
         progress(1.0)
         return weights
     trainer.plan(n_rows, sum(block.n_rows for block in blocks.blocks))
-    # A block's first row: its first partition's (pack_training_blocks groups the same way).
-    groups = group_blocks([part.block_rows for part in parts], partition_rows)
-    over = {"block": list(blocks.blocks), "first_row": [first_rows[g[0]] for g in groups]}
+    # A block's first row: its first partition's.
+    over = {"block": list(blocks.blocks), "first_row": [first_rows[first] for first in blocks.first_parts]}
     gather = trainer.gather_request(trainer.weights_.shape[2])
     if gather is not None and not any(block.weighted for block in blocks.blocks):
         # Every epoch samples: one pass gathers all their rows, and the epochs run here on them.

@@ -77,6 +77,14 @@ def test_scoring_a_block_at_a_time_gives_the_rows_and_sums_of_one_pass(
         score_columns(model, frame["ID"], [raw[:, 0]])
 
 
+def test_no_rows_and_one_row_score_like_the_rest(model: SegmentationModel, frame: pd.DataFrame) -> None:
+    whole_rows, _ = score_frame(model, frame)
+    empty_rows, empty = score_frame(model, frame.iloc[:0])
+    assert empty.n_rows == 0 and list(empty_rows.columns) == list(whole_rows.columns)
+    assert (empty_rows.dtypes == whole_rows.dtypes).all()
+    pd.testing.assert_frame_equal(score_frame(model, frame.iloc[:1])[0], whole_rows.iloc[:1])
+
+
 def test_scoring_the_training_data_shows_no_feature_drift(model: SegmentationModel, frame: pd.DataFrame) -> None:
     figures = score_frame(model, frame)[1].figures(model)
 

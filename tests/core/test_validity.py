@@ -120,6 +120,9 @@ def test_columns_as_their_own_arrays_screen_as_the_matrix_does() -> None:
     assert columns.invalid.counts.tolist() == matrix.invalid.counts.tolist() == [[2, 1, 1], [0, 1, 0]]
     with pytest.raises(ValueError, match="2 bounds for 1 columns"):
         _screen().screen(ids, [values[:, 0]], {}, texts, "in.csv")
+    # No column to screen: every row is kept, and counted.
+    nothing = RowScreen((), (), "drop").screen(ids, [], {}, {}, "in.csv")  # type: ignore[arg-type]
+    assert nothing.keep.tolist() == [True] * 5 and nothing.invalid.n_rows == 5
 
 
 def test_under_fail_every_row_is_kept_and_counted() -> None:

@@ -134,7 +134,9 @@ def test_a_packed_block_loads_the_rows_a_sampled_epoch_keeps_standardised(tmp_pa
     rows = np.arange(60.0).reshape(20, 3)
     folder = tmp_path / "packed"
     folder.mkdir()
-    (block,) = PackedBlocks.save([TrainingBlock(rows)], folder, "p" * 64).blocks
+    packed = PackedBlocks.save(([TrainingBlock(rows)], [0]), folder, "p" * 64)
+    (block,) = packed.blocks
+    assert packed.first_parts == (0,)
     cleaner = FeatureCleaner(["a", "b", "c"]).fit(pd.DataFrame(rows, columns=["a", "b", "c"]))
     positions = np.array([1, 4, 19])
 
