@@ -466,10 +466,11 @@ def read_screened(
         derived = expressions or encodings
         table = _derive(parsed, id_column, features, expressions, encodings, part.path) if derived else parsed
         # The table's own columns, screened where they lie: no matrix is built for them.
-        missing = np.full(table.num_rows, np.nan)
+        flags_only = [name for name in screen.columns if screen.parsed_as and name not in numbers]
+        missing = np.full(table.num_rows, np.nan) if flags_only else None
         values = [
             (table if name in features else parsed).column(name).to_numpy()
-            if not screen.parsed_as or name in numbers else missing  # dates and levels have no range: flags only
+            if name not in flags_only else missing  # dates and levels have no range: only their flags count
             for name in screen.columns
         ]
         flags = {position[name]: flagged for name, flagged in not_numbers.items() if name in position}

@@ -175,13 +175,11 @@ def score_columns(
     distance = np.empty(n_rows)
     chunk = kernels.default_chunk_rows(model.weights.shape[0] * model.weights.shape[1])
     block_rows = chunk * max(1, _BLOCK_ROWS // chunk)
-    buffer = np.empty((min(n_rows, block_rows), len(names)))
-    starts = list(range(0, n_rows, block_rows))
-    if len(starts) > 1 and n_rows - starts[-1] == 1:  # the kernel's own rule: no one-row tail
-        starts.pop()
-    for start, stop in zip(starts, [*starts[1:], n_rows]):
-        block = fill_rows(buffer[: stop - start] if stop - start <= len(buffer)
-                          else np.empty((stop - start, len(names))), columns, start)
+    # The kernel's own bounds: a one-row tail joins the block before it, as it joins the chunk before it.
+    bounds = kernels.chunk_bounds(n_rows, block_rows)
+    buffer = np.empty((max((stop - start for start, stop in bounds), default=0), len(names)))
+    for start, stop in bounds:
+        block = fill_rows(buffer[: stop - start], columns, start)
         for total, found in zip(counts, kernels.bin_counts(block if len(binned) == len(names) else block[:, binned],
                                                              edges), strict=True):
             total += found

@@ -527,7 +527,9 @@ def _first_window(summary: ColumnSummary, sample: np.ndarray | None, rank: int) 
     gathered in one pass (or binned, then gathered, when the pass's
     windows together hold more than :data:`_GATHER_BUDGET` values) and
     misses its rank only by the rarest chance; a miss costs a pass more
-    (see ``OrderStatistics._refine``), never a wrong value. Returns (low, high, closed, the count the window is expected to hold).
+    (see ``OrderStatistics._refine``), never a wrong value.
+
+    Returns (low, high, closed, the count the window is expected to hold).
     """
     whole = (summary.low, summary.high, True, summary.n)
     if summary.n <= _GATHER_LIMIT or sample is None or len(sample) < _SAMPLE_MIN:

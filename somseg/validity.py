@@ -82,7 +82,7 @@ def invalid_codes(
         n_rows = values.shape[0] if isinstance(values, np.ndarray) else (len(columns[0]) if columns else 0)
     if len(columns) != len(bounds) or any(len(column) != n_rows for column in columns):
         raise ValueError(f"{len(bounds)} bounds for {len(columns)} columns of lengths {sorted({len(c) for c in columns})}")
-    flags = _columns(not_numbers) if isinstance(not_numbers, np.ndarray) else not_numbers or {}
+    flags = dict(enumerate(_columns(not_numbers))) if isinstance(not_numbers, np.ndarray) else not_numbers or {}
     codes = np.zeros((n_rows, len(bounds)), dtype=np.int8, order="F")  # filled a column at a time
     for c, ((low, high), column) in enumerate(zip(bounds, columns, strict=True)):
         code = codes[:, c]
@@ -90,7 +90,7 @@ def invalid_codes(
             code[column < low] = BELOW_MIN
         if high is not None:
             code[column > high] = ABOVE_MAX
-        flagged = flags[c] if isinstance(flags, list) else flags.get(c)
+        flagged = flags.get(c)
         if flagged is not None:
             code[np.asarray(flagged, dtype=bool)] = NOT_A_NUMBER
         # inf and -inf parse as floats but are no measurement: no mean, no distance, no segment.

@@ -324,7 +324,8 @@ BlockSource = ImputedPart | PackedBlock
 class PackedBlocks(Artifact):
     """The blocks an epoch runs over: joined blocks, or a partition's own where it stands alone.
 
-    ``first_parts`` holds the index of each block's first partition: the block's rows start where its rows do.
+    ``first_parts`` holds the index of each block's first partition: the block's rows start where that
+    partition's rows start in the table.
     """
 
     blocks: tuple[BlockSource, ...]
