@@ -11,6 +11,9 @@ its ratio to the notebook path's, and TE, all on every row, so that the
 trade-off behind the default is measured rather than asserted::
 
     .venv/bin/python benchmarks/radius_sweep.py --kind money --rows 1000000
+    .venv/bin/python benchmarks/radius_sweep.py --kind money --neighborhood cutgauss --sigma-ends 1.0
+
+(``public_tables.py`` measures the two neighbourhoods on real tables.)
 """
 
 import argparse
@@ -43,11 +46,11 @@ def notebook_weights(X: np.ndarray, seed: int) -> np.ndarray:
     return som.get_weights()
 
 
-def batch_weights(X: np.ndarray, seed: int, sigma_end: float) -> np.ndarray:
-    """The product's batch engine on an 8x8 grid, its defaults but the last radius."""
+def batch_weights(X: np.ndarray, seed: int, sigma_end: float, neighborhood: str = "gaussian") -> np.ndarray:
+    """The product's batch engine on an 8x8 grid, its defaults but the last radius and the neighbourhood."""
     from somseg.som import build_engine
 
-    engine = build_engine(product_som(seed, engine="batch", init="pca", sigma_end=sigma_end))
+    engine = build_engine(product_som(seed, engine="batch", init="pca", sigma_end=sigma_end, neighborhood=neighborhood))
     return engine.fit(X).weights_
 
 
@@ -57,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42, help="seed of the table and both engines")
     parser.add_argument("--sigma-ends", default="1.0,0.9,0.8,0.7,0.6", help="comma-separated last radii")
+    parser.add_argument("--neighborhood", choices=("gaussian", "cutgauss"), default="gaussian",
+                        help="the batch engine's neighbourhood (som.neighborhood)")
     args = parser.parse_args(argv)
 
     X = standardised_table(args.rows, args.seed, args.kind)
@@ -67,10 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"| notebook path (ends near radius 0.67) | {base_qe:.4f} | 1.000 | {base_te:.4f} | |")
     for sigma_end in (float(s) for s in args.sigma_ends.split(",")):
         start = time.perf_counter()
-        weights = batch_weights(X, args.seed, sigma_end)
+        weights = batch_weights(X, args.seed, sigma_end, args.neighborhood)
         seconds = time.perf_counter() - start
         qe, te = qe_te(X, weights)
-        print(f"| batch, last radius {sigma_end:g} | {qe:.4f} | {qe / base_qe:.3f} | {te:.4f} | {seconds:.2f} |")
+        print(f"| batch {args.neighborhood}, last radius {sigma_end:g} | {qe:.4f} | {qe / base_qe:.3f} | {te:.4f} | {seconds:.2f} |")
 
 
 if __name__ == "__main__":

