@@ -32,6 +32,9 @@ Sides (``--sides``, the first is the baseline of the ratios):
 * ``batch-nodedup``: ``batch`` with ``dedup: never`` everywhere.
 * ``batch-cutgauss``: ``batch`` with ``som.neighborhood: cutgauss`` (the
   Gaussian cut to zero beyond the radius: a closer fit, a higher TE).
+* ``batch-auto``: ``batch`` on the grid the product sizes for the table
+  (``som.rows: auto``, its default: about ``5 * sqrt(rows)`` neurons, at most
+  400) and its radius, the grid sized inside the timed training.
 * ``somoclu``: somoclu's batch SOM (an optional peer: skipped when not
   installed), the same grid, radius schedule, epochs and PCA start; its own
   best units; QE and TE by somseg's metrics.
@@ -71,7 +74,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import FEATURES, KINDS, MONEY_FEATURES, make_table, sample_features  # noqa: E402
 
-SIDES: tuple[str, ...] = ("notebook", "minisom", "batch", "batch-full", "batch-nodedup", "batch-cutgauss", "somoclu")
+SIDES: tuple[str, ...] = (
+    "notebook", "minisom", "batch", "batch-full", "batch-nodedup", "batch-cutgauss", "batch-auto", "somoclu",
+)
 STEP_NAMES = {"train": "train", "assign": "assign (best unit per row)", "qe": "QE", "te": "TE"}
 GRID = 8  # rows and columns of every side's map, the notebook's
 
@@ -118,7 +123,8 @@ def run_side(side: str, args: argparse.Namespace) -> dict[str, Any]:
         else:
             result.update(_batch(X, args, dedup="never" if side == "batch-nodedup" else "auto",
                                  sampled=side != "batch-full",
-                                 neighborhood="cutgauss" if side == "batch-cutgauss" else "gaussian"))
+                                 neighborhood="cutgauss" if side == "batch-cutgauss" else "gaussian",
+                                 auto_grid=side == "batch-auto"))
     result["steps_peak_rss_mb"] = sampler.peak_mb
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -211,23 +217,37 @@ def _metrics_steps(X: np.ndarray, weights: np.ndarray, args: argparse.Namespace,
 
 
 def _batch(
-    X: np.ndarray, args: argparse.Namespace, dedup: str, sampled: bool = True, neighborhood: str = "gaussian"
+    X: np.ndarray,
+    args: argparse.Namespace,
+    dedup: str,
+    sampled: bool = True,
+    neighborhood: str = "gaussian",
+    auto_grid: bool = False,
 ) -> dict[str, Any]:
-    from somseg.som import build_engine
+    from somseg.config import SomConfig
+    from somseg.som import build_engine, concrete_som
 
     warmup = _warm_kernels(X.shape[1])
     settings: dict[str, Any] = {"engine": "batch", "init": "pca", "dedup": dedup, "neighborhood": neighborhood}
     if not sampled:
         settings["sample_rows_per_neuron"] = None
-    config = product_som(args.seed, **settings)
-    engine = build_engine(config)
-    train = _timed(lambda: engine.fit(X), args.repeat)
+    fitted: dict[str, Any] = {}
+
+    def train() -> None:
+        # The 'auto' grid is sized from the table's covariance, as a run sizes it: part of training.
+        config = (concrete_som(SomConfig(seed=args.seed, **settings), len(X), np.cov(X, rowvar=False)) if auto_grid
+                  else product_som(args.seed, **settings))
+        fitted["config"], fitted["engine"] = config, build_engine(config).fit(X)
+
+    train_step = _timed(train, args.repeat)
+    config, engine = fitted["config"], fitted["engine"]
     result = _metrics_steps(X, engine.weights_, args, dedup)
-    result["steps"] = {"train": train, **result["steps"]}
+    result["steps"] = {"train": train_step, **result["steps"]}
     return result | {
         "train_rows": engine.n_train_rows_,
         "epoch_rows": int(engine.sample_sizes_.sum()),
-        "schedule": f"{config.neighborhood}, sigma {config.sigma:g} -> {config.sigma_end:g}, {config.epochs} epochs",
+        "schedule": f"{config.rows}x{config.cols} grid, {config.neighborhood}, sigma {config.sigma:g} -> "
+                    f"{config.sigma_end:g}, {config.epochs} epochs",
         "jit_warmup_s": warmup["seconds"],
     }
 
