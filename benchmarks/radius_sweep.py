@@ -27,6 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from som_engines import machine, product_som, standardised_table
 
+from somseg.config import BATCH_NEIGHBOURHOODS
+
 
 def qe_te(X: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """QE and TE (8 neighbours) of ``weights`` on every row of ``X``, from one match."""
@@ -46,12 +48,18 @@ def notebook_weights(X: np.ndarray, seed: int) -> np.ndarray:
     return som.get_weights()
 
 
-def batch_weights(X: np.ndarray, seed: int, sigma_end: float, neighborhood: str = "gaussian") -> np.ndarray:
-    """The product's batch engine on an 8x8 grid, its defaults but the last radius and the neighbourhood."""
+def batch_weights(
+    X: np.ndarray, seed: int, sigma_end: float, neighborhood: str = "gaussian", auto_grid: bool = False
+) -> np.ndarray:
+    """The product's batch engine, its defaults but the last radius and the neighbourhood.
+
+    On an 8x8 grid; with ``auto_grid``, on the grid the product sizes for ``X``.
+    """
     from somseg.som import build_engine
 
-    engine = build_engine(product_som(seed, engine="batch", init="pca", sigma_end=sigma_end, neighborhood=neighborhood))
-    return engine.fit(X).weights_
+    config = product_som(seed, X if auto_grid else None, engine="batch", init="pca", sigma_end=sigma_end,
+                         neighborhood=neighborhood)
+    return build_engine(config).fit(X).weights_
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -60,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42, help="seed of the table and both engines")
     parser.add_argument("--sigma-ends", default="1.0,0.9,0.8,0.7,0.6", help="comma-separated last radii")
-    parser.add_argument("--neighborhood", choices=("gaussian", "cutgauss"), default="gaussian",
+    parser.add_argument("--neighborhood", choices=BATCH_NEIGHBOURHOODS, default="gaussian",
                         help="the batch engine's neighbourhood (som.neighborhood)")
     args = parser.parse_args(argv)
 

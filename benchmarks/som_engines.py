@@ -181,11 +181,17 @@ def _notebook(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(metric_rows)}
 
 
-def product_som(seed: int, **settings: Any) -> Any:
-    """The product's SOM settings for an 8x8 map (its defaults otherwise), made concrete as a run makes them."""
+def product_som(seed: int, sized_for: np.ndarray | None = None, **settings: Any) -> Any:
+    """The product's SOM settings (its defaults otherwise), made concrete as a run makes them.
+
+    On an 8x8 map; with ``sized_for`` (standardised rows), on the grid and
+    radius the product sizes for that table (``som.rows: auto``, its default).
+    """
     from somseg.config import SomConfig
     from somseg.som import concrete_som
 
+    if sized_for is not None:
+        return concrete_som(SomConfig(seed=seed, **settings), len(sized_for), np.cov(sized_for, rowvar=False))
     return concrete_som(SomConfig(rows=GRID, cols=GRID, seed=seed, **settings), 0, np.eye(2))
 
 
@@ -224,8 +230,7 @@ def _batch(
     neighborhood: str = "gaussian",
     auto_grid: bool = False,
 ) -> dict[str, Any]:
-    from somseg.config import SomConfig
-    from somseg.som import build_engine, concrete_som
+    from somseg.som import build_engine
 
     warmup = _warm_kernels(X.shape[1])
     settings: dict[str, Any] = {"engine": "batch", "init": "pca", "dedup": dedup, "neighborhood": neighborhood}
@@ -235,8 +240,7 @@ def _batch(
 
     def train() -> None:
         # The 'auto' grid is sized from the table's covariance, as a run sizes it: part of training.
-        config = (concrete_som(SomConfig(seed=args.seed, **settings), len(X), np.cov(X, rowvar=False)) if auto_grid
-                  else product_som(args.seed, **settings))
+        config = product_som(args.seed, X if auto_grid else None, **settings)
         fitted["config"], fitted["engine"] = config, build_engine(config).fit(X)
 
     train_step = _timed(train, args.repeat)
