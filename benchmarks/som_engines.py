@@ -181,18 +181,21 @@ def _notebook(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(metric_rows)}
 
 
-def product_som(seed: int, sized_for: np.ndarray | None = None, **settings: Any) -> Any:
+def product_som(
+    seed: int, sized_for: np.ndarray | None = None, grid: tuple[int, int] = (GRID, GRID), **settings: Any
+) -> Any:
     """The product's SOM settings (its defaults otherwise), made concrete as a run makes them.
 
-    On an 8x8 map; with ``sized_for`` (standardised rows), on the grid and
-    radius the product sizes for that table (``som.rows: auto``, its default).
+    On a ``grid`` map (8x8); with ``sized_for`` (standardised rows), on the
+    grid and radius the product sizes for that table (``som.rows: auto``, its
+    default).
     """
     from somseg.config import SomConfig
     from somseg.som import concrete_som
 
     if sized_for is not None:
         return concrete_som(SomConfig(seed=seed, **settings), len(sized_for), np.cov(sized_for, rowvar=False))
-    return concrete_som(SomConfig(rows=GRID, cols=GRID, seed=seed, **settings), 0, np.eye(2))
+    return concrete_som(SomConfig(rows=grid[0], cols=grid[1], seed=seed, **settings), 0, np.eye(2))
 
 
 def _warm_kernels(n_features: int) -> dict[str, Any]:

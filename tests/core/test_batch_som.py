@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from somseg import kernels
 from somseg.batch_som import (
     NEIGHBOURHOODS,
+    SAMPLE_ROWS_PER_NEURON,
     BatchSom,
     BatchSomTrainer,
     GatheredRows,
@@ -310,7 +311,7 @@ def test_sampled_training_is_deterministic_for_a_seed_whatever_the_blocks_and_th
 
 
 def test_sampled_map_matches_the_full_pass_map_on_the_whole_table(continuous):
-    # The default budget (25 neurons x 500 rows < 40,000 rows: sampled). A budget of
+    # The default budget (25 neurons x 200 rows < 40,000 rows: sampled). A budget of
     # a few rows per neuron fails both checks (QE up to 4 % higher, TE up to 0.026).
     full = sampled(sample_rows_per_neuron=None).fit(continuous).weights_
     som = sampled().fit(continuous)
@@ -342,7 +343,8 @@ def test_deduplicated_rows_are_thinned_like_the_rows_they_stand_for(continuous):
 
 
 def test_config_carries_the_sampling_budget():
-    assert SomConfig().sample_rows_per_neuron == 500
+    # The config names the default apart so that reading a config does not import the compiled kernels.
+    assert SomConfig().sample_rows_per_neuron == SAMPLE_ROWS_PER_NEURON == BatchSom().sample_rows_per_neuron
     engine = build_engine(SomConfig(rows=4, cols=4, sigma=1.0, sample_rows_per_neuron=None))
     assert engine.sample_rows_per_neuron is None
     with pytest.raises(ValidationError):

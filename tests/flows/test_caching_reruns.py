@@ -38,8 +38,10 @@ CACHED_TASKS = BEFORE_CLUSTERING + FROM_CLUSTERING
 
 @pytest.fixture(scope="module")
 def config(fast_config: SegmentationConfig) -> SegmentationConfig:
-    # Partitions of 2,000 rows: the sample is read, checked and learnt in three.
-    return fast_config.model_copy(update={"execution": ExecutionConfig(partition_rows=2_000)})
+    # Partitions of 2,000 rows: the sample is read, checked and learnt in three, every epoch a pass over
+    # them (a task per epoch, whatever the default sample size).
+    return fast_config.model_copy(update={"execution": ExecutionConfig(partition_rows=2_000),
+                                          "som": fast_config.som.model_copy(update={"sample_rows_per_neuron": None})})
 
 
 @pytest.fixture(scope="module")
