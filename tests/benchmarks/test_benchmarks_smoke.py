@@ -125,6 +125,14 @@ def test_the_epoch_samples_benchmark_compares_sampled_maps_with_the_full_pass_ma
     assert rows["generated continuous3"][8].strip() == "full"
     summary = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| 10 ")}
     assert summary["10"][2].strip() == "4"  # two tables sampled, two seeds each
+    # The money table standardised alone keeps its skew: another table than the log1p-cleaned one.
+    full_qe = []
+    for flags in ([], ["--standardise-only"]):
+        bench.main(["--tables", "none", "--kinds", "money", "--rows", "3000", "--rows-per-neuron", "10", "--seeds", "1",
+                    *flags])
+        money = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| generated money")]
+        full_qe.append(float(money[0][5]))
+    assert full_qe[0] != pytest.approx(full_qe[1], rel=0.05)
 
 
 def test_the_frontier_benchmark_names_the_settings_that_meet_every_part(capsys: pytest.CaptureFixture[str]) -> None:
