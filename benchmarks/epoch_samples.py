@@ -34,30 +34,30 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from public_tables import MIN_FEATURES, MIN_ROWS, public_table, qualifying_tables
 from radius_sweep import qe_te
-from som_engines import machine, product_som, standardised_table
+from som_engines import Grid, machine, parse_grid, product_som, standardised_table
 from tables import MONEY_FEATURES, make_table
 
 
-def train(X: np.ndarray, seed: int, rows_per_neuron: int | None, auto_grid: bool) -> tuple[object, float]:
-    """The product's batch map of ``X`` (8x8, or the grid it sizes) with ``B = rows_per_neuron``, and its seconds."""
+def train(X: np.ndarray, seed: int, rows_per_neuron: int | None, grid: Grid) -> tuple[Any, float]:
+    """The product's batch map of ``X`` on ``grid`` with ``B = rows_per_neuron``, and the seconds of its fit."""
     from somseg.som import build_engine
 
-    config = product_som(seed, X if auto_grid else None, engine="batch", init="pca",
-                         sample_rows_per_neuron=rows_per_neuron)
+    config = product_som(seed, grid, X, engine="batch", init="pca", sample_rows_per_neuron=rows_per_neuron)
     start = time.perf_counter()
     engine = build_engine(config).fit(X)
     return engine, time.perf_counter() - start
 
 
-def neurons(X: np.ndarray, auto_grid: bool) -> int:
+def neurons(X: np.ndarray, grid: Grid) -> int:
     """Neurons of the grid the maps of ``X`` are trained on."""
-    config = product_som(0, X if auto_grid else None, engine="batch")
+    config = product_som(0, grid, X, engine="batch")
     return config.rows * config.cols
 
 
@@ -90,14 +90,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     per_neuron = [int(b) for b in args.rows_per_neuron.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    auto_grid = args.grid == "auto"
+    grid = parse_grid(args.grid)
 
     tables: list[tuple[str, np.ndarray]] = []
     if args.tables != "none":
         names = args.tables.split(",") if args.tables else qualifying_tables(MIN_ROWS, MIN_FEATURES)
         for name in names:
             X = public_table(name, "none")
-            if args.tables or len(X) > min(per_neuron) * neurons(X, auto_grid):
+            if args.tables or len(X) > min(per_neuron) * neurons(X, grid):
                 tables.append((name, X))
     tables += [(f"generated {kind}", generated_table(kind, args.rows, args.standardise_only))
                for kind in args.kinds.split(",") if kind]
@@ -110,15 +110,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds: dict[int, list[float]] = {b: [] for b in per_neuron}
     full_seconds: list[float] = []
     for name, X in tables:
-        n_neurons = neurons(X, auto_grid)
-        full, full_s = train(X, seeds[0], None, auto_grid)
+        full, full_s = train(X, seeds[0], None, grid)
+        n_neurons = full.rows * full.cols
         full_seconds.append(full_s)
         full_qe, full_te = qe_te(X, full.weights_)
         cells = []
         for b in per_neuron:
             qes, tes = [], []
             for seed in seeds:
-                engine, spent = train(X, seed, b, auto_grid)
+                engine, spent = train(X, seed, b, grid)
                 if engine.sample_sizes_.min() >= len(X):  # few (distinct) rows: every epoch a full pass
                     break
                 qe, te = qe_te(X, engine.weights_)

@@ -33,22 +33,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from public_tables import parse_grid
-from som_engines import _notebook, _warm_kernels, machine, product_som, standardised_table
+from radius_sweep import batch_som, qe_te
+from som_engines import Grid, _notebook, _warm_kernels, machine, parse_grid, standardised_table
 
 from somseg.config import BATCH_NEIGHBOURHOODS
 
 
-def batch_map(X: np.ndarray, seed: int, grid: tuple[int, int], neighborhood: str, sigma_end: float) -> dict[str, float]:
+def batch_map(X: np.ndarray, seed: int, grid: Grid, neighborhood: str, sigma_end: float) -> dict[str, float]:
     """One batch map of ``X``: QE, TE (8 neighbours) and the seconds of training, assignment, QE and TE."""
-    from somseg.metrics import match_units, quantization_error, topographic_error
-    from somseg.som import build_engine
-
     start = time.perf_counter()
-    config = product_som(seed, grid=grid, engine="batch", init="pca", neighborhood=neighborhood, sigma_end=sigma_end)
-    weights = build_engine(config).fit(X).weights_
-    match = match_units(X, weights)
-    qe, te = quantization_error(X, weights, match), topographic_error(X, weights, 8, match)
+    qe, te = qe_te(X, batch_som(X, seed, grid, neighborhood=neighborhood, sigma_end=sigma_end).weights_)
     return {"qe": qe, "te": te, "seconds": time.perf_counter() - start}
 
 
@@ -65,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--te-max", type=float, default=0.1, help="the largest TE the target allows")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        grids = {text: parse_grid(text) for text in args.grids.split(",")}
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
 
     X = standardised_table(args.rows, args.seed, args.kind)
     print(f"{args.rows:,} rows of {args.kind!r}, {X.shape[1]} features, on {machine()}\n")
@@ -77,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("|---|---|---:|---:|---:|---:|---|")
     meeting = []
     for grid, neighborhood, sigma_end in itertools.product(
-            args.grids.split(","), args.neighborhoods.split(","), (float(s) for s in args.sigma_ends.split(","))):
-        runs = [batch_map(X, seed, parse_grid(grid), neighborhood, sigma_end) for seed in seeds]
+            grids, args.neighborhoods.split(","), (float(s) for s in args.sigma_ends.split(","))):
+        runs = [batch_map(X, seed, grids[grid], neighborhood, sigma_end) for seed in seeds]
         ratio = np.array([run["qe"] / notebook["qe"] for run in runs])
         te = np.array([run["te"] for run in runs])
         speed = np.array([notebook_s / run["seconds"] for run in runs])

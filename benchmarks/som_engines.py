@@ -67,7 +67,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -79,6 +79,7 @@ SIDES: tuple[str, ...] = (
 )
 STEP_NAMES = {"train": "train", "assign": "assign (best unit per row)", "qe": "QE", "te": "TE"}
 GRID = 8  # rows and columns of every side's map, the notebook's
+Grid = tuple[int, int] | Literal["auto"]  # (rows, cols), or the grid the product sizes for a table
 
 # Amounts and counts are skewed: log1p, as a config declares them; shares in [0, 1] and tenure as they are.
 _LOG1P = {"BALANCE", "PURCHASES", "ONEOFF_PURCHASES", "INSTALLMENTS_PURCHASES", "CASH_ADVANCE", "CASH_ADVANCE_TRX",
@@ -181,20 +182,31 @@ def _notebook(X: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": steps, "qe": qe[0], "te": te[0], "metrics_rows": len(metric_rows)}
 
 
-def product_som(
-    seed: int, sized_for: np.ndarray | None = None, grid: tuple[int, int] = (GRID, GRID), **settings: Any
-) -> Any:
+def parse_grid(text: str) -> Grid:
+    """A grid given as ``"RxC"`` (rows, cols) or ``"auto"``; an ``argparse`` type."""
+    if text == "auto":
+        return "auto"
+    try:
+        rows, cols = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a grid is 'auto' or RxC (such as 8x8), got {text!r}") from None
+    return rows, cols
+
+
+def product_som(seed: int, grid: Grid = (GRID, GRID), table: np.ndarray | None = None, **settings: Any) -> Any:
     """The product's SOM settings (its defaults otherwise), made concrete as a run makes them.
 
-    On a ``grid`` map (8x8); with ``sized_for`` (standardised rows), on the
-    grid and radius the product sizes for that table (``som.rows: auto``, its
+    On a ``grid`` map (8x8); ``grid="auto"``: on the grid and radius the
+    product sizes for ``table`` (standardised rows; ``som.rows: auto``, its
     default).
     """
     from somseg.config import SomConfig
     from somseg.som import concrete_som
 
-    if sized_for is not None:
-        return concrete_som(SomConfig(seed=seed, **settings), len(sized_for), np.cov(sized_for, rowvar=False))
+    if grid == "auto":
+        if table is None:
+            raise ValueError("an 'auto' grid is sized for a table: pass its rows")
+        return concrete_som(SomConfig(seed=seed, **settings), len(table), np.cov(table, rowvar=False))
     return concrete_som(SomConfig(rows=grid[0], cols=grid[1], seed=seed, **settings), 0, np.eye(2))
 
 
@@ -243,7 +255,7 @@ def _batch(
 
     def train() -> None:
         # The 'auto' grid is sized from the table's covariance, as a run sizes it: part of training.
-        config = product_som(args.seed, X if auto_grid else None, **settings)
+        config = product_som(args.seed, "auto" if auto_grid else (GRID, GRID), X, **settings)
         fitted["config"], fitted["engine"] = config, build_engine(config).fit(X)
 
     train_step = _timed(train, args.repeat)
